@@ -44,9 +44,7 @@ type bench struct {
 	cfg Config
 	hc  *http.Client
 
-	connCtx     context.Context // every connection lives on it
-	cancelConns context.CancelFunc
-	closing     atomic.Bool // set while we close connections ourselves
+	closing atomic.Bool // set while we close connections ourselves
 
 	open  atomic.Int64
 	hist  atomic.Pointer[Histogram] // latency of the current phase
@@ -73,7 +71,6 @@ func newBench(cfg Config) *bench {
 		errs:        make(map[string]uint64),
 		disconnects: make(map[string]uint64),
 	}
-	b.connCtx, b.cancelConns = context.WithCancel(context.Background())
 	b.hist.Store(new(Histogram))
 	b.setStage("start")
 	return b
@@ -236,8 +233,9 @@ type PhaseResult struct {
 	Rate         float64       `json:"rate"`             // messages per second asked for
 	Publishers   int           `json:"publishers"`       // users that published
 	Duration     time.Duration `json:"duration_ns"`      // publishing time
-	MsgRate      float64       `json:"msg_per_s"`        // messages written per second
-	DeliveryRate float64       `json:"deliveries_per_s"` // expected deliveries that arrived, per second of publishing
+	Window       time.Duration `json:"window_ns"`        // from the first message written to the last one delivered
+	MsgRate      float64       `json:"msg_per_s"`        // messages written per second of publishing
+	DeliveryRate float64       `json:"deliveries_per_s"` // expected deliveries that arrived, per second of Window
 	Latency      Latency       `json:"latency"`
 	Complete     bool          `json:"complete"` // every expected delivery and every ack arrived within the grace period
 }
@@ -363,9 +361,14 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 			res.Refused += s.refused.Load()
 		}
 	}
-	secs := res.Duration.Seconds()
-	res.MsgRate = round1(float64(res.Sent) / secs)
-	res.DeliveryRate = round1(float64(res.Delivered) / secs)
+	res.Window = res.Duration
+	for _, c := range receivers {
+		if at := time.Unix(0, c.lastFresh.Load()); at.Sub(start) > res.Window {
+			res.Window = at.Sub(start)
+		}
+	}
+	res.MsgRate = round1(float64(res.Sent) / res.Duration.Seconds())
+	res.DeliveryRate = round1(float64(res.Delivered) / res.Window.Seconds())
 	res.Latency = hist.Summary()
 	return res, ctx.Err()
 }
@@ -419,7 +422,11 @@ func (b *bench) close() {
 		}
 		return nil
 	})
-	b.cancelConns()
+	for _, c := range cs {
+		if c.conn != nil {
+			c.conn.CloseNow() // whoever did not answer in time
+		}
+	}
 	for _, c := range cs {
 		if c.done != nil {
 			<-c.done

@@ -35,6 +35,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON   bool
 		quiet    bool
 		scenario string
+		cpuprof  string
 	)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.BoolVar(&asJSON, "json", false, "write the result as one JSON line on stdout (the table goes to stderr)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&cpuprof, "cpuprofile", "", "write chatbench's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -102,6 +105,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "chatbench:", err)
 		fs.Usage()
 		return 2
+	}
+	if cpuprof != "" {
+		f, err := os.Create(cpuprof)
+		if err != nil {
+			fmt.Fprintln(stderr, "chatbench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "chatbench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := runBench(ctx, cfg, timeout)
 	table := stdout

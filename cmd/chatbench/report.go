@@ -120,7 +120,8 @@ func phaseRows(row func(string, any), p *PhaseResult) {
 	row("sent", fmt.Sprintf("%d (%.1f msg/s, asked %.1f)", p.Sent, p.MsgRate, p.Rate))
 	row("acked / refused", fmt.Sprintf("%d / %d", p.Acked, p.Refused))
 	row("expected deliveries", p.Expected)
-	row("delivered", fmt.Sprintf("%d (%.1f/s)", p.Delivered, p.DeliveryRate))
+	row("delivered", fmt.Sprintf("%d (%.1f/s over %v, from the first message written to the last delivered)",
+		p.Delivered, p.DeliveryRate, p.Window.Round(time.Millisecond)))
 	row("LOST", p.Lost)
 	row("DUPLICATED", p.Duplicated)
 	row("out of order", p.OutOfOrder)
