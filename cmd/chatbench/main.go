@@ -239,6 +239,9 @@ func (cfg Config) params() map[string]any {
 	case "fanout", "saturate":
 		p["channels"] = cfg.Channels
 		p["publishers"] = cfg.Publishers
+		if cfg.Publishers == 0 {
+			p["publishers"] = "auto"
+		}
 		fallthrough
 	case "dm":
 		p["rate"] = cfg.Rate
