@@ -256,6 +256,9 @@ func (cfg Config) params() map[string]any {
 	if cfg.Scenario == "saturate" {
 		p["factor"] = cfg.Factor
 		p["max_rate"] = cfg.MaxRate
+		if cfg.MaxRate <= 0 {
+			p["max_rate"] = "auto (rate x factor^8)"
+		}
 		p["p99_max"] = cfg.P99Max.String()
 	}
 	return p
