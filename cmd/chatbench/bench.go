@@ -54,10 +54,11 @@ type bench struct {
 	nextIdx    int    // owned by the scenario goroutine
 	nextSource uint32 // owned by the scenario goroutine
 
-	mu          sync.Mutex
-	clients     []*client         // guarded by mu
-	errs        map[string]uint64 // guarded by mu: error codes and write failures
-	disconnects map[string]uint64 // guarded by mu: connections the server ended, by close code
+	mu            sync.Mutex
+	clients       []*client         // guarded by mu
+	errs          map[string]uint64 // guarded by mu: error codes and write failures
+	disconnects   map[string]uint64 // guarded by mu: connections the server ended, by close code
+	disconnectsAt map[string]uint64 // guarded by mu: the same, by the stage they happened in
 }
 
 func newBench(cfg Config) *bench {
@@ -68,8 +69,9 @@ func newBench(cfg Config) *bench {
 			MaxIdleConnsPerHost: cfg.Concurrency,
 			IdleConnTimeout:     30 * time.Second,
 		}},
-		errs:        make(map[string]uint64),
-		disconnects: make(map[string]uint64),
+		errs:          make(map[string]uint64),
+		disconnects:   make(map[string]uint64),
+		disconnectsAt: make(map[string]uint64),
 	}
 	b.hist.Store(new(Histogram))
 	b.setStage("start")
@@ -91,6 +93,7 @@ func (b *bench) noteDisconnect(err error) {
 	}
 	b.mu.Lock()
 	b.disconnects[code]++
+	b.disconnectsAt[*b.stage.Load()]++
 	b.mu.Unlock()
 }
 

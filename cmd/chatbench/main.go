@@ -223,7 +223,7 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 	res.Nodes = cfg.URLs
 	res.Params = cfg.params()
 	b.mu.Lock()
-	res.Errors, res.Disconnects = b.errs, b.disconnects
+	res.Errors, res.Disconnects, res.DisconnectsAt = b.errs, b.disconnects, b.disconnectsAt
 	b.mu.Unlock()
 	res.Elapsed = time.Since(start)
 	if err != nil {

@@ -13,19 +13,20 @@ import (
 
 // Result is everything a run reports; the scenario fills its part.
 type Result struct {
-	Scenario    string            `json:"scenario"`
-	Nodes       []string          `json:"nodes"`
-	Params      map[string]any    `json:"params"`
-	Phase       *PhaseResult      `json:"phase,omitempty"`     // fanout, dm
-	Steps       []PhaseResult     `json:"steps,omitempty"`     // saturate
-	LastGood    *PhaseResult      `json:"last_good,omitempty"` // saturate
-	Idle        *IdleResult       `json:"idle,omitempty"`
-	Connect     *ConnectResult    `json:"connect,omitempty"`
-	Errors      map[string]uint64 `json:"errors"`      // error codes from the server, write failures
-	Disconnects map[string]uint64 `json:"disconnects"` // connections the server ended, by close code
-	Elapsed     time.Duration     `json:"elapsed_ns"`
-	Note        string            `json:"note,omitempty"`
-	Failure     string            `json:"failure,omitempty"` // why the run stopped before its end
+	Scenario      string            `json:"scenario"`
+	Nodes         []string          `json:"nodes"`
+	Params        map[string]any    `json:"params"`
+	Phase         *PhaseResult      `json:"phase,omitempty"`     // fanout, dm
+	Steps         []PhaseResult     `json:"steps,omitempty"`     // saturate
+	LastGood      *PhaseResult      `json:"last_good,omitempty"` // saturate
+	Idle          *IdleResult       `json:"idle,omitempty"`
+	Connect       *ConnectResult    `json:"connect,omitempty"`
+	Errors        map[string]uint64 `json:"errors"`               // error codes from the server, write failures
+	Disconnects   map[string]uint64 `json:"disconnects"`          // connections the server ended, by close code
+	DisconnectsAt map[string]uint64 `json:"disconnects_by_stage"` // the same, by the stage of the run (login, join, settle, publish, ...)
+	Elapsed       time.Duration     `json:"elapsed_ns"`
+	Note          string            `json:"note,omitempty"`
+	Failure       string            `json:"failure,omitempty"` // why the run stopped before its end
 }
 
 // IdleResult is the idle scenario's outcome.
@@ -104,6 +105,9 @@ func writeTable(w io.Writer, r *Result) {
 	}
 	row("errors", counts(r.Errors))
 	row("disconnects", counts(r.Disconnects))
+	if len(r.DisconnectsAt) > 0 {
+		row("  by stage", counts(r.DisconnectsAt))
+	}
 	row("elapsed", r.Elapsed.Round(time.Millisecond))
 	if r.Note != "" {
 		row("note", r.Note)
