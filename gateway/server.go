@@ -217,6 +217,9 @@ func (s *Server) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Connections returns the number of open websockets on this node.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
+
 // Revoke closes, on every node, the websockets of a login session that was
 // revoked. It is auth.Config.OnLogout.
 func (s *Server) Revoke(ctx context.Context, login auth.Session) {
