@@ -357,6 +357,6 @@ func (c *client) do(ctx context.Context, action, target string) (*protocol.Error
 // send writes one benchmark message of stream out[i] with sequence number
 // seq, without waiting for its ack.
 func (c *client) send(ctx context.Context, i int, s *outStream, seq uint64, size int) error {
-	c.wbuf = appendMessageRequest(c.wbuf[:0], i, s.target, s.source, seq, time.Now().UnixNano(), size)
+	c.wbuf = appendMessageRequest(c.wbuf[:0], !c.b.cfg.NoIDs, i, s.target, s.source, seq, time.Now().UnixNano(), size)
 	return c.conn.Write(ctx, websocket.MessageText, c.wbuf)
 }

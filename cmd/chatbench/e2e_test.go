@@ -239,6 +239,20 @@ func TestFanoutAgainstChatd(t *testing.T) {
 	checkNoErrors(t, res)
 }
 
+func TestFanoutWithoutRequestIDs(t *testing.T) {
+	s := startChatd(t, "CHAT_RATE_LIMIT=10000")
+	cfg := testConfig(t, "fanout", s)
+	cfg.RateLimit = 10000
+	cfg.NoIDs = true
+	res := runTest(t, cfg)
+	if res.Phase.Acked != 0 {
+		t.Errorf("%d acks for messages without ids", res.Phase.Acked)
+	}
+	res.Phase.Acked = res.Phase.Sent // checkPhase matches acks to messages
+	checkPhase(t, res.Phase, 11)
+	checkNoErrors(t, res)
+}
+
 func TestFanoutSpreadsOverPublishersUnderTheDefaultRateLimit(t *testing.T) {
 	s := startChatd(t) // CHAT_RATE_LIMIT at its default of 20
 	cfg := testConfig(t, "fanout", s)

@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Rate, "rate", 100, "messages per second over all publishers (saturate: of the first step)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate)")
 	fs.IntVar(&cfg.Size, "size", 100, "message text size in bytes (at least the header source:seq:unixnano:)")
+	fs.BoolFunc("no-ids", "send messages without request ids: the server sends no acks (halving a publisher's frames), "+
+		"and a refused message cannot be matched, so it counts as lost", func(string) error { cfg.NoIDs = true; return nil })
 	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops (ends early when all is in)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 20, "the server's CHAT_RATE_LIMIT (requests/s per user)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "logins, dials and joins in flight at once")
@@ -249,6 +251,7 @@ func (cfg Config) params() map[string]any {
 		p["size"] = cfg.Size
 		p["grace"] = cfg.Grace.String()
 		p["rate_limit"] = cfg.RateLimit
+		p["no_ids"] = cfg.NoIDs
 	case "idle":
 		p["duration"] = cfg.Duration.String()
 		p["pid"] = cfg.PID

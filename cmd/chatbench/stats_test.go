@@ -293,7 +293,11 @@ func TestScanMessageReadsServerFrames(t *testing.T) {
 }
 
 func TestMessageRequestDecodes(t *testing.T) {
-	frame := appendMessageRequest(nil, 2, "#room-1", 5, 8, 777, 100)
+	noID, err := protocol.DecodeRequest(appendMessageRequest(nil, false, 2, "#room-1", 5, 8, 777, 100))
+	if err != nil || noID.ID != "" || noID.Target != "#room-1" {
+		t.Fatalf("without id: %+v, %v", noID, err)
+	}
+	frame := appendMessageRequest(nil, true, 2, "#room-1", 5, 8, 777, 100)
 	req, err := protocol.DecodeRequest(frame)
 	if err != nil {
 		t.Fatalf("DecodeRequest(%s): %v", frame, err)
