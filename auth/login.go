@@ -143,7 +143,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if ic, ok := p.(issuerChecker); ok {
 		iss, required := ic.authorizationIssuer()
 		if got := q.Get("iss"); (got != "" || required) && got != iss {
-			refuse(http.StatusBadRequest, "wrong iss parameter", "This answer did not come from the provider the login was started with. Please start the login again.")
+			refuse(http.StatusBadRequest, "missing or wrong iss parameter", "This answer did not come from the provider the login was started with. Please start the login again.")
 			return
 		}
 	}

@@ -74,7 +74,13 @@ func newOIDC(ctx context.Context, name, issuer string, cfg OAuth2Config, scopes 
 	}
 	op, err := oidc.NewProvider(oidc.ClientContext(ctx, client), issuer)
 	if err != nil {
-		return nil, fmt.Errorf("%s: discovery at %s: %w", name, issuer, err)
+		// go-oidc's error may carry the response body: keep the message
+		// to one short line for the operator.
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if len(msg) > 200 {
+			msg = msg[:200] + "…"
+		}
+		return nil, fmt.Errorf("%s: discovery at %s failed: %s", name, issuer, msg)
 	}
 	var meta struct {
 		JWKSURL     string   `json:"jwks_uri"`
