@@ -11,7 +11,8 @@ import (
 
 // ProvidersConfig is the social login configuration of a server. Each
 // provider is enabled when its client id and secret are set; a provider
-// with only one of them is a configuration error. The comments name the
+// with only one of them is a configuration error. The URLs and the name of
+// a provider that is not enabled are ignored (they may hold defaults). The comments name the
 // environment variable cmd/chatd reads each field from.
 type ProvidersConfig struct {
 	// PublicURL is the server's public address, CHAT_PUBLIC_URL; the
@@ -60,8 +61,6 @@ func ProvidersFromConfig(ctx context.Context, cfg ProvidersConfig, client *http.
 			return nil, fmt.Errorf("%w (check CHAT_GITHUB_URL, CHAT_GITHUB_API_URL)", err)
 		}
 		ps = append(ps, p)
-	} else if cfg.GitHubURL != "" || cfg.GitHubAPIURL != "" {
-		return nil, errors.New("CHAT_GITHUB_URL or CHAT_GITHUB_API_URL is set but CHAT_GITHUB_CLIENT_ID and CHAT_GITHUB_CLIENT_SECRET are not")
 	}
 
 	if on, err := enabled("CHAT_GOOGLE", cfg.GoogleClientID, cfg.GoogleClientSecret); err != nil {
@@ -104,8 +103,8 @@ func ProvidersFromConfig(ctx context.Context, cfg ProvidersConfig, client *http.
 			return nil, fmt.Errorf("%w (check CHAT_OIDC_ISSUER)", err)
 		}
 		ps = append(ps, p)
-	} else if cfg.OIDCIssuer != "" || cfg.OIDCName != "" {
-		return nil, errors.New("CHAT_OIDC_ISSUER or CHAT_OIDC_NAME is set but CHAT_OIDC_CLIENT_ID and CHAT_OIDC_CLIENT_SECRET are not")
+	} else if cfg.OIDCIssuer != "" {
+		return nil, errors.New("CHAT_OIDC_ISSUER is set but CHAT_OIDC_CLIENT_ID and CHAT_OIDC_CLIENT_SECRET are not")
 	}
 	return ps, nil
 }
