@@ -51,8 +51,8 @@ type fakeAS struct {
 	github bool // GitHub's dialect; else OpenID Connect
 
 	clientID, secret string
-	authMethods      []string // OIDC: token_endpoint_auth_methods_supported
-	issParam         bool     // OIDC: sends iss in the authorization response (RFC 9207)
+	authMethods      []string // immutable after start; OIDC: token_endpoint_auth_methods_supported
+	issParam         bool     // immutable after start; OIDC: sends iss in the authorization response (RFC 9207)
 
 	key     *rsa.PrivateKey // signs ID tokens; its public half is in the JWKS
 	kid     string
@@ -93,14 +93,16 @@ func testKey(t *testing.T, i int) *rsa.PrivateKey {
 }
 
 func newFakeGitHub(t *testing.T) *fakeAS {
-	return newFakeAS(t, true)
+	return newFakeAS(t, true, nil)
 }
 
-func newFakeIssuer(t *testing.T) *fakeAS {
-	return newFakeAS(t, false)
+// newFakeIssuer returns a fake OpenID Connect issuer; opt, if set, sets
+// its immutable options before it starts.
+func newFakeIssuer(t *testing.T, opt func(f *fakeAS)) *fakeAS {
+	return newFakeAS(t, false, opt)
 }
 
-func newFakeAS(t *testing.T, github bool) *fakeAS {
+func newFakeAS(t *testing.T, github bool, opt func(f *fakeAS)) *fakeAS {
 	f := &fakeAS{
 		t:           t,
 		github:      github,
@@ -129,6 +131,9 @@ func newFakeAS(t *testing.T, github bool) *fakeAS {
 		f.user = fakeUser{ID: 1, Login: "octocat"}
 	} else {
 		f.user = fakeUser{Sub: "sub-1", PreferredUsername: "pat"}
+	}
+	if opt != nil {
+		opt(f)
 	}
 	f.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(f.srv.Close)

@@ -96,10 +96,8 @@ func newLoginEnvStates(t *testing.T, states StateStore) *loginEnv {
 	t.Helper()
 	e := &loginEnv{t: t, store: NewMemory(), states: &tamperStates{StateStore: states}, clock: &testClock{}, logs: &syncBuffer{}}
 	e.gh = newFakeGitHub(t)
-	e.google = newFakeIssuer(t)
-	e.google.authMethods = []string{"client_secret_post"}
-	e.corp = newFakeIssuer(t)
-	e.corp.issParam = true
+	e.google = newFakeIssuer(t, func(f *fakeAS) { f.authMethods = []string{"client_secret_post"} })
+	e.corp = newFakeIssuer(t, func(f *fakeAS) { f.issParam = true })
 	e.httpCli = e.gh.srv.Client() // every httptest TLS server has the same certificate
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")

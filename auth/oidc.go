@@ -83,10 +83,10 @@ func newOIDC(ctx context.Context, name, issuer string, cfg OAuth2Config, scopes 
 		return nil, fmt.Errorf("%s: discovery at %s failed: %s", name, issuer, msg)
 	}
 	var meta struct {
-		JWKSURL     string   `json:"jwks_uri"`
-		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
-		IssParam    bool     `json:"authorization_response_iss_parameter_supported"`
-		Methods     []string `json:"code_challenge_methods_supported"`
+		JWKSURL          string   `json:"jwks_uri"`
+		AuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
+		IssParam         bool     `json:"authorization_response_iss_parameter_supported"`
+		ChallengeMethods []string `json:"code_challenge_methods_supported"`
 	}
 	if err := op.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("%s: discovery at %s: %w", name, issuer, err)
@@ -99,7 +99,7 @@ func newOIDC(ctx context.Context, name, issuer string, cfg OAuth2Config, scopes 
 			return nil, err
 		}
 	}
-	if len(meta.Methods) > 0 && !slices.Contains(meta.Methods, "S256") {
+	if len(meta.ChallengeMethods) > 0 && !slices.Contains(meta.ChallengeMethods, "S256") {
 		return nil, fmt.Errorf("%s: the issuer does not support PKCE with S256", name)
 	}
 	ep := op.Endpoint()

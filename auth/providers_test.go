@@ -11,7 +11,7 @@ import (
 
 func TestProvidersFromConfig(t *testing.T) {
 	gh := newFakeGitHub(t)
-	op := newFakeIssuer(t)
+	op := newFakeIssuer(t, nil)
 	client := op.srv.Client()
 	full := ProvidersConfig{
 		PublicURL:          "https://chat.example.com/",

@@ -23,9 +23,9 @@ var _ StateStore = (*StateRedis)(nil)
 
 // NewStateRedis returns a store on rdb (a *redis.Client or a cluster
 // client; Redis 6.2 or later for GETDEL) whose keys are prefix +
-// "login:" + key. The caller closes rdb.
+// "oauth:state:" + key. The caller closes rdb.
 func NewStateRedis(rdb redis.Cmdable, prefix string) *StateRedis {
-	return &StateRedis{rdb: rdb, prefix: prefix + "login:"}
+	return &StateRedis{rdb: rdb, prefix: prefix + "oauth:state:"}
 }
 
 // Put implements StateStore.

@@ -236,9 +236,9 @@ func TestStateRedisKeys(t *testing.T) {
 	if err := s.Put(ctx, "k", LoginState{Provider: "github"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := rdb.PTTL(ctx, prefix+"login:k").Result()
+	ttl, err := rdb.PTTL(ctx, prefix+"oauth:state:k").Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
-		t.Errorf("key %slogin:k has TTL %v, %v; want (0, 1m]", prefix, ttl, err)
+		t.Errorf("key %soauth:state:k has TTL %v, %v; want (0, 1m]", prefix, ttl, err)
 	}
 }
 
