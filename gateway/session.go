@@ -31,7 +31,7 @@ type Session struct {
 	login   auth.Session // immutable: who is connected
 	srv     *Server      // immutable
 	conn    *websocket.Conn
-	cork    *corkConn // the socket under conn
+	cork    *corkConn     // the socket under conn
 	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
 	log     *slog.Logger  // immutable
 
