@@ -56,7 +56,9 @@ func TestProcess(t *testing.T) {
 
 	addr := freeAddr(t)
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "CHAT_ADDR="+addr, "CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL=", "CHAT_SHUTDOWN_TIMEOUT=5s")
+	cmd.Env = append(os.Environ(), "CHAT_ADDR="+addr, "CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL=", "CHAT_SHUTDOWN_TIMEOUT=5s",
+		"CHAT_PUBLIC_URL=http://chat.test:8080",
+		"CHAT_GITHUB_CLIENT_ID=ghid", "CHAT_GITHUB_CLIENT_SECRET=ghsecret", "CHAT_GITHUB_URL=http://127.0.0.1:9", "CHAT_GITHUB_API_URL=http://127.0.0.1:9")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -118,6 +120,29 @@ func TestProcess(t *testing.T) {
 			t.Errorf("GET %s: %s", path, resp.Status)
 		}
 	}
+
+	t.Run("providers are wired", func(t *testing.T) {
+		resp, err := http.Get(base + "/auth/providers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `{"name":"github","login_url":"/auth/github/login"}`) || !strings.Contains(string(b), `"dev"`) {
+			t.Fatalf("providers: %s", b)
+		}
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err = noRedirect.Get(base + "/auth/github/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "http://127.0.0.1:9/login/oauth/authorize?") ||
+			!strings.Contains(loc, "redirect_uri=http%3A%2F%2Fchat.test%3A8080%2Fauth%2Fgithub%2Fcallback") {
+			t.Fatalf("github login: %s %s", resp.Status, loc)
+		}
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
