@@ -222,7 +222,11 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 // the context, read and write timeouts of timeout, no retries (a retried
 // script could run twice) and short dial and pool timeouts. Use it on the
 // options of a Client passed in RedisOptions.
+// A timeout of zero means 1 s.
 func TuneOptions(o *redis.Options, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = time.Second
+	}
 	o.ContextTimeoutEnabled = true
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
