@@ -48,8 +48,8 @@ type RedisOptions struct {
 	// logged.
 	Logger *slog.Logger
 
-	// Timeout bounds every Redis command and every wait for a confirmation
-	// of a subscription. If zero, 1 s.
+	// Timeout bounds every Redis command; a wait for Redis to confirm a
+	// subscription gets five times as long. If zero, 1 s.
 	Timeout time.Duration
 
 	// HeartbeatInterval is how often the node publishes a heartbeat to
@@ -58,7 +58,8 @@ type RedisOptions struct {
 
 	// HeartbeatTimeout is how long the node may go without receiving its
 	// own heartbeat before it counts as unhealthy and rebuilds its pub/sub
-	// connection. If zero, 3 s.
+	// connection (a connection that still delivers other payloads gets
+	// three times as long before it is rebuilt). If zero, 3 s.
 	HeartbeatTimeout time.Duration
 
 	// OnHealth, if set, is called with the new value whenever Healthy
@@ -97,6 +98,7 @@ type Redis struct {
 
 	healthy   atomic.Bool
 	lastBeat  atomic.Int64  // unix nanoseconds of the last heartbeat received
+	lastRecv  atomic.Int64  // unix nanoseconds of the last reply of any kind received
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the batcher, the heartbeat and the monitor
@@ -204,6 +206,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		unsubbed:   make(map[string][]chan struct{}),
 	}
 	r.lastBeat.Store(time.Now().UnixNano())
+	r.lastRecv.Store(time.Now().UnixNano())
 	r.psMu.Lock()
 	r.startPubSubLocked(ctx)
 	r.psMu.Unlock()
@@ -318,8 +321,9 @@ func (r *Redis) failQueued() {
 }
 
 // Subscribe implements Broker: it returns once Redis has confirmed the
-// subscription on the node's pub/sub connection, or after
-// RedisOptions.Timeout with ErrUnavailable.
+// subscription on the node's pub/sub connection, or with ErrUnavailable
+// when ctx ends or no confirmation came within five times
+// RedisOptions.Timeout.
 func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 	if err := r.subscribe(ctx, r.topicPrefix+topic); err != nil {
 		return fmt.Errorf("subscribe %q: %w", topic, err)
@@ -352,7 +356,7 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 	st.waiters = append(st.waiters, wait)
 	r.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.confirmTimeout())
 	defer cancel()
 	var err error
 	if !ok {
@@ -360,7 +364,9 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 		// reconnection is under way, or an earlier Subscribe gave up)
 		// needs no second SUBSCRIBE: the connection subscribes every
 		// wanted topic when it comes up.
-		err = r.ps.Subscribe(ctx, channel)
+		wctx, wcancel := context.WithTimeout(ctx, r.timeout)
+		err = r.ps.Subscribe(wctx, channel)
+		wcancel()
 	}
 	if err == nil {
 		select {
@@ -387,8 +393,10 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 	return fmt.Errorf("%w: no confirmation: %w", ErrUnavailable, err)
 }
 
-// Unsubscribe implements Broker. It waits (at most RedisOptions.Timeout)
-// for Redis to confirm; payloads published before that may still arrive.
+// Unsubscribe implements Broker. It waits (as Subscribe does) for Redis to
+// confirm; payloads published before that may still arrive. It fails only
+// after Close: when Redis does not answer, the topic is forgotten anyway
+// and no reconnection subscribes it again.
 func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	channel := r.topicPrefix + topic
 	tl := r.topicLock(channel)
@@ -411,11 +419,13 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	r.unsubbed[channel] = append(r.unsubbed[channel], wait)
 	r.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.confirmTimeout())
 	defer cancel()
 	// go-redis forgets the channel even when the command fails, so a
 	// reconnection will not subscribe it again.
-	err := r.ps.Unsubscribe(ctx, channel)
+	wctx, wcancel := context.WithTimeout(ctx, r.timeout)
+	err := r.ps.Unsubscribe(wctx, channel)
+	wcancel()
 	if err == nil {
 		// Waiting for the confirmation makes sure that no confirmation of
 		// an earlier SUBSCRIBE of this topic is still on its way, which a
@@ -447,6 +457,11 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	r.log.Debug("unsubscribe not confirmed", "topic", topic, "err", err)
 	return nil
 }
+
+// confirmTimeout bounds the wait for Redis to confirm a (un)subscription.
+// The confirmation comes on the pub/sub connection behind whatever is
+// being delivered, so it gets more time than a command.
+func (r *Redis) confirmTimeout() time.Duration { return 5 * r.timeout }
 
 func (r *Redis) topicLock(channel string) *sync.Mutex {
 	return &r.topicLocks[maphash.String(r.seed, channel)%uint64(len(r.topicLocks))]
@@ -531,6 +546,7 @@ func (r *Redis) receive(ps *redis.PubSub, rc *receiver) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		r.lastRecv.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *redis.Message:
 			if m.Channel == r.hbChannel {
@@ -616,15 +632,23 @@ func (r *Redis) monitor() {
 		case <-r.stop:
 			return
 		case now := <-check.C:
-			last := time.Unix(0, r.lastBeat.Load())
-			if now.Sub(last) < r.hbTimeout {
+			silent := now.Sub(time.Unix(0, r.lastBeat.Load()))
+			if silent < r.hbTimeout {
 				continue
 			}
 			r.setHealthy(false)
 			if now.Sub(rebuiltAt) < r.hbTimeout {
 				continue
 			}
-			r.log.Warn("no heartbeat: rebuilding the pubsub connection", "silent", now.Sub(last).Round(time.Millisecond))
+			// A connection that still delivers is more likely behind
+			// than wedged, and a rebuild would drop what it holds: it
+			// gets longer before it is replaced.
+			idle := now.Sub(time.Unix(0, r.lastRecv.Load()))
+			if idle < r.hbTimeout && silent < 3*r.hbTimeout {
+				continue
+			}
+			r.log.Warn("no heartbeat: rebuilding the pubsub connection",
+				"silent", silent.Round(time.Millisecond), "idle", idle.Round(time.Millisecond))
 			r.rebuild()
 			rebuiltAt = time.Now()
 		}
