@@ -139,3 +139,17 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeValidate(b *testing.B) {
+	frame := []byte(`{"type":"message","target":"#Main","message":"Hello guys! This is a message of about a hundred bytes, as chat messages go.","id":"42"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, err := DecodeRequest(frame)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := NormalizeChannel(req.Target); !ok || !ValidText(req.Message, 4096) {
+			b.Fatal("invalid")
+		}
+	}
+}
