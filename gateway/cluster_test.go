@@ -411,3 +411,37 @@ func TestClusterFanOut(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterJoinReachesOtherSessions: when a user joins on one node, its
+// session on another node, where nobody else is in the channel, starts
+// receiving the channel at once: the join event, and a message sent by
+// another member right after the ack.
+func TestClusterJoinReachesOtherSessions(t *testing.T) {
+	nodes := startCluster(t, 3, gateway.Config{RateLimit: 1000})
+	aliceLogin := nodes[0].login("alice")
+	alice0, alice1 := nodes[0].dial(aliceLogin), nodes[1].dial(aliceLogin)
+	bob := nodes[2].user("bob")
+	for round := range 100 {
+		ch := fmt.Sprint("#other", round)
+		bob.do("create", ch)
+		for _, c := range []*client{alice0, alice1, bob} {
+			expectEvent(t, c, "create", ch)
+		}
+		bob.do("join", ch)
+		expectEvent(t, bob, "join", bob.login.Identifier)
+
+		alice0.do("join", ch)
+		text := fmt.Sprint("right after ", round)
+		bob.send(`{"type":"message","target":"` + ch + `","message":"` + text + `"}`)
+		for _, c := range []*client{alice0, alice1, bob} {
+			expectEvent(t, c, "join", aliceLogin.Identifier)
+			if m := c.expect("message"); m["message"] != text {
+				t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
+			}
+		}
+		bob.do("destroy", ch)
+		for _, c := range []*client{alice0, alice1, bob} {
+			expectEvent(t, c, "destroy", ch)
+		}
+	}
+}

@@ -18,6 +18,10 @@ var commands = map[string]func(s *Server, ctx context.Context, sess *Session, ch
 // requestTimeout bounds the backend work of one request.
 const requestTimeout = 5 * time.Second
 
+// joinSpreadTimeout bounds how long a join waits for the other nodes that
+// hold sessions of the joiner to subscribe to the channel.
+const joinSpreadTimeout = 2 * time.Second
+
 // dispatch carries out a decoded request. The checks run in the order of
 // the error table (spec 3.4): the target's name, the text, then the state.
 func (s *Server) dispatch(ctx context.Context, sess *Session, req protocol.Request) error {
@@ -110,8 +114,12 @@ func (s *Server) join(ctx context.Context, sess *Session, channel string) error 
 	if !added {
 		return nil
 	}
-	// The user's sessions on other nodes follow; then every member hears.
-	if err := s.publish(ctx, userTopic(uid), control(opJoin, channel, nil)); err != nil {
+	// The user's sessions on other nodes follow (their nodes subscribe
+	// before they answer); then every member hears.
+	wctx, cancel := context.WithTimeout(ctx, joinSpreadTimeout)
+	err = s.router.spreadJoin(wctx, uid, channel)
+	cancel()
+	if err != nil {
 		return err
 	}
 	return s.publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))

@@ -5,8 +5,12 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/wirechat/chat/pubsub"
 )
@@ -20,9 +24,14 @@ func userTopic(user string) string       { return "u:" + user }
 // Control notices. Each is one line: "!op arg", optionally followed by
 // "\n" and a wire frame that the router forwards before it applies op.
 const (
-	// opJoin on u:<uuid>: the user joined channel arg; its sessions on every
-	// node start receiving c:arg.
+	// opJoin on u:<uuid>: the user joined a channel; its sessions on every
+	// node start receiving the channel's topic. The arg is "#name", or
+	// "#name reqid reply" when the joining node waits: then every node
+	// that receives the notice answers opJoined reqid on the topic reply
+	// once it is subscribed to the channel's topic.
 	opJoin = "join"
+	// opJoined on a node's reply topic: the answer to opJoin with id arg.
+	opJoined = "joined"
 	// opLeft on c:#name: user arg left; the frame (the left event) goes to
 	// every session on the topic, then the user's sessions stop receiving it.
 	opLeft = "left"
@@ -64,7 +73,24 @@ type router struct {
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{} // topics whose subscription needs a look
+	answers map[string][]answer // guarded by dirtyMu: owed once a topic is reconciled
 	wake    chan struct{}       // capacity 1: dirty has news
+
+	// reply is this node's own topic, on which other nodes answer its
+	// join notices; immutable after newRouter.
+	reply     string
+	waitMu    sync.Mutex
+	waits     map[string]*joinWait // guarded by waitMu: by request id
+	waitCount uint64               // guarded by waitMu
+}
+
+// answer is an opJoined this node owes once a topic is subscribed.
+type answer struct{ id, reply string }
+
+// joinWait counts the answers to one join notice.
+type joinWait struct {
+	need int
+	done chan struct{} // closed when need answers came
 }
 
 type topic struct {
@@ -84,7 +110,10 @@ func newRouter(log *slog.Logger, m *metrics) *router {
 		seed:    maphash.MakeSeed(),
 		topics:  make(map[string]*topic),
 		dirty:   make(map[string]struct{}),
+		answers: make(map[string][]answer),
 		wake:    make(chan struct{}, 1),
+		reply:   "n:" + uuid.NewString(),
+		waits:   make(map[string]*joinWait),
 	}
 }
 
@@ -265,6 +294,9 @@ func (r *router) reconcileLoop(ctx context.Context) {
 		for _, name := range names {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := r.reconcile(cctx, name)
+			if err == nil {
+				r.answer(cctx, name)
+			}
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -280,6 +312,70 @@ func (r *router) reconcileLoop(ctx context.Context) {
 		if failed {
 			retry.Reset(time.Second)
 		}
+	}
+}
+
+// answer sends the opJoined answers owed for topic name, which is now in
+// step with the node's sessions.
+func (r *router) answer(ctx context.Context, name string) {
+	r.dirtyMu.Lock()
+	owed := r.answers[name]
+	delete(r.answers, name)
+	r.dirtyMu.Unlock()
+	for _, a := range owed {
+		if err := r.broker.Publish(ctx, a.reply, control(opJoined, a.id, nil)); err != nil {
+			r.log.Warn("answer join notice", "topic", name, "err", err)
+		}
+	}
+}
+
+// spreadJoin tells the nodes that hold sessions of user that it joined
+// channel, and waits (at most until ctx ends) until each of them is
+// subscribed to the channel's topic, so that whatever is published there
+// next reaches every session of the user.
+func (r *router) spreadJoin(ctx context.Context, user, channel string) error {
+	ut := userTopic(user)
+	n, err := r.broker.Subscribers(ctx, ut)
+	if err != nil {
+		return err
+	}
+	if n <= 1 { // only this node, whose sessions are on the topic already
+		return r.broker.Publish(ctx, ut, control(opJoin, channel, nil))
+	}
+	r.waitMu.Lock()
+	r.waitCount++
+	id := strconv.FormatUint(r.waitCount, 10)
+	w := &joinWait{need: n, done: make(chan struct{})}
+	r.waits[id] = w
+	r.waitMu.Unlock()
+	defer func() {
+		r.waitMu.Lock()
+		delete(r.waits, id)
+		r.waitMu.Unlock()
+	}()
+	if err := r.broker.Publish(ctx, ut, control(opJoin, channel+" "+id+" "+r.reply, nil)); err != nil {
+		return err
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		// A node that went away does not answer; the join stands, and
+		// that node's sessions catch up when its subscription is made.
+		r.log.Warn("join notice not answered by every node", "user", user, "channel", channel, "nodes", n)
+	}
+	return nil
+}
+
+// joined counts an answer to the join notice id.
+func (r *router) joined(id string) {
+	r.waitMu.Lock()
+	defer r.waitMu.Unlock()
+	w := r.waits[id]
+	if w == nil || w.need == 0 {
+		return
+	}
+	if w.need--; w.need == 0 {
+		close(w.done)
 	}
 }
 
@@ -319,9 +415,20 @@ func (r *router) control(name string, payload []byte) {
 	}
 	switch string(op) {
 	case opJoin:
-		channel := channelTopic(string(arg))
+		fields := strings.Fields(string(arg))
+		if len(fields) == 0 {
+			break
+		}
+		channel := channelTopic(fields[0])
 		r.addLocal(channel, r.sessionsOf(name))
+		if len(fields) == 3 {
+			r.dirtyMu.Lock()
+			r.answers[channel] = append(r.answers[channel], answer{id: fields[1], reply: fields[2]})
+			r.dirtyMu.Unlock()
+		}
 		r.markDirty(channel)
+	case opJoined:
+		r.joined(string(arg))
 	case opLeft:
 		r.remove(name, r.sessionsOf(userTopic(string(arg)))...)
 	case opDestroy:

@@ -467,6 +467,22 @@ func (r *Redis) topicLock(channel string) *sync.Mutex {
 	return &r.topicLocks[maphash.String(r.seed, channel)%uint64(len(r.topicLocks))]
 }
 
+// Subscribers implements Broker with PUBSUB NUMSUB: every node holds one
+// pub/sub connection, so subscribers are nodes.
+func (r *Redis) Subscribers(ctx context.Context, topic string) (int, error) {
+	if r.isClosed() {
+		return 0, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	channel := r.topicPrefix + topic
+	counts, err := r.client.PubSubNumSub(ctx, channel).Result()
+	if err != nil {
+		return 0, fmt.Errorf("subscribers %q: %w", topic, r.wrap(err))
+	}
+	return int(counts[channel]), nil
+}
+
 // Healthy implements Broker: true while the node receives its own
 // heartbeats.
 func (r *Redis) Healthy() bool { return r.healthy.Load() }

@@ -43,6 +43,7 @@ func RunBroker(t *testing.T, f BrokerFactory) {
 	t.Run("Payloads", func(t *testing.T) { testPayloads(t, f) })
 	t.Run("Order", func(t *testing.T) { testOrder(t, f) })
 	t.Run("ConcurrentPublish", func(t *testing.T) { testConcurrentPublish(t, f) })
+	t.Run("Subscribers", func(t *testing.T) { testSubscribers(t, f) })
 	t.Run("Healthy", func(t *testing.T) { testHealthy(t, f) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, f) })
 	if !f.SingleNode {
@@ -302,6 +303,33 @@ func testConcurrentPublish(t *testing.T, f BrokerFactory) {
 		}
 		next[g]++
 	}
+}
+
+// wantSubscribers checks how many nodes b counts on topic.
+func wantSubscribers(t *testing.T, b pubsub.Broker, topic string, want int) {
+	t.Helper()
+	n, err := b.Subscribers(ctxT(t), topic)
+	must(t, err)
+	if n != want {
+		t.Fatalf("Subscribers(%q) = %d, want %d", topic, n, want)
+	}
+}
+
+func testSubscribers(t *testing.T, f BrokerFactory) {
+	ctx := ctxT(t)
+	newNode := f.Cluster(t)
+	a := newNode(func(string, []byte) {})
+	wantSubscribers(t, a, "t", 0)
+	must(t, a.Subscribe(ctx, "t"))
+	wantSubscribers(t, a, "t", 1)
+	if !f.SingleNode {
+		b := newNode(func(string, []byte) {})
+		must(t, b.Subscribe(ctx, "t"))
+		wantSubscribers(t, a, "t", 2)
+		must(t, b.Unsubscribe(ctx, "t"))
+	}
+	must(t, a.Unsubscribe(ctx, "t"))
+	wantSubscribers(t, a, "t", 0)
 }
 
 func testHealthy(t *testing.T, f BrokerFactory) {
