@@ -63,3 +63,22 @@ func TestRedisRegistry(t *testing.T) {
 		Close: func(r pubsub.Registry) error { return r.(*pubsub.Redis).Close() },
 	})
 }
+
+// BenchmarkRedisPublish measures publishes from many goroutines at once,
+// which the broker sends to Redis in pipelines.
+func BenchmarkRedisPublish(b *testing.B) {
+	url, prefix := redistest.URL(b)
+	r := newRedis(b, url, prefix, nil, nil)
+	payload := []byte(`{"type":"message","emitter":"participant","target":"#bench","message":"hello"}`)
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := r.Publish(ctx, "c:#bench", payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
