@@ -323,7 +323,8 @@ func (r *Redis) failQueued() {
 // Subscribe implements Broker: it returns once Redis has confirmed the
 // subscription on the node's pub/sub connection, or with ErrUnavailable
 // when ctx ends or no confirmation came within five times
-// RedisOptions.Timeout.
+// RedisOptions.Timeout. A Subscribe that fails leaves the topic
+// unsubscribed, unless it was subscribed before.
 func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 	if err := r.subscribe(ctx, r.topicPrefix+topic); err != nil {
 		return fmt.Errorf("subscribe %q: %w", topic, err)
@@ -378,10 +379,6 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 			return ErrClosed
 		}
 	}
-	// The topic stays wanted: its subscription may still go through, and
-	// keeping it is harmless (the handler may get a topic it did not
-	// expect) while dropping it would race with the late confirmation.
-	// The caller will Unsubscribe it or try again.
 	r.mu.Lock()
 	for i, w := range st.waiters {
 		if w == wait {
@@ -389,7 +386,20 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 			break
 		}
 	}
+	// A topic that this call added is dropped again, so that a failed
+	// Subscribe leaves no subscription behind (the UNSUBSCRIBE is only
+	// sent: Redis may not be answering). A topic that was wanted before
+	// (a reconnection is under way) stays: others rely on it.
+	drop := !ok && len(st.waiters) == 0 && r.topics[channel] == st
+	if drop {
+		delete(r.topics, channel)
+	}
 	r.mu.Unlock()
+	if drop {
+		uctx, ucancel := context.WithTimeout(context.Background(), r.timeout)
+		r.ps.Unsubscribe(uctx, channel)
+		ucancel()
+	}
 	return fmt.Errorf("%w: no confirmation: %w", ErrUnavailable, err)
 }
 
@@ -603,6 +613,11 @@ func (r *Redis) confirm(s *redis.Subscription) {
 			st.waiters = nil
 		}
 	case "unsubscribe":
+		// The confirmation of an UNSUBSCRIBE sent after a failed
+		// Subscribe may come after the topic was wanted again.
+		if st, ok := r.topics[s.Channel]; ok {
+			st.confirmed = false
+		}
 		if ws, ok := r.unsubbed[s.Channel]; ok {
 			close(ws[0])
 			if len(ws) == 1 {

@@ -115,6 +115,10 @@ func TestRedisRestart(t *testing.T) {
 	publishUntilDelivered(t, b, rec, "t")
 	t.Logf("delivery on the old subscription %v after the restart", time.Since(restarted))
 	checkDelivery(t, b, rec, "t", 10)
+	// A Subscribe that failed left nothing behind.
+	if n, err := a.Subscribers(ctx, "during"); err != nil || n != 0 {
+		t.Fatalf("Subscribers of a topic whose Subscribe failed: %d, %v; want 0", n, err)
+	}
 	// New subscriptions work, and the topic that failed to subscribe
 	// during the outage can be subscribed now.
 	for _, topic := range []string{"during", "after"} {
