@@ -91,7 +91,9 @@ func (s *Server) destroy(ctx context.Context, sess *Session, channel string) err
 		return err
 	}
 	ev := channelEvent(channel, protocol.EventDestroy)
-	return s.publish(ctx, clusterTopic, control(opDestroy, channel, ev))
+	return s.router.publishApplied(ctx, clusterTopic, func(id string) []byte {
+		return control(opDestroy, channel+" "+id, ev)
+	})
 }
 
 func (s *Server) join(ctx context.Context, sess *Session, channel string) error {
@@ -143,7 +145,9 @@ func (s *Server) leave(ctx context.Context, sess *Session, channel string) error
 	// One notice: the left event reaches every member and the leaver, then
 	// every node takes the leaver's sessions off the channel.
 	ev := s.participantEvent(sess, channel, protocol.EventLeft)
-	return s.publish(ctx, channelTopic(channel), control(opLeft, uid, ev))
+	return s.router.publishApplied(ctx, channelTopic(channel), func(id string) []byte {
+		return control(opLeft, uid+" "+id, ev)
+	})
 }
 
 func (s *Server) channelMessage(ctx context.Context, sess *Session, channel, text string) error {

@@ -34,9 +34,12 @@ const (
 	opJoined = "joined"
 	// opLeft on c:#name: user arg left; the frame (the left event) goes to
 	// every session on the topic, then the user's sessions stop receiving it.
+	// The arg may be followed by " " and a wait id, which the publishing
+	// node signals when it applies the notice.
 	opLeft = "left"
 	// opDestroy on cluster: channel arg is gone; the frame (the destroy
 	// event) goes to every session, then nobody receives c:arg any more.
+	// A wait id may follow, as for opLeft.
 	opDestroy = "destroy"
 	// opLogout on u:<uuid>: login session arg was revoked; its websockets
 	// close with 1000.
@@ -80,17 +83,18 @@ type router struct {
 	// join notices; immutable after newRouter.
 	reply     string
 	waitMu    sync.Mutex
-	waits     map[string]*joinWait // guarded by waitMu: by request id
-	waitCount uint64               // guarded by waitMu
+	waits     map[string]*wait // guarded by waitMu: by request id
+	waitCount uint64           // guarded by waitMu
 }
 
 // answer is an opJoined this node owes once a topic is subscribed.
 type answer struct{ id, reply string }
 
-// joinWait counts the answers to one join notice.
-type joinWait struct {
+// wait counts the signals that one request waits for: answers to a join
+// notice, or this node's own receipt of a notice it published.
+type wait struct {
 	need int
-	done chan struct{} // closed when need answers came
+	done chan struct{} // closed when need signals came
 }
 
 type topic struct {
@@ -113,7 +117,7 @@ func newRouter(log *slog.Logger, m *metrics) *router {
 		answers: make(map[string][]answer),
 		wake:    make(chan struct{}, 1),
 		reply:   "n:" + uuid.NewString(),
-		waits:   make(map[string]*joinWait),
+		waits:   make(map[string]*wait),
 	}
 }
 
@@ -329,6 +333,54 @@ func (r *router) answer(ctx context.Context, name string) {
 	}
 }
 
+// newWait registers a wait for n signals under an id that is unique in
+// the cluster. The caller must call release when done with it.
+func (r *router) newWait(n int) (id string, w *wait, release func()) {
+	r.waitMu.Lock()
+	r.waitCount++
+	id = r.reply + "." + strconv.FormatUint(r.waitCount, 10)
+	w = &wait{need: n, done: make(chan struct{})}
+	r.waits[id] = w
+	r.waitMu.Unlock()
+	return id, w, func() {
+		r.waitMu.Lock()
+		delete(r.waits, id)
+		r.waitMu.Unlock()
+	}
+}
+
+// signal counts one signal for the wait id, if it is this node's.
+func (r *router) signal(id string) {
+	r.waitMu.Lock()
+	defer r.waitMu.Unlock()
+	w := r.waits[id]
+	if w == nil || w.need == 0 {
+		return
+	}
+	if w.need--; w.need == 0 {
+		close(w.done)
+	}
+}
+
+// publishApplied publishes a control notice that carries a wait id (made
+// by build) and returns once this node has applied it, or ctx ended. A
+// request's ack then follows the notice's local effect: the leaver's
+// sessions are off the channel before the client can send its next
+// request (a join that a late notice would undo).
+func (r *router) publishApplied(ctx context.Context, topic string, build func(id string) []byte) error {
+	id, w, release := r.newWait(1)
+	defer release()
+	if err := r.broker.Publish(ctx, topic, build(id)); err != nil {
+		return err
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		r.log.Warn("own notice not received in time", "topic", topic)
+	}
+	return nil
+}
+
 // spreadJoin tells the nodes that hold sessions of user that it joined
 // channel, and waits (at most until ctx ends) until each of them is
 // subscribed to the channel's topic, so that whatever is published there
@@ -342,17 +394,8 @@ func (r *router) spreadJoin(ctx context.Context, user, channel string) error {
 	if n <= 1 { // only this node, whose sessions are on the topic already
 		return r.broker.Publish(ctx, ut, control(opJoin, channel, nil))
 	}
-	r.waitMu.Lock()
-	r.waitCount++
-	id := strconv.FormatUint(r.waitCount, 10)
-	w := &joinWait{need: n, done: make(chan struct{})}
-	r.waits[id] = w
-	r.waitMu.Unlock()
-	defer func() {
-		r.waitMu.Lock()
-		delete(r.waits, id)
-		r.waitMu.Unlock()
-	}()
+	id, w, release := r.newWait(n)
+	defer release()
 	if err := r.broker.Publish(ctx, ut, control(opJoin, channel+" "+id+" "+r.reply, nil)); err != nil {
 		return err
 	}
@@ -364,19 +407,6 @@ func (r *router) spreadJoin(ctx context.Context, user, channel string) error {
 		r.log.Warn("join notice not answered by every node", "user", user, "channel", channel, "nodes", n)
 	}
 	return nil
-}
-
-// joined counts an answer to the join notice id.
-func (r *router) joined(id string) {
-	r.waitMu.Lock()
-	defer r.waitMu.Unlock()
-	w := r.waits[id]
-	if w == nil || w.need == 0 {
-		return
-	}
-	if w.need--; w.need == 0 {
-		close(w.done)
-	}
 }
 
 // deliver is the broker's Handler: it runs on the broker's delivery
@@ -428,11 +458,19 @@ func (r *router) control(name string, payload []byte) {
 		}
 		r.markDirty(channel)
 	case opJoined:
-		r.joined(string(arg))
+		r.signal(string(arg))
 	case opLeft:
-		r.remove(name, r.sessionsOf(userTopic(string(arg)))...)
+		user, id, _ := strings.Cut(string(arg), " ")
+		r.remove(name, r.sessionsOf(userTopic(user))...)
+		if id != "" {
+			r.signal(id)
+		}
 	case opDestroy:
-		r.drop(channelTopic(string(arg)))
+		channel, id, _ := strings.Cut(string(arg), " ")
+		r.drop(channelTopic(channel))
+		if id != "" {
+			r.signal(id)
+		}
 	case opLogout:
 		for _, s := range r.sessionsOf(name) {
 			if s.login.ID == string(arg) {
