@@ -157,6 +157,52 @@ func TestProcess(t *testing.T) {
 		t.Fatalf("welcome: %s %v", b, err)
 	}
 
+	t.Run("metrics move with traffic", func(t *testing.T) {
+		for _, f := range []string{
+			`{"type":"command","action":"create","target":"#m","id":"1"}`,
+			`{"type":"command","action":"join","target":"#m","id":"2"}`,
+			`{"type":"message","target":"#m","message":"counted","id":"3"}`,
+			`{"type":"command","action":"join","target":"#nope","id":"4"}`,
+		} {
+			conn.Write(ctx, websocket.MessageText, []byte(f))
+		}
+		for seen := 0; seen < 4; {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), `"id":"`) {
+				seen++
+			}
+		}
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{
+			"chat_connections 1",
+			"chat_connections_opened_total 1",
+			`chat_frames_in_total{type="message"} 1`,
+			`chat_frames_in_total{type="join"} 2`,
+			`chat_messages_published_total{kind="channel"} 1`,
+			`chat_errors_total{code="not_found"} 1`,
+			`chat_deliveries_total{type="message"} 1`,
+			"chat_pubsub_subscriptions 2",
+			"go_goroutines",
+			"process_resident_memory_bytes",
+		} {
+			found := false
+			for _, line := range strings.Split(string(b), "\n") {
+				found = found || line == want || strings.HasPrefix(line, want+" ")
+			}
+			if !found {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+	})
+
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	_, _, err = conn.Read(ctx)
