@@ -32,7 +32,7 @@ type Config struct {
 	Grace       time.Duration // how long to wait for stragglers after publishing stops
 	RateLimit   float64       // the server's CHAT_RATE_LIMIT, requests per second per user
 	Concurrency int           // logins, dials and joins in flight at once
-	PID         int           // server process whose RSS idle reports; 0: none
+	PIDs        []int         // server processes whose RSS idle reports; none: no report
 	Factor      float64       // saturate: rate multiplier per step
 	MaxRate     float64       // saturate: highest rate tried
 	P99Max      time.Duration // saturate: a step with a higher p99 is not good

@@ -317,7 +317,7 @@ func TestTwoNodeURLsAreUsedRoundRobin(t *testing.T) {
 func TestIdleReportsServerMemory(t *testing.T) {
 	s := startChatd(t)
 	cfg := testConfig(t, "idle", s)
-	cfg.PID = s.cmd.Process.Pid
+	cfg.PIDs = []int{s.cmd.Process.Pid}
 	res := runTest(t, cfg)
 	if res.Idle.Open != cfg.Clients {
 		t.Errorf("%d of %d connections open at the end", res.Idle.Open, cfg.Clients)

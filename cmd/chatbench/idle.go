@@ -10,10 +10,11 @@ import (
 	"time"
 )
 
-// idle: Clients connections that send nothing, held for Duration. With a
-// PID it reads the server's resident memory before the connections open
+// idle: Clients connections that send nothing, held for Duration. With
+// PIDs it reads the servers' resident memory before the connections open
 // (after the logins) and after they are all up, and reports the growth per
-// connection.
+// connection: the sum over every process given, divided by every
+// connection, so give the pid of every node the clients are spread over.
 func (b *bench) idle(ctx context.Context) (*Result, error) {
 	cfg := b.cfg
 	cs := b.newClients("i", cfg.Clients)
@@ -21,8 +22,8 @@ func (b *bench) idle(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Idle: &IdleResult{Connections: len(cs), Hold: cfg.Duration}}
-	if cfg.PID > 0 {
-		kb, err := rssKiB(cfg.PID)
+	if len(cfg.PIDs) > 0 {
+		kb, err := rssKiB(cfg.PIDs)
 		if err != nil {
 			return nil, err
 		}
@@ -37,8 +38,8 @@ func (b *bench) idle(ctx context.Context) (*Result, error) {
 	if err := sleep(ctx, min(time.Second, cfg.Duration)); err != nil {
 		return nil, err
 	}
-	if cfg.PID > 0 {
-		kb, err := rssKiB(cfg.PID)
+	if len(cfg.PIDs) > 0 {
+		kb, err := rssKiB(cfg.PIDs)
 		if err != nil {
 			return nil, err
 		}
@@ -52,8 +53,21 @@ func (b *bench) idle(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-// rssKiB reads VmRSS of a process from /proc.
-func rssKiB(pid int) (int64, error) {
+// rssKiB sums VmRSS of processes, from /proc.
+func rssKiB(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		kb, err := vmRSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += kb
+	}
+	return sum, nil
+}
+
+// vmRSS reads VmRSS of a process from /proc.
+func vmRSS(pid int) (int64, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, fmt.Errorf("server memory: %w", err)

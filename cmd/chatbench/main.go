@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -82,7 +83,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops (ends early when all is in)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 20, "the server's CHAT_RATE_LIMIT (requests/s per user)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "logins, dials and joins in flight at once")
-	fs.IntVar(&cfg.PID, "pid", 0, "idle: the server's process id, to report its RSS growth per connection")
+	fs.Func("pid", "idle: the server's process id (comma-separated: every node's), to report its RSS growth per connection", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid <= 0 {
+				return fmt.Errorf("not a process id: %q", f)
+			}
+			cfg.PIDs = append(cfg.PIDs, pid)
+		}
+		return nil
+	})
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
@@ -254,7 +264,7 @@ func (cfg Config) params() map[string]any {
 		p["no_ids"] = cfg.NoIDs
 	case "idle":
 		p["duration"] = cfg.Duration.String()
-		p["pid"] = cfg.PID
+		p["pids"] = cfg.PIDs
 	}
 	if cfg.Scenario == "saturate" {
 		p["factor"] = cfg.Factor
