@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,6 +50,7 @@ func startRedis(t *testing.T) string {
 func TestFanoutAcrossTwoNodes(t *testing.T) {
 	redisURL := startRedis(t)
 	prefix := fmt.Sprintf("chatbench-test-%d:", time.Now().UnixNano())
+	t.Cleanup(func() { deleteKeys(t, redisURL, prefix) })
 	env := []string{"CHAT_REDIS_URL=" + redisURL, "CHAT_REDIS_PREFIX=" + prefix, "CHAT_RATE_LIMIT=10000"}
 	a := startChatd(t, append(env, "CHAT_NODE_ID=a")...)
 	b := startChatd(t, append(env, "CHAT_NODE_ID=b")...)
@@ -64,4 +66,27 @@ func TestFanoutAcrossTwoNodes(t *testing.T) {
 	res = runTest(t, cfg)
 	checkPhase(t, res.Phase, 2)
 	checkNoErrors(t, res)
+}
+
+// deleteKeys removes the test's keys from a Redis that outlives it (one
+// given by CHAT_TEST_REDIS_URL); the throwaway server needs nothing.
+func deleteKeys(t *testing.T, redisURL, prefix string) {
+	if os.Getenv("CHAT_TEST_REDIS_URL") == "" {
+		return
+	}
+	out, err := exec.Command("redis-cli", "-u", redisURL, "--scan", "--pattern", prefix+"*").Output()
+	if err != nil {
+		t.Logf("listing the test's keys: %v", err)
+		return
+	}
+	keys := strings.Fields(string(out))
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		args := append([]string{"-u", redisURL, "del"}, keys[:n]...)
+		if err := exec.Command("redis-cli", args...).Run(); err != nil {
+			t.Logf("deleting the test's keys: %v", err)
+			return
+		}
+		keys = keys[n:]
+	}
 }
