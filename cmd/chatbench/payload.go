@@ -76,6 +76,11 @@ var (
 	keyTypeEvent   = []byte(`"type":"event"`)
 	keyTarget      = []byte(`"target":"`)
 	keyMessage     = []byte(`"message":"`)
+
+	// How the server's frames start when it writes the type first, as
+	// encoding/json does for the protocol's structs.
+	prefixMessage = []byte(`{"type":"message",`)
+	prefixEvent   = []byte(`{"type":"event",`)
 )
 
 // frameKind sorts a server frame cheaply: a message, an event, or
@@ -94,6 +99,10 @@ const (
 // parseText afterwards and is counted as foreign.
 func scanMessage(frame []byte) (kind frameKind, target, text []byte) {
 	switch {
+	case bytes.HasPrefix(frame, prefixMessage):
+		// The common case, decided without scanning the frame.
+	case bytes.HasPrefix(frame, prefixEvent):
+		return kindEvent, nil, nil
 	case bytes.Contains(frame, keyTypeEvent):
 		return kindEvent, nil, nil
 	case !bytes.Contains(frame, keyTypeMessage):
