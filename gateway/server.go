@@ -354,7 +354,12 @@ func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session,
 	}
 	// Until the writer starts, this goroutine owns the socket: the welcome
 	// goes first, whatever the router queued meanwhile follows.
-	if err := conn.Write(context.Background(), websocket.MessageText, welcome); err != nil {
+	cork.cork()
+	err = conn.Write(context.Background(), websocket.MessageText, welcome)
+	if uerr := cork.uncork(); err == nil {
+		err = uerr
+	}
+	if err != nil {
 		conn.CloseNow()
 		return
 	}
