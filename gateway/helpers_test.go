@@ -181,6 +181,23 @@ func (n *node) dialNoWelcome(l login) *client {
 	return c
 }
 
+// tryDial opens a websocket and reads its welcome, or returns nil if the
+// upgrade is refused.
+func (n *node) tryDial(l login) *client {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, n.wsURL(), &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + l.Token}},
+	})
+	if err != nil {
+		return nil
+	}
+	n.t.Cleanup(func() { conn.CloseNow() })
+	c := &client{t: n.t, conn: conn, login: l}
+	c.welcome = c.expect("welcome")
+	return c
+}
+
 // user logs in and connects.
 func (n *node) user(name string) *client { return n.dial(n.login(name)) }
 
