@@ -308,7 +308,7 @@ async function connectionEnded(c) {
   }
   // 1008: fell behind, or the session expired.
   const user = await api.me().catch(() => undefined);
-  if (c !== conn) return;
+  if (c !== conn || c.state !== 'ended') return;
   if (user === null) {
     conn = null;
     await showLogin('Your session expired. Please sign in again.');
@@ -334,7 +334,7 @@ function renderConn() {
   if (state === 'online') {
     text.textContent = 'Online';
     hideBanner();
-  } else if (state === 'connecting') {
+  } else if (state === 'connecting' || state === 'idle') {
     text.textContent = conn.welcomed ? 'Reconnecting…' : 'Connecting…';
     if (conn.welcomed) showBanner('Connection lost. Reconnecting…', null);
   } else if (state === 'waiting') {
@@ -348,7 +348,7 @@ function renderConn() {
     ticker = setInterval(tick, 1000);
   } else {
     text.textContent = 'Disconnected';
-    if (conn) connectionEnded(conn);
+    if (conn && state === 'ended') connectionEnded(conn);
   }
   renderComposerState();
 }

@@ -4,6 +4,7 @@
 // carrying on is just opening a new socket and reading the new welcome.
 //
 // States (the 'state' event's detail, also this.state):
+//   idle        not started yet
 //   connecting  a socket is opening (or open, waiting for the welcome)
 //   online      the welcome arrived
 //   waiting     dropped; the next try is at this.retryAt
@@ -27,7 +28,7 @@ export class Connection extends EventTarget {
     super();
     this.url = url;
     this.signedIn = signedIn;
-    this.state = 'ended';
+    this.state = 'idle'; // until start
     this.ws = null;
     this.attempt = 0;
     this.retryAt = 0;

@@ -3,6 +3,10 @@
 
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { artifacts } from './chatd.js';
+
+const openPages = new Set(); // pages of this run that are still open
 
 export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -33,6 +37,9 @@ export async function signIn(browser, baseURL, name, viewport = { width: 1200, h
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
+  page.person = name;
+  openPages.add(page);
+  page.on('close', () => openPages.delete(page));
   await page.goto('/');
   await page.locator('#dev-login').waitFor();
   await page.fill('#dev-username', name);
@@ -65,4 +72,19 @@ export async function say(page, text) {
 /** The locator of a message (by its exact text) in the open conversation, from author. */
 export function message(page, author, text) {
   return page.locator(`#messages .msg[data-user="${author}"] .text`).filter({ hasText: text });
+}
+
+/**
+ * Runs fn; when it fails, saves a screenshot of every open page into
+ * artifacts (named after label and the person) before passing the failure on.
+ */
+export async function shotsOnFailure(label, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    for (const page of openPages) {
+      await page.screenshot({ path: path.join(artifacts, `failed-${label}-${page.person}.png`) }).catch(() => {});
+    }
+    throw err;
+  }
 }

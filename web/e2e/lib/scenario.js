@@ -106,6 +106,8 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
   await bob.locator('#send-error', { hasText: 'There is nobody called @nobody-here' }).waitFor();
   assert.equal(await bob.inputValue('#input'), 'hello?', 'the text that could not be sent is kept');
 
+  assert.equal(await alice.isVisible('#banner'), false, 'no connection trouble to report');
+  assert.equal(await alice.getAttribute('#conn', 'data-state'), 'online');
   await alice.screenshot({ path: path.join(artifacts, `main-${label}.png`) });
   await openConv(bob, '#lobby');
   assert.equal(await item(bob, '#lobby').getAttribute('data-unread'), '0');
