@@ -341,7 +341,7 @@ function renderConn() {
     const tick = () => {
       const s = Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000));
       text.textContent = `Offline · retry in ${s}s`;
-      const what = conn.welcomed ? 'Connection lost.' : 'Can’t reach the server.';
+      const what = !conn.welcomed ? 'Can’t reach the server.' : conn.lastDrop && conn.lastDrop.code === 1001 ? 'The server is restarting.' : 'Connection lost.';
       showBanner(`${what} Reconnecting in ${s}s…`, 'Retry now');
     };
     tick();
