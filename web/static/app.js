@@ -512,9 +512,9 @@ function bindChat() {
   $('join-cta-btn').addEventListener('click', () => join(store.current));
   $('leave').addEventListener('click', () => leave(store.current));
   $('destroy').addEventListener('click', () => destroy(store.current));
-  $('back').addEventListener('click', () => {
-    $('app').dataset.view = 'list';
-  });
+  // On a phone, going back to the list closes the conversation, so that what
+  // arrives in it counts as unread.
+  $('back').addEventListener('click', () => open(null));
   $('logout').addEventListener('click', logout);
   $('banner-retry').addEventListener('click', () => conn && conn.retryNow());
   window.addEventListener('online', () => conn && conn.retryNow());
