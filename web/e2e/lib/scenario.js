@@ -124,9 +124,14 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
   await item(bob, '#lobby').waitFor({ state: 'detached' });
   await bob.locator('#empty-title', { hasText: '#lobby was destroyed' }).waitFor();
 
-  // Logging out leads back to the login page.
+  // Logging out leads back to the login page, in every tab of that session
+  // (the server closes their websockets with 1000).
+  const aliceTab2 = await alice.context().newPage();
+  await aliceTab2.goto('/');
+  await aliceTab2.locator('#conn[data-state="online"]').waitFor();
   await alice.click('#logout');
   await alice.locator('#login-notice', { hasText: 'You are signed out' }).waitFor();
+  await aliceTab2.locator('#login-notice', { hasText: 'You were signed out' }).waitFor();
   await alice.reload();
   await alice.locator('#dev-login').waitFor();
 
