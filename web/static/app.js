@@ -3,7 +3,7 @@
 
 import * as api from './api.js';
 import { Connection } from './conn.js';
-import { Store } from './store.js';
+import { Store, MAX_ITEMS } from './store.js';
 import { el, avatar, listItem, itemNode } from './view.js';
 import { channelName, username, explain, closeWords, blank, CHANNEL_RULE, USERNAME_RULE } from './words.js';
 
@@ -466,6 +466,8 @@ function appendMessages(jump = false) {
     box.querySelector('.intro')?.remove();
   }
   box.append(frag);
+  // The store keeps the last MAX_ITEMS items; the page keeps about as many rows.
+  while (box.childElementCount > MAX_ITEMS + 200) box.firstElementChild.remove();
   if (jump || nearBottom || mine) box.scrollTop = box.scrollHeight;
 }
 
