@@ -460,7 +460,7 @@ function appendMessages(jump = false) {
   if (conv.items.length > 0) rendered.last = conv.items[conv.items.length - 1];
   if (conv.items.length === 0) {
     box.replaceChildren(
-      el('div', { class: 'intro' }, conv.kind === 'channel' ? `This is the start of ${conv.key} for you.` : `This is your private conversation with ${conv.key.slice(1)}.`),
+      el('div', { class: 'intro' }, introText(conv)),
     );
   } else {
     box.querySelector('.intro')?.remove();
@@ -469,6 +469,12 @@ function appendMessages(jump = false) {
   // The store keeps the last MAX_ITEMS items; the page keeps about as many rows.
   while (box.childElementCount > MAX_ITEMS + 200) box.firstElementChild.remove();
   if (jump || nearBottom || mine) box.scrollTop = box.scrollHeight;
+}
+
+function introText(conv) {
+  if (conv.kind === 'direct') return `This is your private conversation with ${conv.key.slice(1)}. Only the two of you see it.`;
+  if (!conv.joined) return `Messages in ${conv.key} show here once you have joined.`;
+  return `This is the start of ${conv.key} for you: messages from now on show here.`;
 }
 
 function toggleForm(which, show) {

@@ -32,7 +32,15 @@ test('alice and bob chat on one node', { timeout: 180000 }, () =>
 
 test('the main screen at phone width', { timeout: 60000 }, () =>
   shotsOnFailure('phone', async () => {
-    const carol = await signIn(browser, node.url, 'carol', { width: 390, height: 760 });
+    const phone = { width: 390, height: 760 };
+    const visitor = await (await browser.newContext({ baseURL: node.url, viewport: phone })).newPage();
+    await visitor.goto('/');
+    await visitor.locator('#dev-login').waitFor();
+    await noSideways(visitor);
+    await visitor.screenshot({ path: path.join(artifacts, 'phone-login.png') });
+    await visitor.context().close();
+
+    const carol = await signIn(browser, node.url, 'carol', phone);
     await carol.click('#new-channel');
     await carol.fill('#create-input', 'phones');
     await carol.press('#create-input', 'Enter');
@@ -44,12 +52,20 @@ test('the main screen at phone width', { timeout: 60000 }, () =>
     await carol.fill('#input', 'Small screens work too.');
     await carol.press('#input', 'Enter');
     await carol.locator('#messages .text', { hasText: 'Small screens work too.' }).waitFor();
+    await noSideways(carol);
     await carol.screenshot({ path: path.join(artifacts, 'phone-pane.png') });
     await carol.click('#back');
     await carol.locator('.sidebar').waitFor();
+    await noSideways(carol);
     await carol.screenshot({ path: path.join(artifacts, 'phone-list.png') });
     await carol.context().close();
   }));
+
+/** Checks that the page fits its width: nothing to scroll sideways. */
+async function noSideways(page) {
+  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(scroll <= width, `the page is ${scroll}px wide in a ${width}px window`);
+}
 
 // In memory mode a restart forgets everything, sessions included: the page
 // notices, asks bob to sign in again, and he carries on in a new channel.
