@@ -171,9 +171,11 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		return nil, fmt.Errorf("connect backend: %w", err)
 	}
 	s.broker, s.registry, s.router.broker = broker, registry, broker
-	if err := broker.Subscribe(ctx, clusterTopic); err != nil {
-		broker.Close()
-		return nil, fmt.Errorf("subscribe %s: %w", clusterTopic, err)
+	for _, topic := range []string{clusterTopic, s.router.reply} {
+		if err := broker.Subscribe(ctx, topic); err != nil {
+			broker.Close()
+			return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
