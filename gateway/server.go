@@ -155,7 +155,6 @@ type localUser struct {
 // starts the node's background work. Close undoes it.
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
-	log = log.With("node", cfg.NodeID)
 	s := &Server{
 		cfg:      cfg,
 		log:      log,

@@ -194,7 +194,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		// answering each other's heartbeats.
 		hbChannel:  opts.Prefix + "hb:" + opts.NodeID + ":" + randomHex(4),
 		handler:    opts.Handler,
-		log:        opts.Logger.With("node", opts.NodeID),
+		log:        opts.Logger,
 		timeout:    opts.Timeout,
 		hbInterval: opts.HeartbeatInterval,
 		hbTimeout:  opts.HeartbeatTimeout,
