@@ -122,6 +122,9 @@ func (s *Server) join(ctx context.Context, sess *Session, channel string) error 
 	err = s.router.spreadJoin(wctx, uid, channel)
 	cancel()
 	if err != nil {
+		// No other node heard of the join: undo it here and in Redis.
+		s.router.remove(topic, local...)
+		s.rollback(uid, channel)
 		return err
 	}
 	return s.publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))
