@@ -14,7 +14,8 @@ let browser;
 
 before(async () => {
   build = await buildChatd();
-  node = new Node(build.bin, 'single', await freePort());
+  // A GitHub app that is never reached: it only puts its button on the login page.
+  node = new Node(build.bin, 'single', await freePort(), { CHAT_GITHUB_CLIENT_ID: 'e2e-client', CHAT_GITHUB_CLIENT_SECRET: 'e2e-secret' });
   await node.start();
   browser = await launch();
 });
@@ -36,6 +37,10 @@ test('the main screen at phone width', { timeout: 60000 }, () =>
     const visitor = await (await browser.newContext({ baseURL: node.url, viewport: phone })).newPage();
     await visitor.goto('/');
     await visitor.locator('#dev-login').waitFor();
+    // A button per configured provider, next to the dev login.
+    const github = visitor.locator('#providers a[data-provider="github"]');
+    assert.equal(await github.textContent(), 'Continue with GitHub');
+    assert.equal(await github.getAttribute('href'), '/auth/github/login');
     await noSideways(visitor);
     await visitor.screenshot({ path: path.join(artifacts, 'phone-login.png') });
     await visitor.context().close();
