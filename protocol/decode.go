@@ -80,7 +80,6 @@ func DecodeRequest(data []byte) (Request, error) {
 	return req, nil
 }
 
-
 func field(raw json.RawMessage, name string) (string, error) {
 	if raw == nil {
 		return "", fmt.Errorf("%q is missing", name)

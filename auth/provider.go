@@ -1,0 +1,54 @@
+package auth
+
+import (
+	"context"
+	"net/http"
+)
+
+// Provider is a social login provider (OAuth2 or OpenID Connect).
+type Provider interface {
+	// Name is the provider's name in URLs: /auth/{name}/login.
+	Name() string
+
+	// AuthCodeURL returns the provider's authorization URL for state, the
+	// PKCE verifier (sent as its S256 challenge) and, for OpenID Connect,
+	// nonce.
+	AuthCodeURL(state, verifier, nonce string) string
+
+	// Identify exchanges code (with the PKCE verifier) and returns the
+	// account. OpenID Connect providers verify the ID token and its nonce.
+	Identify(ctx context.Context, code, verifier, nonce string) (Identity, error)
+}
+
+// Identity is a provider account.
+type Identity struct {
+	Subject string // stable and unique at the provider: GitHub's id, OIDC's issuer + subject
+	Login   string // preferred username, to derive the chat username from
+}
+
+func (s *Service) provider(name string) Provider {
+	for _, p := range s.cfg.Providers {
+		if p.Name() == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// handleLogin starts a provider login. Not yet implemented: every provider
+// is unknown until the OAuth flow lands (issue 4).
+func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if s.provider(r.PathValue("provider")) == nil {
+		http.NotFound(w, r)
+		return
+	}
+	http.Error(w, "not implemented", http.StatusNotImplemented)
+}
+
+func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
+	if s.provider(r.PathValue("provider")) == nil {
+		http.NotFound(w, r)
+		return
+	}
+	http.Error(w, "not implemented", http.StatusNotImplemented)
+}

@@ -1,0 +1,238 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/wirechat/chat/protocol"
+)
+
+// CookieName is the session cookie.
+const CookieName = "chat_session"
+
+// DevProvider is the provider name of dev login.
+const DevProvider = "dev"
+
+// Config configures a Service. A zero field means its default.
+type Config struct {
+	// DevLogin enables POST /auth/dev/login: anyone may log in as any
+	// username without a password. For local use, demos and tests only.
+	DevLogin bool
+
+	// SessionTTL is how long a session lasts. If zero, 720h.
+	SessionTTL time.Duration
+
+	// SecureCookie marks the session cookie Secure (CHAT_PUBLIC_URL is https).
+	SecureCookie bool
+
+	// Providers are the configured social login providers, in the order
+	// in which /auth/providers lists them.
+	Providers []Provider
+
+	// OnLogout, if set, is called after a session was revoked, so that its
+	// open websockets can be closed wherever they are.
+	OnLogout func(ctx context.Context, s Session)
+}
+
+// Service issues and checks sessions and serves /auth/*.
+type Service struct {
+	cfg   Config // immutable after New
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns a Service on store.
+func New(cfg Config, store Store, log *slog.Logger) *Service {
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = 720 * time.Hour
+	}
+	return &Service{cfg: cfg, store: store, log: log, now: time.Now}
+}
+
+// Authenticate returns the session of the request's token, taken from the
+// Authorization: Bearer header or else the session cookie. Tokens are never
+// taken from the URL. ErrNoSession if there is none or it is not valid.
+func (s *Service) Authenticate(r *http.Request) (Session, error) {
+	token := bearer(r)
+	if token == "" {
+		if c, err := r.Cookie(CookieName); err == nil {
+			token = c.Value
+		}
+	}
+	if token == "" {
+		return Session{}, ErrNoSession
+	}
+	return s.store.Session(r.Context(), hashToken(token))
+}
+
+// UserByName returns the user with that canonical username, or ErrNoUser.
+func (s *Service) UserByName(ctx context.Context, username string) (User, error) {
+	return s.store.UserByName(ctx, username)
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// startSession creates a fresh session for u (a new token at every login:
+// no fixation), sets the cookie and returns the token.
+func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, provider string) (string, error) {
+	token := newToken()
+	sess := Session{
+		ID:       uuid.NewString(),
+		UserID:   u.ID,
+		Username: u.Username,
+		Provider: provider,
+		Expires:  s.now().Add(s.cfg.SessionTTL),
+	}
+	if err := s.store.CreateSession(r.Context(), hashToken(token), sess); err != nil {
+		return "", fmt.Errorf("create session: %w", err)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     CookieName,
+		Value:    token,
+		Path:     "/",
+		Expires:  sess.Expires,
+		MaxAge:   int(s.cfg.SessionTTL / time.Second),
+		HttpOnly: true,
+		Secure:   s.cfg.SecureCookie,
+		SameSite: http.SameSiteLaxMode,
+	})
+	s.log.Info("login", "user", u.ID, "username", u.Username, "provider", provider, "session", sess.ID)
+	return token, nil
+}
+
+// Handler serves the /auth/ endpoints.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /auth/providers", s.handleProviders)
+	mux.HandleFunc("POST /auth/dev/login", s.handleDevLogin)
+	mux.HandleFunc("GET /auth/me", s.handleMe)
+	mux.HandleFunc("POST /auth/logout", s.handleLogout)
+	mux.HandleFunc("GET /auth/{provider}/login", s.handleLogin)
+	mux.HandleFunc("GET /auth/{provider}/callback", s.handleCallback)
+	return mux
+}
+
+type providerInfo struct {
+	Name     string `json:"name"`
+	LoginURL string `json:"login_url"`
+}
+
+func (s *Service) handleProviders(w http.ResponseWriter, r *http.Request) {
+	list := []providerInfo{}
+	for _, p := range s.cfg.Providers {
+		list = append(list, providerInfo{Name: p.Name(), LoginURL: "/auth/" + p.Name() + "/login"})
+	}
+	if s.cfg.DevLogin {
+		list = append(list, providerInfo{Name: DevProvider, LoginURL: "/auth/dev/login"})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": list})
+}
+
+func (s *Service) handleDevLogin(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.DevLogin {
+		http.NotFound(w, r)
+		return
+	}
+	var body struct {
+		Username *string `json:"username"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil || body.Username == nil {
+		http.Error(w, `body must be {"username":"…"}`, http.StatusBadRequest)
+		return
+	}
+	name, ok := protocol.NormalizeUsername(*body.Username)
+	if !ok {
+		http.Error(w, "username: 1 to 39 characters of a-z 0-9 _ -", http.StatusBadRequest)
+		return
+	}
+	u, err := s.store.UserForName(r.Context(), name)
+	if err != nil {
+		s.fail(w, "dev login", err)
+		return
+	}
+	token, err := s.startSession(w, r, u, DevProvider)
+	if err != nil {
+		s.fail(w, "dev login", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": token, "identifier": u.ID, "username": u.Username})
+}
+
+func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.Authenticate(r)
+	if err != nil {
+		s.unauthorized(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"identifier": sess.UserID, "username": sess.Username, "provider": sess.Provider})
+}
+
+func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
+	token := bearer(r)
+	if token == "" {
+		if c, err := r.Cookie(CookieName); err == nil {
+			token = c.Value
+		}
+	}
+	if token == "" {
+		s.unauthorized(w, ErrNoSession)
+		return
+	}
+	sess, err := s.store.DeleteSession(r.Context(), hashToken(token))
+	if err != nil {
+		s.unauthorized(w, err)
+		return
+	}
+	clearCookie(w, CookieName, s.cfg.SecureCookie)
+	s.log.Info("logout", "user", sess.UserID, "session", sess.ID)
+	if s.cfg.OnLogout != nil {
+		s.cfg.OnLogout(r.Context(), sess)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) unauthorized(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNoSession) {
+		http.Error(w, "not logged in", http.StatusUnauthorized)
+		return
+	}
+	s.fail(w, "authenticate", err)
+}
+
+// fail answers a failure of our own or of the store.
+func (s *Service) fail(w http.ResponseWriter, what string, err error) {
+	if errors.Is(err, ErrUnavailable) {
+		s.log.Warn(what+" failed", "err", err)
+		http.Error(w, "service unavailable, try again", http.StatusServiceUnavailable)
+		return
+	}
+	s.log.Error(what+" failed", "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+func clearCookie(w http.ResponseWriter, name string, secure bool) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

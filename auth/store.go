@@ -1,0 +1,72 @@
+// Package auth logs people in and keeps their sessions: users (a stable
+// UUID and a unique username), the identities that providers vouch for, and
+// opaque session tokens stored only as hashes. Its HTTP handlers serve
+// /auth/*; the gateway asks it who holds a request's token.
+package auth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// User is a person known to the chat.
+type User struct {
+	ID       string // UUID, assigned at the first login, never reused
+	Username string // unique, canonical (lower case)
+}
+
+// Session is a logged-in browser or client. The token that opens it is never
+// stored: the store knows it only by its hash.
+type Session struct {
+	ID       string // public id (UUID), used to address the session's websockets
+	UserID   string
+	Username string
+	Provider string // the name in the login URL; "dev" for dev login
+	Expires  time.Time
+}
+
+// Store keeps users, identities and sessions. Memory serves a single node;
+// Redis a cluster. Methods are safe for concurrent use and atomic in the
+// backend: two nodes never hand out the same username or UUID.
+type Store interface {
+	// UserByName returns the user with that canonical username, or
+	// ErrNoUser.
+	UserByName(ctx context.Context, username string) (User, error)
+
+	// UserByID returns the user with that UUID, or ErrNoUser.
+	UserByID(ctx context.Context, id string) (User, error)
+
+	// UserForName returns the user with exactly that username, creating it
+	// if there is none. Dev login uses it.
+	UserForName(ctx context.Context, username string) (User, error)
+
+	// UserForIdentity returns the user linked to the provider account
+	// (provider, subject). The first time it creates a user named after
+	// login (sanitised, with "-2", "-3" … appended when taken) and links it.
+	UserForIdentity(ctx context.Context, provider, subject, login string) (User, error)
+
+	// CreateSession stores s under the hash of its token; it lapses at
+	// s.Expires.
+	CreateSession(ctx context.Context, tokenHash string, s Session) error
+
+	// Session returns the unexpired session stored under tokenHash, or
+	// ErrNoSession.
+	Session(ctx context.Context, tokenHash string) (Session, error)
+
+	// DeleteSession removes the session stored under tokenHash and returns
+	// it, or ErrNoSession.
+	DeleteSession(ctx context.Context, tokenHash string) (Session, error)
+}
+
+// Store errors.
+var (
+	// ErrNoUser means no such user exists.
+	ErrNoUser = errors.New("auth: no such user")
+
+	// ErrNoSession means the token is unknown, revoked or expired.
+	ErrNoSession = errors.New("auth: no such session")
+
+	// ErrUnavailable means the store's backend cannot be reached.
+	ErrUnavailable = errors.New("auth: store unavailable")
+)

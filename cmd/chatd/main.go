@@ -1,0 +1,176 @@
+// Command chatd is a chat gateway node. With CHAT_REDIS_URL unset it is the
+// whole chat in one process; with it set, any number of chatd nodes that
+// share the Redis are one chat. README.md lists its settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wirechat/chat/auth"
+	"github.com/wirechat/chat/gateway"
+	"github.com/wirechat/chat/pubsub"
+	"github.com/wirechat/chat/web"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Getenv))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "chatd:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then drains and returns.
+func run(ctx context.Context, getenv func(string) string, logOut *os.File) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, logOut).With("node", cfg.NodeID)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, connect, closeBackend, err := backend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+
+	var gw *gateway.Server
+	authn := auth.New(auth.Config{
+		DevLogin:     cfg.DevLogin,
+		SessionTTL:   cfg.SessionTTL,
+		SecureCookie: cfg.PublicURL.Scheme == "https",
+		OnLogout:     func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
+	}, store, log)
+	gw, err = gateway.New(ctx, gateway.Config{
+		NodeID:             cfg.NodeID,
+		MaxFrameBytes:      int64(cfg.MaxFrameBytes),
+		MaxMessageBytes:    cfg.MaxMessageBytes,
+		MaxSessionsPerUser: cfg.MaxSessions,
+		MaxConnections:     cfg.MaxConnections,
+		RateLimit:          cfg.RateLimit,
+		SendQueue:          cfg.SendQueue,
+		PingInterval:       cfg.PingInterval,
+		WriteTimeout:       cfg.WriteTimeout,
+		AllowedOrigins:     cfg.AllowedOrigins,
+	}, gateway.Deps{Connect: connect, Auth: authn, Users: authn, Metrics: reg}, log)
+	if err != nil {
+		return err
+	}
+	if cfg.DevLogin {
+		log.Warn("dev login is on: anyone can log in as anyone (CHAT_DEV_LOGIN)")
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/auth/", authn.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	gwh := gw.Handler()
+	mux.Handle("GET /ws", gwh)
+	mux.Handle("GET /healthz", gwh)
+	mux.Handle("GET /readyz", gwh)
+	mux.Handle("/", web.Handler())
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		gw.Shutdown(context.Background())
+		return fmt.Errorf("CHAT_ADDR: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("chatd listening", "addr", ln.Addr().String(), "cluster", cfg.RedisURL != "")
+
+	select {
+	case err := <-serveErr:
+		gw.Shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Drain: readyz turns 503 and new upgrades are refused at once; open
+	// websockets close with 1001; then the HTTP server and the backend.
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := gw.Shutdown(sctx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", "err", err)
+	}
+	srv.Close()
+	log.Info("stopped")
+	return nil
+}
+
+// backend opens the configured backend: memory when CHAT_REDIS_URL is
+// empty.
+func backend(ctx context.Context, cfg config, log *slog.Logger) (auth.Store, func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error), func(), error) {
+	if cfg.RedisURL != "" {
+		return nil, nil, nil, errors.New("CHAT_REDIS_URL: cluster mode is not available in this build yet")
+	}
+	connect := func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+		m := pubsub.NewMemory(h)
+		return m, m, nil
+	}
+	return auth.NewMemory(), connect, func() {}, nil
+}
+
+func newLogger(cfg config, out *os.File) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel)) // validated by loadConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// healthcheck asks the local server's /healthz, for container health checks
+// in images without a shell. It returns the exit status.
+func healthcheck(getenv func(string) string) int {
+	addr := getenv("CHAT_ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck: CHAT_ADDR:", err)
+		return 1
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(strings.Trim(host, "[]"), port) + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "healthcheck: status", resp.Status)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/wirechat/chat/protocol"
+)
+
+// commands is the table of command actions.
+var commands = map[string]func(s *Server, ctx context.Context, sess *Session, channel string) error{
+	protocol.ActionCreate:  (*Server).create,
+	protocol.ActionDestroy: (*Server).destroy,
+	protocol.ActionJoin:    (*Server).join,
+	protocol.ActionLeave:   (*Server).leave,
+}
+
+// requestTimeout bounds the backend work of one request.
+const requestTimeout = 5 * time.Second
+
+// dispatch carries out a decoded request. The checks run in the order of
+// the error table (spec 3.4): the target's name, the text, then the state.
+func (s *Server) dispatch(ctx context.Context, sess *Session, req protocol.Request) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	switch req.Type {
+	case protocol.TypeCommand:
+		channel, err := channelName(req.Target)
+		if err != nil {
+			return err
+		}
+		return commands[req.Action](s, ctx, sess, channel)
+	default: // protocol.TypeMessage; DecodeRequest admits no other
+		switch {
+		case len(req.Target) > 0 && req.Target[0] == '#':
+			channel, err := channelName(req.Target)
+			if err != nil {
+				return err
+			}
+			if err := s.checkText(req.Message); err != nil {
+				return err
+			}
+			return s.channelMessage(ctx, sess, channel, req.Message)
+		case len(req.Target) > 0 && req.Target[0] == '@':
+			name, ok := protocol.NormalizeUsername(req.Target[1:])
+			if !ok {
+				return errorf(protocol.CodeInvalidTarget, "%q is not a valid user: @ and 1 to 39 of a-z 0-9 _ -", clip(req.Target))
+			}
+			if err := s.checkText(req.Message); err != nil {
+				return err
+			}
+			return s.privateMessage(ctx, sess, name, req.Message)
+		default:
+			return errorf(protocol.CodeInvalidTarget, "%q is neither a channel (#name) nor a user (@name)", clip(req.Target))
+		}
+	}
+}
+
+func channelName(target string) (string, error) {
+	if len(target) > 0 && target[0] == '@' {
+		return "", errorf(protocol.CodeInvalidTarget, "commands take a channel (#name), not a user")
+	}
+	c, ok := protocol.NormalizeChannel(target)
+	if !ok {
+		return "", errorf(protocol.CodeInvalidTarget, "%q is not a valid channel: # and 1 to 64 of A-Z a-z 0-9 _ -", clip(target))
+	}
+	return c, nil
+}
+
+func (s *Server) checkText(text string) error {
+	if !protocol.ValidText(text, s.cfg.MaxMessageBytes) {
+		return errorf(protocol.CodeInvalidMessage, "message text must be 1 to %d bytes and not only white space", s.cfg.MaxMessageBytes)
+	}
+	return nil
+}
+
+func (s *Server) create(ctx context.Context, sess *Session, channel string) error {
+	if err := s.registry.CreateChannel(ctx, channel, sess.login.UserID); err != nil {
+		return err
+	}
+	ev := channelEvent(channel, protocol.EventCreate)
+	return s.publish(ctx, clusterTopic, ev)
+}
+
+func (s *Server) destroy(ctx context.Context, sess *Session, channel string) error {
+	if _, err := s.registry.DestroyChannel(ctx, channel, sess.login.UserID); err != nil {
+		return err
+	}
+	ev := channelEvent(channel, protocol.EventDestroy)
+	return s.publish(ctx, clusterTopic, control(opDestroy, channel, ev))
+}
+
+func (s *Server) join(ctx context.Context, sess *Session, channel string) error {
+	uid := sess.login.UserID
+	added, err := s.registry.Join(ctx, channel, uid)
+	if err != nil {
+		return err
+	}
+	// The ack waits for this node's subscription, so that a message
+	// published anywhere after the ack reaches the joiner here.
+	topic := channelTopic(channel)
+	local := s.router.sessionsOf(userTopic(uid))
+	if err := s.router.add(ctx, topic, local...); err != nil {
+		s.router.remove(topic, local...)
+		if added {
+			s.rollback(uid, channel)
+		}
+		return err
+	}
+	if !added {
+		return nil
+	}
+	// The user's sessions on other nodes follow; then every member hears.
+	if err := s.publish(ctx, userTopic(uid), control(opJoin, channel, nil)); err != nil {
+		return err
+	}
+	return s.publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))
+}
+
+// rollback undoes a join whose subscription failed, so that the failed
+// request changes nothing.
+func (s *Server) rollback(uid, channel string) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := s.registry.Leave(ctx, channel, uid); err != nil {
+		s.log.Error("roll back join", "user", uid, "channel", channel, "err", err)
+	}
+}
+
+func (s *Server) leave(ctx context.Context, sess *Session, channel string) error {
+	uid := sess.login.UserID
+	if err := s.registry.Leave(ctx, channel, uid); err != nil {
+		return err
+	}
+	// One notice: the left event reaches every member and the leaver, then
+	// every node takes the leaver's sessions off the channel.
+	ev := s.participantEvent(sess, channel, protocol.EventLeft)
+	return s.publish(ctx, channelTopic(channel), control(opLeft, uid, ev))
+}
+
+func (s *Server) channelMessage(ctx context.Context, sess *Session, channel, text string) error {
+	if err := s.registry.CheckMember(ctx, channel, sess.login.UserID); err != nil {
+		return err
+	}
+	frame := s.message(sess, channel, text)
+	s.metrics.published.WithLabelValues("channel").Inc()
+	return s.publish(ctx, channelTopic(channel), frame)
+}
+
+func (s *Server) privateMessage(ctx context.Context, sess *Session, username, text string) error {
+	to, err := s.users.UserByName(ctx, username)
+	if err != nil {
+		return err
+	}
+	frame := s.message(sess, "@"+to.Username, text)
+	s.metrics.published.WithLabelValues("private").Inc()
+	if err := s.publish(ctx, userTopic(to.ID), frame); err != nil {
+		return err
+	}
+	if to.ID == sess.login.UserID {
+		return nil
+	}
+	return s.publish(ctx, userTopic(sess.login.UserID), frame)
+}
+
+func (s *Server) publish(ctx context.Context, topic string, payload []byte) error {
+	return s.broker.Publish(ctx, topic, payload)
+}
+
+func (s *Server) message(sess *Session, target, text string) []byte {
+	return mustJSON(protocol.Message{
+		Type:       protocol.TypeMessage,
+		Emitter:    protocol.EmitterParticipant,
+		Target:     target,
+		Identifier: sess.login.UserID,
+		Username:   sess.login.Username,
+		Message:    text,
+		TS:         time.Now().UTC().Format(protocol.TimeFormat),
+	})
+}
+
+func channelEvent(channel, event string) []byte {
+	return mustJSON(protocol.Event{
+		Type:       protocol.TypeEvent,
+		Emitter:    protocol.EmitterChannel,
+		Identifier: channel,
+		Event:      event,
+	})
+}
+
+func (s *Server) participantEvent(sess *Session, channel, event string) []byte {
+	return mustJSON(protocol.Event{
+		Type:       protocol.TypeEvent,
+		Emitter:    protocol.EmitterParticipant,
+		Identifier: sess.login.UserID,
+		Event:      event,
+		Target:     channel,
+		Username:   sess.login.Username,
+	})
+}
+
+// clip keeps client-chosen strings short in error messages.
+func clip(s string) string {
+	if len(s) > 70 {
+		return s[:70] + "…"
+	}
+	return s
+}

@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus metrics (docs/operations.md lists
+// them). All are safe for concurrent use.
+type metrics struct {
+	connections   prometheus.Gauge
+	opens         prometheus.Counter
+	closes        *prometheus.CounterVec // by close code
+	framesIn      *prometheus.CounterVec // by request type or action
+	framesOut     prometheus.Counter
+	published     *prometheus.CounterVec // by kind: channel, private
+	deliveries    *prometheus.CounterVec // by frame type
+	fanout        prometheus.Histogram
+	errors        *prometheus.CounterVec // by code
+	rateLimited   prometheus.Counter
+	slowConsumers prometheus.Counter
+	subscriptions prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_connections", Help: "Open websockets on this node."}),
+		opens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_connections_opened_total", Help: "Websockets opened."}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_connections_closed_total", Help: "Websockets closed, by close code (0: connection lost)."}, []string{"code"}),
+		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_frames_in_total", Help: "Request frames received, by type (message, create, destroy, join, leave, invalid)."}, []string{"type"}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_frames_out_total", Help: "Frames written to websockets."}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_messages_published_total", Help: "Chat messages accepted from this node's clients, by kind."}, []string{"kind"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_deliveries_total", Help: "Frames handed to local sessions by the fan-out, by frame type."}, []string{"type"}),
+		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chat_fanout_duration_seconds",
+			Help:    "Time to hand one broker delivery to every local recipient's queue.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_errors_total", Help: "Protocol errors sent to clients, by code."}, []string{"code"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_rate_limited_total", Help: "Requests refused by the rate limit."}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_slow_consumer_closes_total", Help: "Websockets closed with 1008 because their send queue overflowed."}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_pubsub_subscriptions", Help: "Broker topics this node is subscribed to, besides the cluster topic."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.published,
+			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions)
+	}
+	return m
+}
+
+func (m *metrics) opened() {
+	m.opens.Inc()
+	m.connections.Inc()
+}
+
+func (m *metrics) closed(code websocket.StatusCode) {
+	m.connections.Dec()
+	m.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+}
+
+var (
+	prefixMessage = []byte(`{"type":"message"`)
+	prefixEvent   = []byte(`{"type":"event"`)
+)
+
+// delivered counts one fan-out of frame to n local sessions.
+func (m *metrics) delivered(frame []byte, n int, took time.Duration) {
+	kind := "other"
+	switch {
+	case bytes.HasPrefix(frame, prefixMessage):
+		kind = "message"
+	case bytes.HasPrefix(frame, prefixEvent):
+		kind = "event"
+	}
+	m.deliveries.WithLabelValues(kind).Add(float64(n))
+	m.fanout.Observe(took.Seconds())
+}

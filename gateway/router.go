@@ -1,0 +1,316 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wirechat/chat/pubsub"
+)
+
+// Topic names (see the package doc).
+const clusterTopic = "cluster"
+
+func channelTopic(channel string) string { return "c:" + channel }
+func userTopic(user string) string       { return "u:" + user }
+
+// Control notices. Each is one line: "!op arg", optionally followed by
+// "\n" and a wire frame that the router forwards before it applies op.
+const (
+	// opJoin on u:<uuid>: the user joined channel arg; its sessions on every
+	// node start receiving c:arg.
+	opJoin = "join"
+	// opLeft on c:#name: user arg left; the frame (the left event) goes to
+	// every session on the topic, then the user's sessions stop receiving it.
+	opLeft = "left"
+	// opDestroy on cluster: channel arg is gone; the frame (the destroy
+	// event) goes to every session, then nobody receives c:arg any more.
+	opDestroy = "destroy"
+	// opLogout on u:<uuid>: login session arg was revoked; its websockets
+	// close with 1000.
+	opLogout = "logout"
+)
+
+// control builds a control payload.
+func control(op, arg string, frame []byte) []byte {
+	b := make([]byte, 0, 2+len(op)+len(arg)+1+len(frame))
+	b = append(b, '!')
+	b = append(b, op...)
+	b = append(b, ' ')
+	b = append(b, arg...)
+	if frame != nil {
+		b = append(b, '\n')
+		b = append(b, frame...)
+	}
+	return b
+}
+
+// router maps topics to the local sessions that receive them, and keeps the
+// node's broker subscriptions in step: subscribed while a topic has at least
+// one local session.
+type router struct {
+	log     *slog.Logger
+	metrics *metrics
+	broker  pubsub.Broker // set once before any session exists
+
+	subMu [64]sync.Mutex // serialise broker (un)subscribe per topic shard
+	seed  maphash.Seed
+
+	mu     sync.RWMutex
+	topics map[string]*topic // guarded by mu
+
+	dirtyMu sync.Mutex
+	dirty   map[string]struct{} // topics whose subscription needs a look
+	wake    chan struct{}       // capacity 1: dirty has news
+}
+
+type topic struct {
+	sessions map[*Session]struct{} // guarded by router.mu
+	// subscribed is whether the broker delivers this topic to the node.
+	// Guarded by the topic's subMu shard.
+	subscribed bool
+}
+
+func newRouter(log *slog.Logger, m *metrics) *router {
+	return &router{
+		log:     log,
+		metrics: m,
+		seed:    maphash.MakeSeed(),
+		topics:  make(map[string]*topic),
+		dirty:   make(map[string]struct{}),
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// add makes sessions receive topic name, and returns once the node is
+// subscribed to it (or the broker failed: then the caller removes them).
+func (r *router) add(ctx context.Context, name string, sessions ...*Session) error {
+	r.addLocal(name, sessions)
+	return r.reconcile(ctx, name)
+}
+
+func (r *router) addLocal(name string, sessions []*Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.topics[name]
+	if t == nil {
+		t = &topic{sessions: make(map[*Session]struct{}, 1)}
+		r.topics[name] = t
+	}
+	for _, s := range sessions {
+		if s.closedLocked() {
+			continue
+		}
+		t.sessions[s] = struct{}{}
+		s.topics[name] = struct{}{}
+	}
+}
+
+// remove stops sessions receiving topic name. The broker unsubscription,
+// if any, happens in the background.
+func (r *router) remove(name string, sessions ...*Session) {
+	r.mu.Lock()
+	if t := r.topics[name]; t != nil {
+		for _, s := range sessions {
+			delete(t.sessions, s)
+			delete(s.topics, name)
+		}
+	}
+	r.mu.Unlock()
+	r.markDirty(name)
+}
+
+// drop stops every session receiving topic name.
+func (r *router) drop(name string) {
+	r.mu.Lock()
+	if t := r.topics[name]; t != nil {
+		for s := range t.sessions {
+			delete(s.topics, name)
+		}
+		clear(t.sessions)
+	}
+	r.mu.Unlock()
+	r.markDirty(name)
+}
+
+// removeAll takes a closing session off every topic.
+func (r *router) removeAll(s *Session) {
+	r.mu.Lock()
+	names := make([]string, 0, len(s.topics))
+	for name := range s.topics {
+		if t := r.topics[name]; t != nil {
+			delete(t.sessions, s)
+		}
+		names = append(names, name)
+	}
+	clear(s.topics)
+	s.gone = true
+	r.mu.Unlock()
+	for _, name := range names {
+		r.markDirty(name)
+	}
+}
+
+// sessionsOf returns the local sessions on topic name.
+func (r *router) sessionsOf(name string) []*Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t := r.topics[name]
+	if t == nil {
+		return nil
+	}
+	out := make([]*Session, 0, len(t.sessions))
+	for s := range t.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// reconcile subscribes or unsubscribes the node so that it matches whether
+// topic name has local sessions.
+func (r *router) reconcile(ctx context.Context, name string) error {
+	mu := &r.subMu[maphash.String(r.seed, name)%uint64(len(r.subMu))]
+	mu.Lock()
+	defer mu.Unlock()
+
+	r.mu.RLock()
+	t := r.topics[name]
+	want := t != nil && len(t.sessions) > 0
+	r.mu.RUnlock()
+	if t == nil {
+		return nil
+	}
+	switch {
+	case want && !t.subscribed:
+		if err := r.broker.Subscribe(ctx, name); err != nil {
+			return err
+		}
+		t.subscribed = true
+		r.metrics.subscriptions.Inc()
+	case !want && t.subscribed:
+		if err := r.broker.Unsubscribe(ctx, name); err != nil {
+			// Stray deliveries find no session; the next reconcile of
+			// this topic tries again.
+			r.log.Warn("unsubscribe failed", "topic", name, "err", err)
+		}
+		t.subscribed = false
+		r.metrics.subscriptions.Dec()
+	}
+	if !t.subscribed {
+		r.mu.Lock()
+		if len(t.sessions) == 0 && r.topics[name] == t {
+			delete(r.topics, name)
+		}
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+func (r *router) markDirty(name string) {
+	r.dirtyMu.Lock()
+	r.dirty[name] = struct{}{}
+	r.dirtyMu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileLoop brings dirty topics' subscriptions in step, in the
+// background, until ctx ends. A failed subscription is tried again.
+func (r *router) reconcileLoop(ctx context.Context) {
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-retry.C:
+		}
+		r.dirtyMu.Lock()
+		names := make([]string, 0, len(r.dirty))
+		for name := range r.dirty {
+			names = append(names, name)
+		}
+		clear(r.dirty)
+		r.dirtyMu.Unlock()
+
+		failed := false
+		for _, name := range names {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := r.reconcile(cctx, name)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.log.Warn("subscribe failed, will retry", "topic", name, "err", err)
+				r.dirtyMu.Lock()
+				r.dirty[name] = struct{}{}
+				r.dirtyMu.Unlock()
+				failed = true
+			}
+		}
+		if failed {
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// deliver is the broker's Handler: it runs on the broker's delivery
+// goroutine, in publish order, and never blocks.
+func (r *router) deliver(name string, payload []byte) {
+	if len(payload) > 0 && payload[0] == '!' {
+		r.control(name, payload)
+		return
+	}
+	r.forward(name, payload)
+}
+
+// forward writes one encoded frame to every local session on topic name:
+// the same bytes to each, without blocking on any.
+func (r *router) forward(name string, frame []byte) {
+	start := time.Now()
+	r.mu.RLock()
+	n := 0
+	if t := r.topics[name]; t != nil {
+		for s := range t.sessions {
+			s.send(frame)
+		}
+		n = len(t.sessions)
+	}
+	r.mu.RUnlock()
+	if n > 0 {
+		r.metrics.delivered(frame, n, time.Since(start))
+	}
+}
+
+func (r *router) control(name string, payload []byte) {
+	line, frame, _ := bytes.Cut(payload[1:], []byte{'\n'})
+	op, arg, _ := bytes.Cut(line, []byte{' '})
+	if len(frame) > 0 {
+		r.forward(name, frame)
+	}
+	switch string(op) {
+	case opJoin:
+		channel := channelTopic(string(arg))
+		r.addLocal(channel, r.sessionsOf(name))
+		r.markDirty(channel)
+	case opLeft:
+		r.remove(name, r.sessionsOf(userTopic(string(arg)))...)
+	case opDestroy:
+		r.drop(channelTopic(string(arg)))
+	case opLogout:
+		for _, s := range r.sessionsOf(name) {
+			if s.login.ID == string(arg) {
+				s.close(statusNormal, "logged out")
+			}
+		}
+	default:
+		r.log.Warn("unknown control notice", "topic", name, "op", string(op))
+	}
+}

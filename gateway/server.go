@@ -1,0 +1,497 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/wirechat/chat/auth"
+	"github.com/wirechat/chat/protocol"
+	"github.com/wirechat/chat/pubsub"
+)
+
+// Config configures a Server. A zero field means its default.
+type Config struct {
+	// NodeID names this node in logs. If empty, a random id.
+	NodeID string
+
+	// MaxFrameBytes is the largest frame a client may send; a larger one
+	// closes the connection with 1009. If zero, 16384.
+	MaxFrameBytes int64
+
+	// MaxMessageBytes is the longest message text. If zero, 4096.
+	MaxMessageBytes int
+
+	// MaxSessionsPerUser bounds a user's open websockets across the
+	// cluster; one more upgrade gets HTTP 429. If zero, 20.
+	MaxSessionsPerUser int
+
+	// MaxConnections bounds this node's websockets; one more upgrade gets
+	// HTTP 503. If zero, no limit.
+	MaxConnections int
+
+	// RateLimit is how many requests per second a user may send, with a
+	// burst of twice that. If zero, 20.
+	RateLimit float64
+
+	// SendQueue is how many frames may wait for a slow client before it is
+	// closed with 1008. If zero, 256.
+	SendQueue int
+
+	// PingInterval is how often a peer is pinged; one that does not answer
+	// within the interval is dropped. If zero, 20s.
+	PingInterval time.Duration
+
+	// WriteTimeout bounds a write to one socket. If zero, 10s.
+	WriteTimeout time.Duration
+
+	// AllowedOrigins are host patterns (path.Match syntax, e.g.
+	// "*.example.com") from which cross-origin upgrades are allowed.
+	// Same-origin upgrades and requests without Origin always are.
+	AllowedOrigins []string
+
+	// PlaceTTL is how long a session's place (spec: sessions per user)
+	// outlives a node that died without freeing it. If zero, 45s.
+	PlaceTTL time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = uuid.NewString()[:8]
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = 16384
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 4096
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = 20
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 20
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 256
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PlaceTTL == 0 {
+		c.PlaceTTL = 45 * time.Second
+	}
+}
+
+// Authenticator tells who holds a request's credentials.
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Session, error)
+}
+
+// Directory finds users by name, for private messages.
+type Directory interface {
+	UserByName(ctx context.Context, username string) (auth.User, error)
+}
+
+// Deps are the Server's collaborators.
+type Deps struct {
+	// Connect opens the node's backend, delivering to handler. For the
+	// in-memory backend Broker and Registry are one value.
+	Connect func(handler pubsub.Handler) (pubsub.Broker, pubsub.Registry, error)
+	Auth    Authenticator
+	Users   Directory
+	// Metrics registers the gateway's metrics. If nil, they are not
+	// exported.
+	Metrics prometheus.Registerer
+}
+
+// Server is a gateway node: it serves /ws, /healthz and /readyz.
+type Server struct {
+	cfg      Config // immutable after New
+	log      *slog.Logger
+	metrics  *metrics
+	auth     Authenticator
+	users    Directory
+	broker   pubsub.Broker
+	registry pubsub.Registry
+	router   *router
+
+	ctx    context.Context // ends when the Server is closed
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the Server started
+
+	draining atomic.Bool
+	conns    atomic.Int64
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{} // guarded by mu
+	locals   map[string]*localUser // guarded by mu: user id -> shared limiter
+	closed   bool                  // guarded by mu
+}
+
+type localUser struct {
+	limiter *rate.Limiter
+	refs    int
+}
+
+// New connects the backend, subscribes the node to the cluster topic and
+// starts the node's background work. Close undoes it.
+func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	log = log.With("node", cfg.NodeID)
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		metrics:  newMetrics(deps.Metrics),
+		auth:     deps.Auth,
+		users:    deps.Users,
+		sessions: make(map[*Session]struct{}),
+		locals:   make(map[string]*localUser),
+	}
+	s.router = newRouter(log, s.metrics)
+	broker, registry, err := deps.Connect(s.router.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("connect backend: %w", err)
+	}
+	s.broker, s.registry, s.router.broker = broker, registry, broker
+	if err := broker.Subscribe(ctx, clusterTopic); err != nil {
+		broker.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", clusterTopic, err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.router.reconcileLoop(s.ctx) }()
+	go func() { defer s.wg.Done(); s.refreshPlaces(s.ctx) }()
+	return s, nil
+}
+
+// Handler serves the gateway's HTTP endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.handleWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	return mux
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.Ready(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// Ready reports why the node should not get traffic, or nil.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := s.registry.Ping(ctx); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	if !s.broker.Healthy() {
+		return errors.New("pub/sub heartbeat lost")
+	}
+	return nil
+}
+
+// Revoke closes, on every node, the websockets of a login session that was
+// revoked. It is auth.Config.OnLogout.
+func (s *Server) Revoke(ctx context.Context, login auth.Session) {
+	if err := s.broker.Publish(ctx, userTopic(login.UserID), control(opLogout, login.ID, nil)); err != nil {
+		s.log.Error("publish logout", "user", login.UserID, "err", err)
+	}
+}
+
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.originAllowed(r) {
+		http.Error(w, "cross-origin websocket not allowed", http.StatusForbidden)
+		return
+	}
+	login, err := s.auth.Authenticate(r)
+	if err != nil {
+		if errors.Is(err, auth.ErrNoSession) {
+			http.Error(w, "not logged in", http.StatusUnauthorized)
+		} else {
+			s.log.Warn("authenticate websocket", "err", err)
+			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	if max := s.cfg.MaxConnections; max > 0 && s.conns.Load() >= int64(max) {
+		http.Error(w, "node is full", http.StatusServiceUnavailable)
+		return
+	}
+	connID := uuid.NewString()
+	if err := s.registry.AcquirePlace(r.Context(), login.UserID, connID, s.cfg.MaxSessionsPerUser, s.cfg.PlaceTTL); err != nil {
+		if errors.Is(err, pubsub.ErrTooManySessions) {
+			http.Error(w, "too many open sessions", http.StatusTooManyRequests)
+		} else {
+			s.log.Warn("acquire session place", "err", err)
+			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.registry.ReleasePlace(ctx, login.UserID, connID); err != nil {
+			s.log.Warn("release session place", "err", err)
+		}
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	if err != nil {
+		release()
+		return // Accept wrote the HTTP error
+	}
+	conn.SetReadLimit(s.cfg.MaxFrameBytes)
+	s.serve(conn, login, connID)
+	release()
+}
+
+// originAllowed implements spec 3: same origin, no Origin header, or a host
+// matching CHAT_ALLOWED_ORIGINS.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.AllowedOrigins {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// serve runs one session until it ends.
+func (s *Server) serve(conn *websocket.Conn, login auth.Session, connID string) {
+	sess := &Session{
+		id:     connID,
+		login:  login,
+		srv:    s,
+		conn:   conn,
+		log:    s.log.With("conn", connID, "user", login.UserID),
+		queue:  make(chan []byte, s.cfg.SendQueue),
+		done:   make(chan struct{}),
+		topics: make(map[string]struct{}),
+	}
+	if !s.register(sess) {
+		conn.Close(statusGoingAway, "server shutting down")
+		return
+	}
+	s.conns.Add(1)
+	s.metrics.opened()
+	defer func() {
+		s.router.removeAll(sess)
+		s.unregister(sess)
+		s.conns.Add(-1)
+		s.metrics.closed(sess.closeCode)
+	}()
+
+	// Expired sessions close with 1008 (spec 3.5).
+	expiry := time.AfterFunc(time.Until(login.Expires), func() {
+		sess.close(statusPolicy, "session expired")
+	})
+	defer expiry.Stop()
+
+	welcome, err := s.attach(sess)
+	if err != nil {
+		perr := toProto(err, "")
+		sess.log.Warn("attach session failed", "err", err)
+		if perr.code == protocol.CodeUnavailable {
+			conn.Close(websocket.StatusTryAgainLater, "backend unavailable")
+		} else {
+			conn.Close(statusInternalError, "internal error")
+		}
+		return
+	}
+	// Until the writer starts, this goroutine owns the socket: the welcome
+	// goes first, whatever the router queued meanwhile follows.
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+	err = conn.Write(ctx, websocket.MessageText, welcome)
+	cancel()
+	if err != nil {
+		conn.CloseNow()
+		return
+	}
+	sess.log.Debug("session open")
+
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); sess.writeLoop() }()
+	sess.readLoop(s.ctx)
+	<-writerDone
+}
+
+// attach puts a new session on its topics, waiting for each subscription,
+// and returns its welcome frame. The user topic comes first, so that a
+// membership change made elsewhere after Memberships is read still reaches
+// this session.
+func (s *Server) attach(sess *Session) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	uid := sess.login.UserID
+	s.router.addLocal(clusterTopic, []*Session{sess})
+	if err := s.router.add(ctx, userTopic(uid), sess); err != nil {
+		return nil, err
+	}
+	joined, owned, err := s.registry.Memberships(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range joined {
+		if err := s.router.add(ctx, channelTopic(c), sess); err != nil {
+			return nil, err
+		}
+	}
+	channels, err := s.registry.Channels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return mustJSON(protocol.Welcome{
+		Type:       protocol.TypeWelcome,
+		Identifier: uid,
+		Username:   sess.login.Username,
+		Channels:   channels,
+		Joined:     joined,
+		Owned:      owned,
+	}), nil
+}
+
+func (s *Server) register(sess *Session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	u := s.locals[sess.login.UserID]
+	if u == nil {
+		burst := int(2 * s.cfg.RateLimit)
+		u = &localUser{limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), max(burst, 1))}
+		s.locals[sess.login.UserID] = u
+	}
+	u.refs++
+	sess.limiter = u.limiter
+	return true
+}
+
+func (s *Server) unregister(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if u := s.locals[sess.login.UserID]; u != nil {
+		if u.refs--; u.refs == 0 {
+			delete(s.locals, sess.login.UserID)
+		}
+	}
+}
+
+// refreshPlaces keeps this node's session places alive in the registry, so
+// that only the places of a dead node lapse.
+func (s *Server) refreshPlaces(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PlaceTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		places := make(map[string][]string)
+		s.mu.Lock()
+		for sess := range s.sessions {
+			places[sess.login.UserID] = append(places[sess.login.UserID], sess.id)
+		}
+		s.mu.Unlock()
+		if len(places) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.registry.RefreshPlaces(rctx, places, s.cfg.PlaceTTL); err != nil {
+			s.log.Warn("refresh session places", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Shutdown drains the node: /readyz turns 503, upgrades are refused, and
+// every websocket is closed with 1001, a few at a time, until all are gone
+// or ctx ends. Then it stops the node's background work and closes the
+// backend. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+
+	for _, sess := range all {
+		sess.close(statusGoingAway, "server shutting down: reconnect")
+	}
+	// The writers run the close handshakes concurrently; wait for them.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for s.conns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			err = fmt.Errorf("shutdown: %d connections left: %w", s.conns.Load(), ctx.Err())
+			s.mu.Lock()
+			for sess := range s.sessions {
+				sess.conn.CloseNow()
+			}
+			s.mu.Unlock()
+			break wait
+		case <-tick.C:
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.broker.Close()
+	return err
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own wire types are marshalled
+	}
+	return b
+}

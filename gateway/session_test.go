@@ -1,0 +1,307 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wirechat/chat/gateway"
+)
+
+func TestMultiSession(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{})
+	l := n.login("alice")
+	a1, a2 := n.dial(l), n.dial(l)
+	bob := n.user("bob")
+
+	bob.do("create", "#team")
+	for _, c := range []*client{a1, a2, bob} {
+		c.expect("event")
+	}
+	a1.do("join", "#team")
+	for _, c := range []*client{a1, a2} {
+		if m := c.expect("event"); m["event"] != "join" {
+			t.Fatalf("%v", m)
+		}
+	}
+	bob.do("join", "#team")
+	for _, c := range []*client{a1, a2, bob} {
+		c.expect("event")
+	}
+	bob.send(`{"type":"message","target":"#team","message":"to all of alice"}`)
+	for _, c := range []*client{a1, a2, bob} {
+		if m := c.expect("message"); m["message"] != "to all of alice" {
+			t.Fatal(m)
+		}
+	}
+	bob.send(`{"type":"message","target":"@alice","message":"dm"}`)
+	for _, c := range []*client{a1, a2, bob} {
+		if m := c.expect("message"); m["target"] != "@alice" {
+			t.Fatal(m)
+		}
+	}
+	// A third session opened later is on the channel at once.
+	a3 := n.dial(l)
+	if fmt.Sprint(a3.welcome["joined"]) != "[#team]" {
+		t.Fatalf("joined = %v", a3.welcome["joined"])
+	}
+	// Closing a connection is not leaving.
+	a3.conn.Close(websocket.StatusNormalClosure, "")
+	bob.send(`{"type":"message","target":"#team","message":"still there?"}`)
+	for _, c := range []*client{a1, a2, bob} {
+		c.expect("message")
+	}
+	// Leave reaches every session, and then none receives the channel.
+	a2.do("leave", "#team")
+	for _, c := range []*client{a1, a2, bob} {
+		if m := c.expect("event"); m["event"] != "left" {
+			t.Fatal(m)
+		}
+	}
+	bob.send(`{"type":"message","target":"#team","message":"gone"}`)
+	bob.expect("message")
+	a1.quiet()
+	a2.quiet()
+	// Destroy reaches every session.
+	a1.do("join", "#team")
+	for _, c := range []*client{a1, a2, bob} {
+		c.expect("event")
+	}
+	bob.do("destroy", "#team")
+	for _, c := range []*client{a1, a2, bob} {
+		if m := c.expect("event"); m["event"] != "destroy" {
+			t.Fatal(m)
+		}
+	}
+	a4 := n.dial(l)
+	if fmt.Sprint(a4.welcome["joined"]) != "[]" {
+		t.Fatalf("joined after destroy = %v", a4.welcome["joined"])
+	}
+}
+
+func TestReconnectKeepsMemberships(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{})
+	alice := n.user("alice")
+	alice.do("create", "#keep")
+	alice.expect("event")
+	alice.do("join", "#keep")
+	alice.expect("event")
+	alice.conn.Close(websocket.StatusNormalClosure, "bye")
+
+	again := n.dial(alice.login)
+	if fmt.Sprint(again.welcome["joined"]) != "[#keep]" {
+		t.Fatalf("joined = %v", again.welcome["joined"])
+	}
+	again.send(`{"type":"message","target":"#keep","message":"back","id":"1"}`)
+	again.expect("message")
+	again.expectAck("1")
+}
+
+func TestSlowConsumer(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{SendQueue: 16, RateLimit: 10000, MaxMessageBytes: 12100, MaxFrameBytes: 13000})
+	fast := n.user("fast")
+	slow := n.user("slow")
+	fast.do("create", "#busy")
+	fast.expect("event")
+	slow.expect("event")
+	slow.do("join", "#busy")
+	fast.do("join", "#busy")
+	fast.expect("event")
+
+	// slow stops reading. Its socket buffers fill, then its queue, and the
+	// server closes it with 1008, while fast, which keeps up, receives every
+	// message.
+	const total = 1500
+	payload := strings.Repeat("x", 12000)
+	for i := range total {
+		fast.send(fmt.Sprintf(`{"type":"message","target":"#busy","message":"%d %s"}`, i, payload))
+		m := fast.expect("message")
+		if !strings.HasPrefix(m["message"].(string), fmt.Sprint(i)+" ") {
+			t.Fatalf("fast got %.10v, want message %d", m["message"], i)
+		}
+	}
+	slow.expectClose(websocket.StatusPolicyViolation)
+}
+
+func TestOrdering(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{RateLimit: 10000})
+	alice, bob := n.user("alice"), n.user("bob")
+	alice.do("create", "#order")
+	bob.expect("event")
+	alice.expect("event")
+	alice.do("join", "#order")
+	alice.expect("event")
+	bob.do("join", "#order")
+	bob.expect("event")
+	alice.expect("event")
+
+	const total = 500
+	go func() {
+		for i := range total {
+			alice.send(fmt.Sprintf(`{"type":"message","target":"#order","message":"%d"}`, i))
+		}
+	}()
+	for _, c := range []*client{bob, alice} {
+		for i := range total {
+			if m := c.expect("message"); m["message"] != fmt.Sprint(i) {
+				t.Fatalf("%s: message %d is %v", c.login.Username, i, m["message"])
+			}
+		}
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{MaxFrameBytes: 1024})
+	cases := []struct {
+		name  string
+		typ   websocket.MessageType
+		frame []byte
+		code  websocket.StatusCode
+	}{
+		{"frame over the limit", websocket.MessageText, []byte(`{"type":"message","target":"#x","message":"` + strings.Repeat("a", 2000) + `"}`), websocket.StatusMessageTooBig},
+		{"binary frame", websocket.MessageBinary, []byte(`{}`), websocket.StatusUnsupportedData},
+		{"invalid UTF-8", websocket.MessageText, []byte("{\"type\":\"message\",\"target\":\"#x\",\"message\":\"\xff\xfe\"}"), websocket.StatusInvalidFramePayloadData},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := n.user("limits")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := c.conn.Write(ctx, tc.typ, tc.frame); err != nil {
+				t.Fatal(err)
+			}
+			c.expectClose(tc.code)
+		})
+	}
+	// A frame just under the limit is fine.
+	c := n.user("limits")
+	c.send(`{"type":"command","action":"join","target":"#x","id":"` + strings.Repeat("i", 64) + `"}`)
+	c.expectError("not_found", strings.Repeat("i", 64))
+}
+
+func TestLogoutClosesOnlyThatSession(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{})
+	first := n.login("alice")
+	second := n.login("alice")
+	a1, a2 := n.dial(first), n.dial(second)
+
+	req, _ := http.NewRequest("POST", n.http.URL+"/auth/logout", nil)
+	req.Header.Set("Authorization", "Bearer "+first.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %s", resp.Status)
+	}
+	a1.expectClose(websocket.StatusNormalClosure)
+	a2.quiet() // the other login session is untouched
+	req, _ = http.NewRequest("GET", n.http.URL+"/auth/me", nil)
+	req.Header.Set("Authorization", "Bearer "+first.Token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("me after logout: %s", resp.Status)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{})
+	clients := []*client{n.user("alice"), n.user("bob"), n.user("alice")}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- n.gw.Shutdown(ctx)
+	}()
+	for _, c := range clients {
+		c.expectClose(websocket.StatusGoingAway)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	resp, err := http.Get(n.http.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz after shutdown: %s", resp.Status)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(n.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %s", path, resp.Status)
+		}
+	}
+}
+
+// TestManyClients: 16 clients each send 64 messages to one channel; every
+// client must receive all 1024, each sender's in order.
+func TestManyClients(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{RateLimit: 10000, SendQueue: 2048})
+	const clients, each = 16, 64
+	owner := n.user("owner")
+	owner.do("create", "#many")
+	cs := make([]*client, clients)
+	for i := range cs {
+		cs[i] = n.user(fmt.Sprintf("u%d", i))
+		cs[i].do("join", "#many")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for j := range each {
+				frame := fmt.Sprintf(`{"type":"message","target":"#many","message":"%d:%d"}`, i, j)
+				if err := c.conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		next := make([]int, clients)
+		for got := 0; got < clients*each; {
+			m := c.read()
+			if m["type"] != "message" {
+				continue // join events of later joiners
+			}
+			var from, seq int
+			fmt.Sscanf(m["message"].(string), "%d:%d", &from, &seq)
+			if seq != next[from] {
+				t.Fatalf("%s: from u%d got %d, want %d", c.login.Username, from, seq, next[from])
+			}
+			next[from]++
+			got++
+		}
+	}
+}

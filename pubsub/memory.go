@@ -1,0 +1,309 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Memory is the Broker and Registry of a single node: everything lives in
+// process memory. It is the embedded default and the reference that the
+// Redis implementation is tested against.
+type Memory struct {
+	handler Handler // immutable after NewMemory
+	now     func() time.Time
+
+	// pubMu serialises deliveries, so that the handler sees every topic's
+	// payloads in one order and is never called concurrently.
+	pubMu sync.Mutex
+
+	mu       sync.Mutex // guards the fields below
+	closed   bool
+	subs     map[string]struct{}
+	channels map[string]*memChannel
+	users    map[string]*memUser
+}
+
+type memChannel struct {
+	owner   string
+	members map[string]struct{}
+}
+
+type memUser struct {
+	joined map[string]struct{}
+	places map[string]time.Time // conn -> lapses at
+}
+
+var (
+	_ Broker   = (*Memory)(nil)
+	_ Registry = (*Memory)(nil)
+)
+
+// NewMemory returns an empty in-memory backend that delivers to handler.
+func NewMemory(handler Handler) *Memory {
+	return &Memory{
+		handler:  handler,
+		now:      time.Now,
+		subs:     make(map[string]struct{}),
+		channels: make(map[string]*memChannel),
+		users:    make(map[string]*memUser),
+	}
+}
+
+// Publish delivers payload to the handler before it returns, if topic is
+// subscribed.
+func (m *Memory) Publish(ctx context.Context, topic string, payload []byte) error {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	m.mu.Lock()
+	closed := m.closed
+	_, ok := m.subs[topic]
+	m.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if ok {
+		m.handler(topic, payload)
+	}
+	return nil
+}
+
+// Subscribe implements Broker.
+func (m *Memory) Subscribe(ctx context.Context, topic string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.subs[topic] = struct{}{}
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (m *Memory) Unsubscribe(ctx context.Context, topic string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	delete(m.subs, topic)
+	return nil
+}
+
+// Healthy is true until Close.
+func (m *Memory) Healthy() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.closed
+}
+
+// Close implements Broker.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+// Ping implements Registry.
+func (m *Memory) Ping(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// CreateChannel implements Registry.
+func (m *Memory) CreateChannel(ctx context.Context, channel, owner string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if _, ok := m.channels[channel]; ok {
+		return fmt.Errorf("create %s: %w", channel, ErrExists)
+	}
+	m.channels[channel] = &memChannel{owner: owner, members: make(map[string]struct{})}
+	return nil
+}
+
+// DestroyChannel implements Registry.
+func (m *Memory) DestroyChannel(ctx context.Context, channel, by string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	c, ok := m.channels[channel]
+	if !ok {
+		return nil, fmt.Errorf("destroy %s: %w", channel, ErrNotFound)
+	}
+	if c.owner != by {
+		return nil, fmt.Errorf("destroy %s: %w", channel, ErrForbidden)
+	}
+	members := make([]string, 0, len(c.members))
+	for u := range c.members {
+		members = append(members, u)
+		delete(m.users[u].joined, channel)
+	}
+	delete(m.channels, channel)
+	slices.Sort(members)
+	return members, nil
+}
+
+// Join implements Registry.
+func (m *Memory) Join(ctx context.Context, channel, user string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrClosed
+	}
+	c, ok := m.channels[channel]
+	if !ok {
+		return false, fmt.Errorf("join %s: %w", channel, ErrNotFound)
+	}
+	if _, ok := c.members[user]; ok {
+		return false, nil
+	}
+	c.members[user] = struct{}{}
+	m.userLocked(user).joined[channel] = struct{}{}
+	return true, nil
+}
+
+// Leave implements Registry.
+func (m *Memory) Leave(ctx context.Context, channel, user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if err := m.checkMemberLocked(channel, user); err != nil {
+		return fmt.Errorf("leave %s: %w", channel, err)
+	}
+	delete(m.channels[channel].members, user)
+	delete(m.users[user].joined, channel)
+	return nil
+}
+
+// CheckMember implements Registry.
+func (m *Memory) CheckMember(ctx context.Context, channel, user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return m.checkMemberLocked(channel, user)
+}
+
+func (m *Memory) checkMemberLocked(channel, user string) error {
+	c, ok := m.channels[channel]
+	if !ok {
+		return ErrNotFound
+	}
+	if _, ok := c.members[user]; !ok {
+		return ErrNotMember
+	}
+	return nil
+}
+
+// Channels implements Registry.
+func (m *Memory) Channels(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := make([]string, 0, len(m.channels))
+	for c := range m.channels {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Memberships implements Registry.
+func (m *Memory) Memberships(ctx context.Context, user string) (joined, owned []string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, nil, ErrClosed
+	}
+	joined, owned = []string{}, []string{}
+	if u, ok := m.users[user]; ok {
+		for c := range u.joined {
+			joined = append(joined, c)
+		}
+	}
+	for name, c := range m.channels {
+		if c.owner == user {
+			owned = append(owned, name)
+		}
+	}
+	slices.Sort(joined)
+	slices.Sort(owned)
+	return joined, owned, nil
+}
+
+// AcquirePlace implements Registry.
+func (m *Memory) AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	u := m.userLocked(user)
+	now := m.now()
+	for c, until := range u.places {
+		if !until.After(now) {
+			delete(u.places, c)
+		}
+	}
+	if _, ok := u.places[conn]; !ok && len(u.places) >= limit {
+		return ErrTooManySessions
+	}
+	u.places[conn] = now.Add(ttl)
+	return nil
+}
+
+// RefreshPlaces implements Registry.
+func (m *Memory) RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	until := m.now().Add(ttl)
+	for user, conns := range places {
+		u := m.userLocked(user)
+		for _, c := range conns {
+			u.places[c] = until
+		}
+	}
+	return nil
+}
+
+// ReleasePlace implements Registry.
+func (m *Memory) ReleasePlace(ctx context.Context, user, conn string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if u, ok := m.users[user]; ok {
+		delete(u.places, conn)
+	}
+	return nil
+}
+
+func (m *Memory) userLocked(user string) *memUser {
+	u, ok := m.users[user]
+	if !ok {
+		u = &memUser{joined: make(map[string]struct{}), places: make(map[string]time.Time)}
+		m.users[user] = u
+	}
+	return u
+}

@@ -1,0 +1,82 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Registry is the state that all nodes share: which channels exist, who owns
+// them, who is a member of which, and how many websockets each user holds
+// open across the cluster.
+//
+// Every method that changes state is atomic in the backend: two nodes racing
+// to create the same channel get exactly one success; destroying a channel
+// removes it and every membership in one step. A method that returns an
+// error changed nothing.
+//
+// Names are passed in their canonical form (lower case, with sigil for
+// channels); users are identified by their UUID.
+type Registry interface {
+	// CreateChannel creates channel owned by owner. ErrExists if the
+	// channel already exists.
+	CreateChannel(ctx context.Context, channel, owner string) error
+
+	// DestroyChannel removes channel and all its memberships if by owns it,
+	// and returns the users that were members. ErrNotFound if the channel
+	// does not exist, ErrForbidden if by is not its owner.
+	DestroyChannel(ctx context.Context, channel, by string) (members []string, err error)
+
+	// Join makes user a member of channel and reports whether it was not
+	// one already. ErrNotFound if the channel does not exist.
+	Join(ctx context.Context, channel, user string) (added bool, err error)
+
+	// Leave ends user's membership of channel. ErrNotFound if the channel
+	// does not exist, ErrNotMember if user is not a member.
+	Leave(ctx context.Context, channel, user string) error
+
+	// CheckMember returns nil if user is a member of channel, ErrNotFound if
+	// the channel does not exist and ErrNotMember otherwise.
+	CheckMember(ctx context.Context, channel, user string) error
+
+	// Channels returns every existing channel, sorted.
+	Channels(ctx context.Context) ([]string, error)
+
+	// Memberships returns the channels user is a member of and the ones it
+	// owns, each sorted.
+	Memberships(ctx context.Context, user string) (joined, owned []string, err error)
+
+	// AcquirePlace records an open websocket conn of user, unless the user
+	// already holds limit places (ErrTooManySessions). A place not refreshed
+	// within ttl lapses, so that the places of a node that died are freed.
+	AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error
+
+	// RefreshPlaces extends the places of the given conns of each user
+	// (user -> conns) by ttl. Places that lapsed are taken again.
+	RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error
+
+	// ReleasePlace frees the place of conn. Releasing a place that is not
+	// held is not an error.
+	ReleasePlace(ctx context.Context, user, conn string) error
+
+	// Ping checks that the backend answers.
+	Ping(ctx context.Context) error
+}
+
+// Registry errors. Implementations wrap them, so test with errors.Is.
+var (
+	// ErrExists means the channel already exists.
+	ErrExists = errors.New("pubsub: channel exists")
+
+	// ErrNotFound means the channel does not exist.
+	ErrNotFound = errors.New("pubsub: channel not found")
+
+	// ErrForbidden means the user does not own the channel.
+	ErrForbidden = errors.New("pubsub: not the owner")
+
+	// ErrNotMember means the user is not a member of the channel.
+	ErrNotMember = errors.New("pubsub: not a member")
+
+	// ErrTooManySessions means the user holds its limit of places.
+	ErrTooManySessions = errors.New("pubsub: too many sessions")
+)
