@@ -48,7 +48,7 @@ func checkKnown(t *testing.T, where string, names []string) {
 	known := knownEnv(t)
 	for _, n := range names {
 		if strings.HasPrefix(n, "CHAT_") && !known[n] {
-			t.Errorf("%s sets %s, which chatd does not read (cmd/chatd/config.go)", where, n)
+			t.Errorf("%s names %s, which chatd does not read (cmd/chatd/config.go)", where, n)
 		}
 	}
 }
