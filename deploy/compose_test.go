@@ -87,6 +87,9 @@ func TestComposeServices(t *testing.T) {
 			if s.Build == nil || s.Build.Dockerfile != "Dockerfile" || filepath.Clean(s.Build.Context) != filepath.Clean(mustAbs(t, root)) {
 				t.Errorf("build %+v, want the root Dockerfile with the root as context", s.Build)
 			}
+			if s.HealthCheck == nil || !slices.Equal(s.HealthCheck.Test, []string{"CMD", "/chatd", "healthcheck"}) {
+				t.Errorf("health check %+v, want CMD /chatd healthcheck", s.HealthCheck)
+			}
 			if d, ok := s.DependsOn["redis"]; !ok || d.Condition != types.ServiceConditionHealthy {
 				t.Errorf("depends_on redis %+v, want condition %s", d, types.ServiceConditionHealthy)
 			}
@@ -181,8 +184,8 @@ func TestComposeNginx(t *testing.T) {
 		t.Fatalf("nginx.conf mounted from %q, want %q", conf, want)
 	}
 	for _, name := range chatdServices {
-		if _, ok := ngx.DependsOn[name]; !ok {
-			t.Errorf("nginx does not depend on %s", name)
+		if d, ok := ngx.DependsOn[name]; !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("nginx does not wait for %s to be healthy: %+v", name, d)
 		}
 	}
 
