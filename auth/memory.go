@@ -19,6 +19,7 @@ type Memory struct {
 	byName     map[string]string // username -> id
 	identities map[string]string // provider + "\x00" + subject -> id
 	sessions   map[string]Session
+	sweepAt    int // sweep expired sessions when the map grows to this size
 }
 
 var _ Store = (*Memory)(nil)
@@ -98,11 +99,14 @@ func (m *Memory) createLocked(username string) User {
 func (m *Memory) CreateSession(ctx context.Context, tokenHash string, s Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	for h, old := range m.sessions { // keep the map from growing without bound
-		if !old.Expires.After(now) {
-			delete(m.sessions, h)
+	if len(m.sessions) >= m.sweepAt { // keep the map from growing without bound
+		now := m.now()
+		for h, old := range m.sessions {
+			if !old.Expires.After(now) {
+				delete(m.sessions, h)
+			}
 		}
+		m.sweepAt = max(1024, 2*len(m.sessions))
 	}
 	m.sessions[tokenHash] = s
 	return nil

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -215,6 +216,9 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Connections returns the number of open websockets on this node.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
 
 // Revoke closes, on every node, the websockets of a login session that was
 // revoked. It is auth.Config.OnLogout.
@@ -488,10 +492,14 @@ wait:
 	return err
 }
 
+// mustJSON encodes one of our own wire types. HTML characters stay as they
+// are (clients render text, never HTML), so frames read as the spec shows.
 func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic(err) // only our own wire types are marshalled
 	}
-	return b
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 }

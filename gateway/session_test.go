@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
 )
 
@@ -304,4 +306,30 @@ func TestManyClients(t *testing.T) {
 			got++
 		}
 	}
+}
+
+func TestSessionExpiryCloses1008(t *testing.T) {
+	b := memoryBackend()
+	log := testLogger(t)
+	authn := auth.New(auth.Config{DevLogin: true, SessionTTL: 300 * time.Millisecond}, b.store, log)
+	gw, err := gateway.New(context.Background(), gateway.Config{}, gateway.Deps{Connect: b.connect, Auth: authn, Users: authn}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/auth/", authn.Handler())
+	mux.Handle("/", gw.Handler())
+	n := &node{t: t, gw: gw, auth: authn, http: httptest.NewServer(mux)}
+	t.Cleanup(n.stop)
+	c := n.user("brief")
+	c.expectClose(websocket.StatusPolicyViolation)
+}
+
+// TestDeadPeerDropped: a peer that stops answering pings is dropped after
+// one ping interval.
+func TestDeadPeerDropped(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{PingInterval: 100 * time.Millisecond})
+	c := n.user("ghost") // never reads again, so never answers a ping
+	_ = c
+	eventually(t, 10*time.Second, "the dead peer to be dropped", func() bool { return n.gw.Connections() == 0 })
 }

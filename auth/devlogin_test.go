@@ -1,0 +1,139 @@
+package auth
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newDevService(t *testing.T, cfg Config) (*Service, *Memory, *httptest.Server) {
+	t.Helper()
+	store := NewMemory()
+	svc := New(cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	return svc, store, srv
+}
+
+func devLogin(t *testing.T, url, body string) *http.Response {
+	t.Helper()
+	resp, err := http.Post(url+"/auth/dev/login", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestDevLogin(t *testing.T) {
+	_, store, srv := newDevService(t, Config{DevLogin: true, SecureCookie: true})
+	resp := devLogin(t, srv.URL, `{"username":"Alice"}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %s", resp.Status)
+	}
+	var got struct{ Token, Identifier, Username string }
+	json.NewDecoder(resp.Body).Decode(&got)
+	if got.Username != "alice" || len(got.Token) < 43 || got.Identifier == "" {
+		t.Fatalf("login answer %+v", got)
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == CookieName {
+			cookie = c
+		}
+	}
+	if cookie == nil || cookie.Value != got.Token || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" {
+		t.Fatalf("cookie %+v", cookie)
+	}
+	// Stored only as a hash.
+	if _, err := store.Session(t.Context(), got.Token); err == nil {
+		t.Fatal("the raw token is a store key")
+	}
+	if s, err := store.Session(t.Context(), hashToken(got.Token)); err != nil || s.UserID != got.Identifier || s.Provider != "dev" {
+		t.Fatalf("stored session %+v %v", s, err)
+	}
+	// The same username is the same user, with a new token.
+	resp2 := devLogin(t, srv.URL, `{"username":"alice"}`)
+	var again struct{ Token, Identifier string }
+	json.NewDecoder(resp2.Body).Decode(&again)
+	if again.Identifier != got.Identifier || again.Token == got.Token {
+		t.Fatalf("second login %+v", again)
+	}
+
+	for _, body := range []string{``, `{}`, `{"username":""}`, `{"username":"a b"}`, `{"username":7}`, `{"username":"` + strings.Repeat("x", 40) + `"}`} {
+		if r := devLogin(t, srv.URL, body); r.StatusCode != http.StatusBadRequest {
+			t.Errorf("body %q: %s, want 400", body, r.Status)
+		}
+	}
+
+	// me with cookie and with bearer; logout; me again.
+	for _, auth := range []func(*http.Request){
+		func(r *http.Request) { r.AddCookie(&http.Cookie{Name: CookieName, Value: got.Token}) },
+		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+got.Token) },
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+"/auth/me", nil)
+		auth(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var me map[string]string
+		json.NewDecoder(resp.Body).Decode(&me)
+		resp.Body.Close()
+		if me["identifier"] != got.Identifier || me["username"] != "alice" || me["provider"] != "dev" {
+			t.Fatalf("me: %v", me)
+		}
+	}
+	// Tokens are never taken from the URL.
+	if resp, _ := http.Get(srv.URL + "/auth/me?token=" + got.Token); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token in URL accepted: %s", resp.Status)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/auth/logout", nil)
+	req.Header.Set("Authorization", "Bearer "+got.Token)
+	out, _ := http.DefaultClient.Do(req)
+	if out.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %s", out.Status)
+	}
+	req, _ = http.NewRequest("GET", srv.URL+"/auth/me", nil)
+	req.Header.Set("Authorization", "Bearer "+got.Token)
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("me after logout: %s", resp.Status)
+	}
+}
+
+func TestDevLoginOff(t *testing.T) {
+	_, _, srv := newDevService(t, Config{})
+	if r := devLogin(t, srv.URL, `{"username":"alice"}`); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("dev login while off: %s", r.Status)
+	}
+	resp, err := http.Get(srv.URL + "/auth/providers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(b)) != `{"providers":[]}` {
+		t.Fatalf("providers: %s", b)
+	}
+}
+
+func TestSessionExpires(t *testing.T) {
+	svc, _, srv := newDevService(t, Config{DevLogin: true, SessionTTL: time.Hour})
+	resp := devLogin(t, srv.URL, `{"username":"bob"}`)
+	var got struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&got)
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Authorization", "Bearer "+got.Token)
+	if _, err := svc.Authenticate(req); err != nil {
+		t.Fatal(err)
+	}
+	svc.store.(*Memory).now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if _, err := svc.Authenticate(req); err != ErrNoSession {
+		t.Fatalf("expired session: %v", err)
+	}
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := loadConfig(envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":8080" || c.RedisURL != "" || c.RedisPrefix != "chat:" || c.DevLogin ||
+		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
+		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
+		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	cases := map[string]map[string]string{
+		"CHAT_SHUTDOWN_TIMEOUT":      {"CHAT_SHUTDOWN_TIMEOUT": "soon"},
+		"CHAT_SESSION_TTL":           {"CHAT_SESSION_TTL": "-1h"},
+		"CHAT_MAX_CONNECTIONS":       {"CHAT_MAX_CONNECTIONS": "-5"},
+		"CHAT_MAX_FRAME_BYTES":       {"CHAT_MAX_FRAME_BYTES": "0"},
+		"CHAT_RATE_LIMIT":            {"CHAT_RATE_LIMIT": "fast"},
+		"CHAT_DEV_LOGIN":             {"CHAT_DEV_LOGIN": "yes please"},
+		"CHAT_PUBLIC_URL":            {"CHAT_PUBLIC_URL": "::not a url"},
+		"CHAT_REDIS_URL":             {"CHAT_REDIS_URL": "http://redis"},
+		"CHAT_GITHUB_CLIENT_SECRET":  {"CHAT_GITHUB_CLIENT_ID": "id"},
+		"CHAT_GOOGLE_CLIENT_SECRET":  {"CHAT_GOOGLE_CLIENT_ID": "id"},
+		"CHAT_OIDC_ISSUER":           {"CHAT_OIDC_CLIENT_ID": "id", "CHAT_OIDC_CLIENT_SECRET": "s"},
+		"CHAT_LOG_FORMAT":            {"CHAT_LOG_FORMAT": "xml"},
+		"CHAT_MAX_SESSIONS_PER_USER": {"CHAT_MAX_SESSIONS_PER_USER": "many"},
+	}
+	for name, env := range cases {
+		_, err := loadConfig(envOf(env))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: error %v does not name %s", env, err, name)
+		}
+	}
+}

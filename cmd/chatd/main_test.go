@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// buildChatd builds the real binary, as `go build ./cmd/chatd` does.
+func buildChatd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chatd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestProcess runs chatd as a process: the embedded default serves a chat,
+// a bad setting stops it at start, and SIGTERM drains it: readyz 503,
+// websockets closed with 1001, exit status 0.
+func TestProcess(t *testing.T) {
+	bin := buildChatd(t)
+
+	t.Run("bad setting", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "CHAT_SHUTDOWN_TIMEOUT=whenever")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "CHAT_SHUTDOWN_TIMEOUT") {
+			t.Fatalf("want a failure naming the variable, got %v: %s", err, out)
+		}
+	})
+
+	addr := freeAddr(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "CHAT_ADDR="+addr, "CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL=", "CHAT_SHUTDOWN_TIMEOUT=5s")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	logs := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case logs <- sc.Text():
+			default:
+			}
+		}
+		close(logs)
+	}()
+	base := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("chatd did not become ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	t.Run("healthcheck subcommand", func(t *testing.T) {
+		hc := exec.Command(bin, "healthcheck")
+		hc.Env = append(os.Environ(), "CHAT_ADDR="+addr)
+		if out, err := hc.CombinedOutput(); err != nil {
+			t.Fatalf("healthcheck: %v %s", err, out)
+		}
+	})
+
+	resp, err := http.Post(base+"/auth/dev/login", "application/json", strings.NewReader(`{"username":"Alice"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l struct{ Token, Username string }
+	json.NewDecoder(resp.Body).Decode(&l)
+	resp.Body.Close()
+	if l.Username != "alice" || len(l.Token) < 43 {
+		t.Fatalf("dev login: %+v", l)
+	}
+	for _, path := range []string{"/", "/metrics", "/auth/providers"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + l.Token}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if _, b, err := conn.Read(ctx); err != nil || !strings.Contains(string(b), `"type":"welcome"`) {
+		t.Fatalf("welcome: %s %v", b, err)
+	}
+
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	_, _, err = conn.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusGoingAway {
+		t.Fatalf("close on SIGTERM: %v, want 1001", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if took := time.Since(start); took > 6*time.Second {
+		// Not a speed assertion: the contract is "within CHAT_SHUTDOWN_TIMEOUT".
+		t.Fatalf("exit took %v, longer than CHAT_SHUTDOWN_TIMEOUT", took)
+	}
+	var all []string
+	for line := range logs {
+		all = append(all, line)
+	}
+	joined := strings.Join(all, "\n")
+	if !strings.Contains(joined, "dev login is on") {
+		t.Errorf("no dev-login warning in logs:\n%s", joined)
+	}
+	if strings.Contains(joined, l.Token) {
+		t.Errorf("a token was logged")
+	}
+}

@@ -1,0 +1,141 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	cases := []struct {
+		in    string
+		want  Request
+		bad   bool
+		badID string
+	}{
+		{in: `{"type":"command","action":"create","target":"#main"}`, want: Request{Type: "command", Action: "create", Target: "#main"}},
+		{in: `{"type":"message","target":"@bob","message":"hi","id":"7"}`, want: Request{Type: "message", Target: "@bob", Message: "hi", ID: "7"}},
+		{in: `{"type":"message","target":"#a","message":"x","id":null,"more":[1]}`, want: Request{Type: "message", Target: "#a", Message: "x"}},
+		{in: ``, bad: true},
+		{in: `null`, bad: true},
+		{in: `"str"`, bad: true},
+		{in: `{"type":"command"`, bad: true},
+		{in: `{"type":"command","action":"nuke","target":"#a","id":"x"}`, bad: true, badID: "x"},
+		{in: `{"type":"message","target":"#a","id":"y"}`, bad: true, badID: "y"},
+		{in: `{"type":"message","target":"#a","message":1,"id":"z"}`, bad: true, badID: "z"},
+		{in: `{"type":1}`, bad: true},
+		{in: `{"type":"command","action":"join","target":"#a","id":1}`, bad: true},
+		{in: `{"type":"command","action":"join","target":"#a","id":"` + strings.Repeat("i", 65) + `"}`, bad: true},
+	}
+	for _, tc := range cases {
+		got, err := DecodeRequest([]byte(tc.in))
+		var de *DecodeError
+		if tc.bad {
+			if !errors.As(err, &de) {
+				t.Errorf("%s: want a DecodeError, got %v", tc.in, err)
+			} else if de.ID != tc.badID {
+				t.Errorf("%s: error id %q, want %q", tc.in, de.ID, tc.badID)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	for in, want := range map[string]string{"#Main": "#main", "#a": "#a", "#" + strings.Repeat("Z", 64): "#" + strings.Repeat("z", 64), "#a_b-C9": "#a_b-c9"} {
+		if got, ok := NormalizeChannel(in); !ok || got != want {
+			t.Errorf("NormalizeChannel(%q) = %q, %v", in, got, ok)
+		}
+	}
+	for _, in := range []string{"", "#", "main", "@main", "#a b", "#é", "#" + strings.Repeat("a", 65), "#a.b"} {
+		if _, ok := NormalizeChannel(in); ok {
+			t.Errorf("NormalizeChannel(%q) accepted", in)
+		}
+	}
+	for in, want := range map[string]string{"Alice": "alice", "a_1-b": "a_1-b", strings.Repeat("x", 39): strings.Repeat("x", 39)} {
+		if got, ok := NormalizeUsername(in); !ok || got != want {
+			t.Errorf("NormalizeUsername(%q) = %q, %v", in, got, ok)
+		}
+	}
+	for _, in := range []string{"", "a b", "al.ice", "é", strings.Repeat("x", 40)} {
+		if _, ok := NormalizeUsername(in); ok {
+			t.Errorf("NormalizeUsername(%q) accepted", in)
+		}
+	}
+	for in, want := range map[string]string{"Alice.Smith": "alice-smith", "josé": "jos-", "...": "user", strings.Repeat("a", 50): strings.Repeat("a", 39)} {
+		if got := SanitizeUsername(in); got != want {
+			t.Errorf("SanitizeUsername(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := WithSuffix(strings.Repeat("a", 39), 12); got != strings.Repeat("a", 36)+"-12" {
+		t.Errorf("WithSuffix = %q", got)
+	}
+}
+
+func TestValidText(t *testing.T) {
+	for in, want := range map[string]bool{"hi": true, " x ": true, "": false, " ": false, "\t\n\u00a0\u2003\u3000": false, "12345": true, "123456": false, "\xff": false} {
+		if got := ValidText(in, 5); got != want {
+			t.Errorf("ValidText(%q) = %v", in, got)
+		}
+	}
+}
+
+// FuzzDecodeRequest checks that no input crashes the decoder, that what it
+// accepts is a well-formed request, and that decoding is stable under
+// re-encoding. The seed corpus is in testdata/fuzz.
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"type":"command","action":"create","target":"#main"}`))
+	f.Add([]byte(`{"type":"message","target":"@bob","message":"hi","id":"1"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := DecodeRequest(data)
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error is not a DecodeError: %v", err)
+			}
+			if len(de.ID) > MaxIDLen {
+				t.Fatalf("error carries an over-long id")
+			}
+			return
+		}
+		if len(req.ID) > MaxIDLen {
+			t.Fatalf("accepted an id of %d bytes", len(req.ID))
+		}
+		switch req.Type {
+		case TypeCommand:
+			switch req.Action {
+			case ActionCreate, ActionDestroy, ActionJoin, ActionLeave:
+			default:
+				t.Fatalf("accepted action %q", req.Action)
+			}
+		case TypeMessage:
+		default:
+			t.Fatalf("accepted type %q", req.Type)
+		}
+		if !utf8.ValidString(req.Target) && utf8.Valid(data) {
+			t.Fatalf("target %q not UTF-8 from UTF-8 input", req.Target)
+		}
+		fields := map[string]string{"type": req.Type, "target": req.Target}
+		if req.ID != "" {
+			fields["id"] = req.ID
+		}
+		if req.Type == TypeCommand {
+			fields["action"] = req.Action
+		} else {
+			fields["message"] = req.Message
+		}
+		again, err := json.Marshal(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req2, err := DecodeRequest(again)
+		if err != nil || req2 != req {
+			t.Fatalf("re-decoding %s: %+v, %v; want %+v", again, req2, err, req)
+		}
+	})
+}
