@@ -14,6 +14,8 @@
 //   SESSION       how long one websocket stays open       30s
 //   CHANNELS      channels the users are spread over      10
 //   RATE          messages per second per user            1
+//   SIZE          pad each message's text to this many    0 (no padding)
+//                 bytes (at most CHAT_MAX_MESSAGE_BYTES)
 //   USER_PREFIX   prefix of the dev-login user names      k6
 //   CHANNEL_PREFIX prefix of the channel names            k6
 //   GRACE         wait for outstanding deliveries before  3s
@@ -41,6 +43,7 @@ const DURATION = __ENV.DURATION || '1m';
 const SESSION_MS = seconds(__ENV.SESSION || '30s') * 1000;
 const CHANNELS = int(__ENV.CHANNELS, 10);
 const RATE = Number(__ENV.RATE || 1);
+const SIZE = parseInt(__ENV.SIZE || '0', 10) || 0;
 const USER_PREFIX = __ENV.USER_PREFIX || 'k6';
 const CHANNEL_PREFIX = __ENV.CHANNEL_PREFIX || 'k6';
 const GRACE_MS = seconds(__ENV.GRACE || '3s') * 1000;
@@ -106,7 +109,9 @@ export default function () {
   if (token === null) token = login();
   const channel = `#${CHANNEL_PREFIX}-${(__VU - 1) % CHANNELS}`;
 
-  // seq -> send time of this VU's own messages not yet delivered back to it.
+  // This iteration's mark in its messages, and seq -> send time of its own
+  // messages not yet delivered back to it.
+  const me = `${__VU}.${__ITER}`;
   const pending = new Map();
   let seq = 0;
   let welcomed = false;
@@ -162,14 +167,14 @@ export default function () {
     function onMessage(frame) {
       if (frame.target !== channel || typeof frame.message !== 'string') return;
       if (!frame.message.startsWith(MARK)) return;
-      // Text: "k6ts:<send ms> <vu>:<seq> hello from k6".
+      // Text: "k6ts:<send ms> <vu>.<iteration>:<seq> hello from k6 <padding>".
       const parts = frame.message.split(' ');
       const sentAt = Number(parts[0].slice(MARK.length));
       if (!Number.isFinite(sentAt)) return;
       received.add(1);
       deliveryLatency.add(Date.now() - sentAt);
       const [vu, n] = (parts[1] || '').split(':');
-      if (vu === String(__VU) && pending.has(n)) {
+      if (vu === me && pending.has(n)) {
         pending.delete(n);
         ownDelivered.add(true);
       }
@@ -182,7 +187,9 @@ export default function () {
         seq++;
         const now = Date.now();
         pending.set(String(seq), now);
-        send({ type: 'message', target: channel, message: `${MARK}${now} ${__VU}:${seq} hello from k6` });
+        let text = `${MARK}${now} ${me}:${seq} hello from k6`;
+        if (text.length < SIZE) text += ' ' + 'x'.repeat(SIZE - text.length - 1);
+        send({ type: 'message', target: channel, message: text });
         sent.add(1);
       }, interval);
     }
