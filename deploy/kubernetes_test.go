@@ -62,6 +62,17 @@ type kustomization struct {
 		NewTag  string `json:"newTag,omitempty"`
 		Digest  string `json:"digest,omitempty"`
 	} `json:"images,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Patches   []struct {
+		Path   string `json:"path,omitempty"`
+		Patch  string `json:"patch,omitempty"`
+		Target *struct {
+			Group   string `json:"group,omitempty"`
+			Version string `json:"version,omitempty"`
+			Kind    string `json:"kind,omitempty"`
+			Name    string `json:"name,omitempty"`
+		} `json:"target,omitempty"`
+	} `json:"patches,omitempty"`
 }
 
 // decodeStrict decodes every YAML document of src into the k8s.io/api type of
