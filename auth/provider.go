@@ -1,9 +1,6 @@
 package auth
 
-import (
-	"context"
-	"net/http"
-)
+import "context"
 
 // Provider is a social login provider (OAuth2 or OpenID Connect).
 type Provider interface {
@@ -33,22 +30,4 @@ func (s *Service) provider(name string) Provider {
 		}
 	}
 	return nil
-}
-
-// handleLogin starts a provider login. Not yet implemented: every provider
-// is unknown until the OAuth flow lands (issue 4).
-func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
-	if s.provider(r.PathValue("provider")) == nil {
-		http.NotFound(w, r)
-		return
-	}
-	http.Error(w, "not implemented", http.StatusNotImplemented)
-}
-
-func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
-	if s.provider(r.PathValue("provider")) == nil {
-		http.NotFound(w, r)
-		return
-	}
-	http.Error(w, "not implemented", http.StatusNotImplemented)
 }

@@ -37,6 +37,12 @@ type Config struct {
 	// in which /auth/providers lists them.
 	Providers []Provider
 
+	// States keeps pending social logins between the redirect to the
+	// provider and the callback. If nil, a StateMemory, which serves one
+	// node only: in a cluster a login may come back to another node, so
+	// give every node the same StateRedis.
+	States StateStore
+
 	// OnLogout, if set, is called after a session was revoked, so that its
 	// open websockets can be closed wherever they are.
 	OnLogout func(ctx context.Context, s Session)
@@ -54,6 +60,9 @@ type Service struct {
 func New(cfg Config, store Store, log *slog.Logger) *Service {
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = 720 * time.Hour
+	}
+	if cfg.States == nil {
+		cfg.States = NewStateMemory(0)
 	}
 	return &Service{cfg: cfg, store: store, log: log, now: time.Now}
 }

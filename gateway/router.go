@@ -68,7 +68,10 @@ type router struct {
 }
 
 type topic struct {
-	sessions map[*Session]struct{} // guarded by router.mu
+	// list holds the topic's local sessions for the fan-out to walk; index
+	// finds a session's place in it. Both guarded by router.mu.
+	list  []*Session
+	index map[*Session]int
 	// subscribed is whether the broker delivers this topic to the node.
 	// Guarded by the topic's subMu shard.
 	subscribed bool
@@ -97,16 +100,37 @@ func (r *router) addLocal(name string, sessions []*Session) {
 	defer r.mu.Unlock()
 	t := r.topics[name]
 	if t == nil {
-		t = &topic{sessions: make(map[*Session]struct{}, 1)}
+		t = &topic{index: make(map[*Session]int, 1)}
 		r.topics[name] = t
 	}
 	for _, s := range sessions {
 		if s.closedLocked() {
 			continue
 		}
-		t.sessions[s] = struct{}{}
+		t.addLocked(s)
 		s.topics[name] = struct{}{}
 	}
+}
+
+func (t *topic) addLocked(s *Session) {
+	if _, ok := t.index[s]; ok {
+		return
+	}
+	t.index[s] = len(t.list)
+	t.list = append(t.list, s)
+}
+
+func (t *topic) removeLocked(s *Session) {
+	i, ok := t.index[s]
+	if !ok {
+		return
+	}
+	last := len(t.list) - 1
+	t.list[i] = t.list[last]
+	t.index[t.list[i]] = i
+	t.list[last] = nil
+	t.list = t.list[:last]
+	delete(t.index, s)
 }
 
 // remove stops sessions receiving topic name. The broker unsubscription,
@@ -115,7 +139,7 @@ func (r *router) remove(name string, sessions ...*Session) {
 	r.mu.Lock()
 	if t := r.topics[name]; t != nil {
 		for _, s := range sessions {
-			delete(t.sessions, s)
+			t.removeLocked(s)
 			delete(s.topics, name)
 		}
 	}
@@ -127,10 +151,12 @@ func (r *router) remove(name string, sessions ...*Session) {
 func (r *router) drop(name string) {
 	r.mu.Lock()
 	if t := r.topics[name]; t != nil {
-		for s := range t.sessions {
+		for _, s := range t.list {
 			delete(s.topics, name)
 		}
-		clear(t.sessions)
+		clear(t.list)
+		t.list = t.list[:0]
+		clear(t.index)
 	}
 	r.mu.Unlock()
 	r.markDirty(name)
@@ -142,7 +168,7 @@ func (r *router) removeAll(s *Session) {
 	names := make([]string, 0, len(s.topics))
 	for name := range s.topics {
 		if t := r.topics[name]; t != nil {
-			delete(t.sessions, s)
+			t.removeLocked(s)
 		}
 		names = append(names, name)
 	}
@@ -162,11 +188,7 @@ func (r *router) sessionsOf(name string) []*Session {
 	if t == nil {
 		return nil
 	}
-	out := make([]*Session, 0, len(t.sessions))
-	for s := range t.sessions {
-		out = append(out, s)
-	}
-	return out
+	return append([]*Session(nil), t.list...)
 }
 
 // reconcile subscribes or unsubscribes the node so that it matches whether
@@ -178,7 +200,7 @@ func (r *router) reconcile(ctx context.Context, name string) error {
 
 	r.mu.RLock()
 	t := r.topics[name]
-	want := t != nil && len(t.sessions) > 0
+	want := t != nil && len(t.list) > 0
 	r.mu.RUnlock()
 	if t == nil {
 		return nil
@@ -201,7 +223,7 @@ func (r *router) reconcile(ctx context.Context, name string) error {
 	}
 	if !t.subscribed {
 		r.mu.Lock()
-		if len(t.sessions) == 0 && r.topics[name] == t {
+		if len(t.list) == 0 && r.topics[name] == t {
 			delete(r.topics, name)
 		}
 		r.mu.Unlock()
@@ -278,10 +300,10 @@ func (r *router) forward(name string, frame []byte) {
 	r.mu.RLock()
 	n := 0
 	if t := r.topics[name]; t != nil {
-		for s := range t.sessions {
+		for _, s := range t.list {
 			s.send(frame)
 		}
-		n = len(t.sessions)
+		n = len(t.list)
 	}
 	r.mu.RUnlock()
 	if n > 0 {

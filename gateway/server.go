@@ -268,14 +268,22 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("release session place", "err", err)
 		}
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	cw := &corkWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		release()
 		return // Accept wrote the HTTP error
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
-	s.serve(conn, login, connID)
-	release()
+	// The session runs in its own goroutines and this handler returns, so
+	// that an idle connection does not keep net/http's goroutine and
+	// buffers alive.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer release()
+		s.serve(conn, cw.conn, login, connID)
+	}()
 }
 
 // originAllowed implements spec 3: same origin, no Origin header, or a host
@@ -301,14 +309,15 @@ func (s *Server) originAllowed(r *http.Request) bool {
 }
 
 // serve runs one session until it ends.
-func (s *Server) serve(conn *websocket.Conn, login auth.Session, connID string) {
+func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session, connID string) {
 	sess := &Session{
 		id:     connID,
 		login:  login,
 		srv:    s,
 		conn:   conn,
+		cork:   cork,
 		log:    s.log.With("conn", connID, "user", login.UserID),
-		queue:  make(chan []byte, s.cfg.SendQueue),
+		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		topics: make(map[string]struct{}),
 	}
@@ -344,10 +353,7 @@ func (s *Server) serve(conn *websocket.Conn, login auth.Session, connID string) 
 	}
 	// Until the writer starts, this goroutine owns the socket: the welcome
 	// goes first, whatever the router queued meanwhile follows.
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
-	err = conn.Write(ctx, websocket.MessageText, welcome)
-	cancel()
-	if err != nil {
+	if err := conn.Write(context.Background(), websocket.MessageText, welcome); err != nil {
 		conn.CloseNow()
 		return
 	}

@@ -31,10 +31,14 @@ type Session struct {
 	login   auth.Session // immutable: who is connected
 	srv     *Server      // immutable
 	conn    *websocket.Conn
+	cork    *corkConn     // the socket under conn
 	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
 	log     *slog.Logger  // immutable
 
-	queue chan []byte   // frames for the writer; never closed
+	qmu   sync.Mutex
+	queue [][]byte      // guarded by qmu: frames waiting for the writer
+	spare [][]byte      // owned by the writer: the last batch, reused
+	wake  chan struct{} // capacity 1: the queue went from empty to not
 	done  chan struct{} // closed by close
 
 	closeOnce   sync.Once
@@ -50,12 +54,22 @@ func (s *Session) closedLocked() bool { return s.gone }
 // send queues frame for the writer without blocking. A full queue means the
 // client cannot keep up: the session closes with 1008.
 func (s *Session) send(frame []byte) {
-	select {
-	case s.queue <- frame:
-	default:
+	s.qmu.Lock()
+	n := len(s.queue)
+	if n >= s.srv.cfg.SendQueue {
+		s.qmu.Unlock()
 		if s.close(statusPolicy, "too slow: send queue overflow") {
 			s.srv.metrics.slowConsumers.Inc()
-			s.log.Warn("slow consumer closed", "queue", cap(s.queue))
+			s.log.Warn("slow consumer closed", "queue", s.srv.cfg.SendQueue)
+		}
+		return
+	}
+	s.queue = append(s.queue, frame)
+	s.qmu.Unlock()
+	if n == 0 {
+		select {
+		case s.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -86,8 +100,8 @@ func (s *Session) writeLoop() {
 			return
 		case <-ping.C:
 			go s.ping()
-		case frame := <-s.queue:
-			if err := s.writeBatch(frame); err != nil {
+		case <-s.wake:
+			if err := s.writeQueued(); err != nil {
 				s.close(0, "")
 				s.finish()
 				return
@@ -96,22 +110,38 @@ func (s *Session) writeLoop() {
 	}
 }
 
-// writeBatch writes frame and whatever else is queued already, under one
-// deadline.
-func (s *Session) writeBatch(frame []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
-	defer cancel()
+// writeQueued writes everything queued, corked, so that the whole batch
+// leaves in as few system calls as the cork's size allows. It takes the
+// queue in one swap, so senders never wait for the socket.
+func (s *Session) writeQueued() error {
 	for {
-		if err := s.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+		s.qmu.Lock()
+		batch := s.queue
+		if len(batch) == 0 {
+			s.qmu.Unlock()
+			return nil
+		}
+		s.queue, s.spare = s.spare[:0], nil
+		s.qmu.Unlock()
+		s.cork.cork()
+		for _, frame := range batch {
+			// No context deadline per frame: the cork bounds each socket
+			// write with the write timeout.
+			if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
+				s.cork.uncork()
+				return err
+			}
+		}
+		if err := s.cork.uncork(); err != nil {
 			return err
 		}
-		s.srv.metrics.framesOut.Inc()
+		s.srv.metrics.framesOut.Add(float64(len(batch)))
+		clear(batch) // drop references to sent frames
+		s.spare = batch
 		select {
-		case frame = <-s.queue:
 		case <-s.done:
 			return nil
 		default:
-			return nil
 		}
 	}
 }

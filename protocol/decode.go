@@ -1,8 +1,8 @@
 package protocol
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -16,14 +16,16 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string { return "bad request: " + e.Reason }
 
-// rawRequest keeps every known field raw so that a field of the wrong JSON
-// type is told apart from a missing one, and a valid id survives a bad field.
-type rawRequest struct {
-	Type    json.RawMessage `json:"type"`
-	ID      json.RawMessage `json:"id"`
-	Action  json.RawMessage `json:"action"`
-	Target  json.RawMessage `json:"target"`
-	Message json.RawMessage `json:"message"`
+// wireRequest tells a missing field (nil) from an empty one. A field of the
+// wrong JSON type stays nil and is reported by encoding/json as an
+// UnmarshalTypeError, while the other fields are still decoded, so a valid
+// id survives a bad field.
+type wireRequest struct {
+	Type    *string `json:"type"`
+	ID      *string `json:"id"`
+	Action  *string `json:"action"`
+	Target  *string `json:"target"`
+	Message *string `json:"message"`
 }
 
 // DecodeRequest parses one client frame. It checks the frame's shape (a JSON
@@ -31,78 +33,79 @@ type rawRequest struct {
 // string, a valid id) but not the values of target and message, which the
 // server checks in the order of the error table. Unknown fields are ignored.
 func DecodeRequest(data []byte) (Request, error) {
-	var raw rawRequest
-	if len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
-		return Request{}, &DecodeError{Reason: "a request is a JSON object"}
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	var w wireRequest
+	err := json.Unmarshal(data, &w)
+	var typeErr *json.UnmarshalTypeError
+	if err != nil && !errors.As(err, &typeErr) {
 		return Request{}, &DecodeError{Reason: "not valid JSON"}
 	}
+	if typeErr != nil && typeErr.Field == "" {
+		return Request{}, &DecodeError{Reason: "a request is a JSON object"}
+	}
 	var req Request
-	if raw.ID != nil && !isNull(raw.ID) {
-		id, ok := str(raw.ID)
-		if !ok || len(id) > MaxIDLen {
+	if w.ID != nil {
+		if len(*w.ID) > MaxIDLen {
 			return Request{}, &DecodeError{Reason: fmt.Sprintf(`"id" must be a string of at most %d characters`, MaxIDLen)}
 		}
-		req.ID = id
+		req.ID = *w.ID
 	}
 	bad := func(reason string) (Request, error) {
 		return Request{}, &DecodeError{ID: req.ID, Reason: reason}
 	}
-	typ, err := field(raw.Type, "type")
-	if err != nil {
-		return bad(err.Error())
-	}
-	req.Type = typ
-	switch typ {
-	case TypeCommand:
-		if req.Action, err = field(raw.Action, "action"); err != nil {
-			return bad(err.Error())
+	if typeErr != nil && !ignored(typeErr.Field, w.Type) {
+		if typeErr.Field == "id" {
+			return Request{}, &DecodeError{Reason: fmt.Sprintf(`"id" must be a string of at most %d characters`, MaxIDLen)}
 		}
+		return bad(fmt.Sprintf("%q must be a string", typeErr.Field))
+	}
+	if w.Type == nil {
+		return bad(`"type" is missing`)
+	}
+	req.Type = *w.Type
+	switch req.Type {
+	case TypeCommand:
+		if w.Action == nil {
+			return bad(`"action" is missing`)
+		}
+		req.Action = *w.Action
 		switch req.Action {
 		case ActionCreate, ActionDestroy, ActionJoin, ActionLeave:
 		default:
 			return bad(fmt.Sprintf("unknown action %q", truncate(req.Action)))
 		}
-		if req.Target, err = field(raw.Target, "target"); err != nil {
-			return bad(err.Error())
+		if w.Target == nil {
+			return bad(`"target" is missing`)
 		}
+		req.Target = *w.Target
 	case TypeMessage:
-		if req.Target, err = field(raw.Target, "target"); err != nil {
-			return bad(err.Error())
+		if w.Target == nil {
+			return bad(`"target" is missing`)
 		}
-		if req.Message, err = field(raw.Message, "message"); err != nil {
-			return bad(err.Error())
+		if w.Message == nil {
+			return bad(`"message" is missing`)
 		}
+		req.Target, req.Message = *w.Target, *w.Message
 	default:
-		return bad(fmt.Sprintf("unknown type %q", truncate(typ)))
+		return bad(fmt.Sprintf("unknown type %q", truncate(req.Type)))
 	}
 	return req, nil
 }
 
-func field(raw json.RawMessage, name string) (string, error) {
-	if raw == nil {
-		return "", fmt.Errorf("%q is missing", name)
+// ignored reports whether a field of the wrong JSON type does not matter:
+// a field that the request's type does not have is an unknown field. (Only
+// the first type error is reported; a later one leaves its field nil, which
+// the checks below catch as missing.)
+func ignored(field string, typ *string) bool {
+	switch {
+	case typ == nil:
+		return false
+	case *typ == TypeCommand:
+		return field == "message"
+	case *typ == TypeMessage:
+		return field == "action"
 	}
-	s, ok := str(raw)
-	if !ok {
-		return "", fmt.Errorf("%q must be a string", name)
-	}
-	return s, nil
+	return false
 }
-
-func str(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
-}
-
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
 
 // truncate keeps client-chosen strings short in error messages.
 func truncate(s string) string {

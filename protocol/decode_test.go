@@ -139,3 +139,52 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeValidate(b *testing.B) {
+	frame := []byte(`{"type":"message","target":"#Main","message":"Hello guys! This is a message of about a hundred bytes, as chat messages go.","id":"42"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, err := DecodeRequest(frame)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := NormalizeChannel(req.Target); !ok || !ValidText(req.Message, 4096) {
+			b.Fatal("invalid")
+		}
+	}
+}
+
+// FuzzDecodeAgainstReference checks that DecodeRequest accepts and refuses
+// exactly what the reference decoder does, with the same request or id.
+func FuzzDecodeAgainstReference(f *testing.F) {
+	f.Add([]byte(`{"type":"command","action":"create","target":"#main"}`))
+	f.Add([]byte(`{"type":"message","target":"@bob","message":"hi","id":"1"}`))
+	f.Add([]byte(`{"type":"command","action":"join","target":7,"id":"x"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := DecodeRequest(data)
+		want, wantErr := decodeReference(data)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%q: error %v, reference %v", data, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			if g, w := gotErr.(*DecodeError).ID, wantErr.(*DecodeError).ID; g != w {
+				t.Fatalf("%q: error id %q, reference %q", data, g, w)
+			}
+			return
+		}
+		if got != want {
+			t.Fatalf("%q: %+v, reference %+v", data, got, want)
+		}
+	})
+}
+
+// BenchmarkDecodeReference measures the first decoder, for comparison.
+func BenchmarkDecodeReference(b *testing.B) {
+	frame := []byte(`{"type":"message","target":"#Main","message":"Hello guys! This is a message of about a hundred bytes, as chat messages go.","id":"42"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeReference(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

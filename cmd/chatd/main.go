@@ -49,17 +49,23 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	store, connect, closeBackend, err := backend(ctx, cfg, log)
+	store, states, connect, closeBackend, err := backend(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeBackend()
 
+	providers, err := socialLogin(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	var gw *gateway.Server
 	authn := auth.New(auth.Config{
 		DevLogin:     cfg.DevLogin,
 		SessionTTL:   cfg.SessionTTL,
 		SecureCookie: cfg.PublicURL.Scheme == "https",
+		Providers:    providers,
+		States:       states,
 		OnLogout:     func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
 	}, store, log)
 	gw, err = gateway.New(ctx, gateway.Config{
@@ -125,15 +131,39 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 
 // backend opens the configured backend: memory when CHAT_REDIS_URL is
 // empty.
-func backend(ctx context.Context, cfg config, log *slog.Logger) (auth.Store, func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error), func(), error) {
+func backend(ctx context.Context, cfg config, log *slog.Logger) (auth.Store, auth.StateStore, func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error), func(), error) {
 	if cfg.RedisURL != "" {
-		return nil, nil, nil, errors.New("CHAT_REDIS_URL: cluster mode is not available in this build yet")
+		return nil, nil, nil, nil, errors.New("CHAT_REDIS_URL: cluster mode is not available in this build yet")
 	}
 	connect := func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
 		m := pubsub.NewMemory(h)
 		return m, m, nil
 	}
-	return auth.NewMemory(), connect, func() {}, nil
+	return auth.NewMemory(), nil, connect, func() {}, nil
+}
+
+// socialLogin builds the configured OAuth2 / OpenID Connect providers. OIDC
+// discovery happens here: an issuer that cannot be reached stops the start.
+func socialLogin(ctx context.Context, cfg config) ([]auth.Provider, error) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	providers, err := auth.ProvidersFromConfig(dctx, auth.ProvidersConfig{
+		PublicURL:          cfg.PublicURL.String(),
+		GitHubClientID:     cfg.GitHubClientID,
+		GitHubClientSecret: cfg.GitHubClientSecret,
+		GitHubURL:          cfg.GitHubURL,
+		GitHubAPIURL:       cfg.GitHubAPIURL,
+		GoogleClientID:     cfg.GoogleClientID,
+		GoogleClientSecret: cfg.GoogleClientSecret,
+		OIDCIssuer:         cfg.OIDCIssuer,
+		OIDCClientID:       cfg.OIDCClientID,
+		OIDCClientSecret:   cfg.OIDCClientSecret,
+		OIDCName:           cfg.OIDCName,
+	}, &http.Client{Timeout: 15 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("social login: %w", err)
+	}
+	return providers, nil
 }
 
 func newLogger(cfg config, out *os.File) *slog.Logger {

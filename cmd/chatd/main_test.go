@@ -56,7 +56,9 @@ func TestProcess(t *testing.T) {
 
 	addr := freeAddr(t)
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "CHAT_ADDR="+addr, "CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL=", "CHAT_SHUTDOWN_TIMEOUT=5s")
+	cmd.Env = append(os.Environ(), "CHAT_ADDR="+addr, "CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL=", "CHAT_SHUTDOWN_TIMEOUT=5s",
+		"CHAT_PUBLIC_URL=http://chat.test:8080",
+		"CHAT_GITHUB_CLIENT_ID=ghid", "CHAT_GITHUB_CLIENT_SECRET=ghsecret", "CHAT_GITHUB_URL=http://127.0.0.1:9", "CHAT_GITHUB_API_URL=http://127.0.0.1:9")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -119,6 +121,29 @@ func TestProcess(t *testing.T) {
 		}
 	}
 
+	t.Run("providers are wired", func(t *testing.T) {
+		resp, err := http.Get(base + "/auth/providers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `{"name":"github","login_url":"/auth/github/login"}`) || !strings.Contains(string(b), `"dev"`) {
+			t.Fatalf("providers: %s", b)
+		}
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err = noRedirect.Get(base + "/auth/github/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "http://127.0.0.1:9/login/oauth/authorize?") ||
+			!strings.Contains(loc, "redirect_uri=http%3A%2F%2Fchat.test%3A8080%2Fauth%2Fgithub%2Fcallback") {
+			t.Fatalf("github login: %s %s", resp.Status, loc)
+		}
+	})
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{
@@ -131,6 +156,52 @@ func TestProcess(t *testing.T) {
 	if _, b, err := conn.Read(ctx); err != nil || !strings.Contains(string(b), `"type":"welcome"`) {
 		t.Fatalf("welcome: %s %v", b, err)
 	}
+
+	t.Run("metrics move with traffic", func(t *testing.T) {
+		for _, f := range []string{
+			`{"type":"command","action":"create","target":"#m","id":"1"}`,
+			`{"type":"command","action":"join","target":"#m","id":"2"}`,
+			`{"type":"message","target":"#m","message":"counted","id":"3"}`,
+			`{"type":"command","action":"join","target":"#nope","id":"4"}`,
+		} {
+			conn.Write(ctx, websocket.MessageText, []byte(f))
+		}
+		for seen := 0; seen < 4; {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), `"id":"`) {
+				seen++
+			}
+		}
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{
+			"chat_connections 1",
+			"chat_connections_opened_total 1",
+			`chat_frames_in_total{type="message"} 1`,
+			`chat_frames_in_total{type="join"} 2`,
+			`chat_messages_published_total{kind="channel"} 1`,
+			`chat_errors_total{code="not_found"} 1`,
+			`chat_deliveries_total{type="message"} 1`,
+			"chat_pubsub_subscriptions 2",
+			"go_goroutines",
+			"process_resident_memory_bytes",
+		} {
+			found := false
+			for _, line := range strings.Split(string(b), "\n") {
+				found = found || line == want || strings.HasPrefix(line, want+" ")
+			}
+			if !found {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+	})
 
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
