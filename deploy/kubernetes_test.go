@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -432,7 +433,7 @@ func TestKubernetesServiceAndIngress(t *testing.T) {
 			if _, ok := svcPorts[b.Port.Name]; b.Port.Name != "" && !ok {
 				t.Errorf("Ingress path %s: Service %s has no port named %s", path.Path, svc.Name, b.Port.Name)
 			}
-			if b.Port.Name == "" && !slices.Contains(mapsValues(svcPorts), b.Port.Number) {
+			if b.Port.Name == "" && !slices.Contains(slices.Collect(maps.Values(svcPorts)), b.Port.Number) {
 				t.Errorf("Ingress path %s: Service %s has no port %d", path.Path, svc.Name, b.Port.Number)
 			}
 		}
@@ -445,14 +446,6 @@ func TestKubernetesServiceAndIngress(t *testing.T) {
 			t.Errorf("Ingress annotation %s=%q, want at least 600 (seconds)", a, ing.Annotations[a])
 		}
 	}
-}
-
-func mapsValues(m map[string]int32) []int32 {
-	var v []int32
-	for _, x := range m {
-		v = append(v, x)
-	}
-	return v
 }
 
 func TestKubernetesScaling(t *testing.T) {
