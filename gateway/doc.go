@@ -11,6 +11,7 @@
 //	cluster       create and destroy events; every node subscribes
 //	c:#name       one chat channel: messages, join and left events
 //	u:<uuid>      one user: private messages and control notices
+//	n:<random>    one node: answers to the join notices it sent
 //
 // A payload that starts with '{' is a wire frame: it is written as is to
 // every local session subscribed to the topic. A payload that starts with

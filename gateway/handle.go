@@ -18,6 +18,10 @@ var commands = map[string]func(s *Server, ctx context.Context, sess *Session, ch
 // requestTimeout bounds the backend work of one request.
 const requestTimeout = 5 * time.Second
 
+// joinSpreadTimeout bounds how long a join waits for the other nodes that
+// hold sessions of the joiner to subscribe to the channel.
+const joinSpreadTimeout = 2 * time.Second
+
 // dispatch carries out a decoded request. The checks run in the order of
 // the error table (spec 3.4): the target's name, the text, then the state.
 func (s *Server) dispatch(ctx context.Context, sess *Session, req protocol.Request) error {
@@ -87,7 +91,9 @@ func (s *Server) destroy(ctx context.Context, sess *Session, channel string) err
 		return err
 	}
 	ev := channelEvent(channel, protocol.EventDestroy)
-	return s.publish(ctx, clusterTopic, control(opDestroy, channel, ev))
+	return s.router.publishApplied(ctx, clusterTopic, func(id string) []byte {
+		return control(opDestroy, channel+" "+id, ev)
+	})
 }
 
 func (s *Server) join(ctx context.Context, sess *Session, channel string) error {
@@ -110,8 +116,15 @@ func (s *Server) join(ctx context.Context, sess *Session, channel string) error 
 	if !added {
 		return nil
 	}
-	// The user's sessions on other nodes follow; then every member hears.
-	if err := s.publish(ctx, userTopic(uid), control(opJoin, channel, nil)); err != nil {
+	// The user's sessions on other nodes follow (their nodes subscribe
+	// before they answer); then every member hears.
+	wctx, cancel := context.WithTimeout(ctx, joinSpreadTimeout)
+	err = s.router.spreadJoin(wctx, uid, channel)
+	cancel()
+	if err != nil {
+		// No other node heard of the join: undo it here and in Redis.
+		s.router.remove(topic, local...)
+		s.rollback(uid, channel)
 		return err
 	}
 	return s.publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))
@@ -135,7 +148,9 @@ func (s *Server) leave(ctx context.Context, sess *Session, channel string) error
 	// One notice: the left event reaches every member and the leaver, then
 	// every node takes the leaver's sessions off the channel.
 	ev := s.participantEvent(sess, channel, protocol.EventLeft)
-	return s.publish(ctx, channelTopic(channel), control(opLeft, uid, ev))
+	return s.router.publishApplied(ctx, channelTopic(channel), func(id string) []byte {
+		return control(opLeft, uid+" "+id, ev)
+	})
 }
 
 func (s *Server) channelMessage(ctx context.Context, sess *Session, channel, text string) error {

@@ -18,13 +18,14 @@ import (
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
+	"github.com/wirechat/chat/internal/redistest"
 	"github.com/wirechat/chat/pubsub"
 )
 
 // TestMain fails the package if a test leaves a goroutine of the gateway
 // running.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := redistest.Main(m) // m.Run, then stop the shared redis-server
 	if code == 0 {
 		if leak := waitNoLeak(5 * time.Second); leak != "" {
 			os.Stderr.WriteString("goroutine leak:\n" + leak)

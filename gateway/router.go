@@ -5,8 +5,12 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/wirechat/chat/pubsub"
 )
@@ -20,14 +24,22 @@ func userTopic(user string) string       { return "u:" + user }
 // Control notices. Each is one line: "!op arg", optionally followed by
 // "\n" and a wire frame that the router forwards before it applies op.
 const (
-	// opJoin on u:<uuid>: the user joined channel arg; its sessions on every
-	// node start receiving c:arg.
+	// opJoin on u:<uuid>: the user joined a channel; its sessions on every
+	// node start receiving the channel's topic. The arg is "#name", or
+	// "#name reqid reply" when the joining node waits: then every node
+	// that receives the notice answers opJoined reqid on the topic reply
+	// once it is subscribed to the channel's topic.
 	opJoin = "join"
+	// opJoined on a node's reply topic: the answer to opJoin with id arg.
+	opJoined = "joined"
 	// opLeft on c:#name: user arg left; the frame (the left event) goes to
 	// every session on the topic, then the user's sessions stop receiving it.
+	// The arg may be followed by " " and a wait id, which the publishing
+	// node signals when it applies the notice.
 	opLeft = "left"
 	// opDestroy on cluster: channel arg is gone; the frame (the destroy
 	// event) goes to every session, then nobody receives c:arg any more.
+	// A wait id may follow, as for opLeft.
 	opDestroy = "destroy"
 	// opLogout on u:<uuid>: login session arg was revoked; its websockets
 	// close with 1000.
@@ -64,7 +76,25 @@ type router struct {
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{} // topics whose subscription needs a look
+	answers map[string][]answer // guarded by dirtyMu: owed once a topic is reconciled
 	wake    chan struct{}       // capacity 1: dirty has news
+
+	// reply is this node's own topic, on which other nodes answer its
+	// join notices; immutable after newRouter.
+	reply     string
+	waitMu    sync.Mutex
+	waits     map[string]*wait // guarded by waitMu: by request id
+	waitCount uint64           // guarded by waitMu
+}
+
+// answer is an opJoined this node owes once a topic is subscribed.
+type answer struct{ id, reply string }
+
+// wait counts the signals that one request waits for: answers to a join
+// notice, or this node's own receipt of a notice it published.
+type wait struct {
+	need int
+	done chan struct{} // closed when need signals came
 }
 
 type topic struct {
@@ -84,7 +114,10 @@ func newRouter(log *slog.Logger, m *metrics) *router {
 		seed:    maphash.MakeSeed(),
 		topics:  make(map[string]*topic),
 		dirty:   make(map[string]struct{}),
+		answers: make(map[string][]answer),
 		wake:    make(chan struct{}, 1),
+		reply:   "n:" + uuid.NewString(),
+		waits:   make(map[string]*wait),
 	}
 }
 
@@ -265,6 +298,9 @@ func (r *router) reconcileLoop(ctx context.Context) {
 		for _, name := range names {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := r.reconcile(cctx, name)
+			if err == nil {
+				r.answer(cctx, name)
+			}
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -281,6 +317,96 @@ func (r *router) reconcileLoop(ctx context.Context) {
 			retry.Reset(time.Second)
 		}
 	}
+}
+
+// answer sends the opJoined answers owed for topic name, which is now in
+// step with the node's sessions.
+func (r *router) answer(ctx context.Context, name string) {
+	r.dirtyMu.Lock()
+	owed := r.answers[name]
+	delete(r.answers, name)
+	r.dirtyMu.Unlock()
+	for _, a := range owed {
+		if err := r.broker.Publish(ctx, a.reply, control(opJoined, a.id, nil)); err != nil {
+			r.log.Warn("answer join notice", "topic", name, "err", err)
+		}
+	}
+}
+
+// newWait registers a wait for n signals under an id that is unique in
+// the cluster. The caller must call release when done with it.
+func (r *router) newWait(n int) (id string, w *wait, release func()) {
+	r.waitMu.Lock()
+	r.waitCount++
+	id = r.reply + "." + strconv.FormatUint(r.waitCount, 10)
+	w = &wait{need: n, done: make(chan struct{})}
+	r.waits[id] = w
+	r.waitMu.Unlock()
+	return id, w, func() {
+		r.waitMu.Lock()
+		delete(r.waits, id)
+		r.waitMu.Unlock()
+	}
+}
+
+// signal counts one signal for the wait id, if it is this node's.
+func (r *router) signal(id string) {
+	r.waitMu.Lock()
+	defer r.waitMu.Unlock()
+	w := r.waits[id]
+	if w == nil || w.need == 0 {
+		return
+	}
+	if w.need--; w.need == 0 {
+		close(w.done)
+	}
+}
+
+// publishApplied publishes a control notice that carries a wait id (made
+// by build) and returns once this node has applied it, or ctx ended. A
+// request's ack then follows the notice's local effect: the leaver's
+// sessions are off the channel before the client can send its next
+// request (a join that a late notice would undo).
+func (r *router) publishApplied(ctx context.Context, topic string, build func(id string) []byte) error {
+	id, w, release := r.newWait(1)
+	defer release()
+	if err := r.broker.Publish(ctx, topic, build(id)); err != nil {
+		return err
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		r.log.Warn("own notice not received in time", "topic", topic)
+	}
+	return nil
+}
+
+// spreadJoin tells the nodes that hold sessions of user that it joined
+// channel, and waits (at most until ctx ends) until each of them is
+// subscribed to the channel's topic, so that whatever is published there
+// next reaches every session of the user.
+func (r *router) spreadJoin(ctx context.Context, user, channel string) error {
+	ut := userTopic(user)
+	n, err := r.broker.Subscribers(ctx, ut)
+	if err != nil {
+		return err
+	}
+	if n <= 1 { // only this node, whose sessions are on the topic already
+		return r.broker.Publish(ctx, ut, control(opJoin, channel, nil))
+	}
+	id, w, release := r.newWait(n)
+	defer release()
+	if err := r.broker.Publish(ctx, ut, control(opJoin, channel+" "+id+" "+r.reply, nil)); err != nil {
+		return err
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		// A node that went away does not answer; the join stands, and
+		// that node's sessions catch up when its subscription is made.
+		r.log.Warn("join notice not answered by every node", "user", user, "channel", channel, "nodes", n)
+	}
+	return nil
 }
 
 // deliver is the broker's Handler: it runs on the broker's delivery
@@ -319,13 +445,32 @@ func (r *router) control(name string, payload []byte) {
 	}
 	switch string(op) {
 	case opJoin:
-		channel := channelTopic(string(arg))
+		fields := strings.Fields(string(arg))
+		if len(fields) == 0 {
+			break
+		}
+		channel := channelTopic(fields[0])
 		r.addLocal(channel, r.sessionsOf(name))
+		if len(fields) == 3 {
+			r.dirtyMu.Lock()
+			r.answers[channel] = append(r.answers[channel], answer{id: fields[1], reply: fields[2]})
+			r.dirtyMu.Unlock()
+		}
 		r.markDirty(channel)
+	case opJoined:
+		r.signal(string(arg))
 	case opLeft:
-		r.remove(name, r.sessionsOf(userTopic(string(arg)))...)
+		user, id, _ := strings.Cut(string(arg), " ")
+		r.remove(name, r.sessionsOf(userTopic(user))...)
+		if id != "" {
+			r.signal(id)
+		}
 	case opDestroy:
-		r.drop(channelTopic(string(arg)))
+		channel, id, _ := strings.Cut(string(arg), " ")
+		r.drop(channelTopic(channel))
+		if id != "" {
+			r.signal(id)
+		}
 	case opLogout:
 		for _, s := range r.sessionsOf(name) {
 			if s.login.ID == string(arg) {

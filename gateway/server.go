@@ -155,7 +155,6 @@ type localUser struct {
 // starts the node's background work. Close undoes it.
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
-	log = log.With("node", cfg.NodeID)
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
@@ -171,9 +170,11 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		return nil, fmt.Errorf("connect backend: %w", err)
 	}
 	s.broker, s.registry, s.router.broker = broker, registry, broker
-	if err := broker.Subscribe(ctx, clusterTopic); err != nil {
-		broker.Close()
-		return nil, fmt.Errorf("subscribe %s: %w", clusterTopic, err)
+	for _, topic := range []string{clusterTopic, s.router.reply} {
+		if err := broker.Subscribe(ctx, topic); err != nil {
+			broker.Close()
+			return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)

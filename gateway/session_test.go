@@ -132,7 +132,9 @@ func TestSlowConsumer(t *testing.T) {
 }
 
 func TestOrdering(t *testing.T) {
-	n := startNode(t, memoryBackend(), gateway.Config{RateLimit: 10000})
+	// The test reads bob's 500 messages before alice's echoes: alice's
+	// queue must hold them all meanwhile.
+	n := startNode(t, memoryBackend(), gateway.Config{RateLimit: 10000, SendQueue: 1024})
 	alice, bob := n.user("alice"), n.user("bob")
 	alice.do("create", "#order")
 	bob.expect("event")

@@ -50,6 +50,11 @@ type Broker interface {
 	// may still arrive.
 	Unsubscribe(ctx context.Context, topic string) error
 
+	// Subscribers reports how many nodes are subscribed to topic, this
+	// one included: how many would receive a payload published now. The
+	// gateway uses it to know how many nodes must answer a control notice.
+	Subscribers(ctx context.Context, topic string) (int, error)
+
 	// Healthy reports whether the node's pub/sub path works end to end.
 	// For a backend that can fail independently of its caller (Redis), a
 	// failing heartbeat makes it false.

@@ -92,6 +92,19 @@ func (m *Memory) Unsubscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
+// Subscribers implements Broker: 1 if this node is subscribed, else 0.
+func (m *Memory) Subscribers(ctx context.Context, topic string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	if _, ok := m.subs[topic]; ok {
+		return 1, nil
+	}
+	return 0, nil
+}
+
 // Healthy is true until Close.
 func (m *Memory) Healthy() bool {
 	m.mu.Lock()

@@ -49,7 +49,7 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	store, states, connect, closeBackend, err := backend(ctx, cfg, log)
+	store, states, connect, closeBackend, err := backend(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -129,11 +129,14 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	return nil
 }
 
-// backend opens the configured backend: memory when CHAT_REDIS_URL is
-// empty.
-func backend(ctx context.Context, cfg config, log *slog.Logger) (auth.Store, auth.StateStore, func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error), func(), error) {
+// connectFunc opens a node's broker and registry, delivering to a handler.
+type connectFunc = func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error)
+
+// backend opens the configured backend: Redis when CHAT_REDIS_URL is set,
+// else process memory.
+func backend(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (auth.Store, auth.StateStore, connectFunc, func(), error) {
 	if cfg.RedisURL != "" {
-		return nil, nil, nil, nil, errors.New("CHAT_REDIS_URL: cluster mode is not available in this build yet")
+		return redisBackend(ctx, cfg, log, reg)
 	}
 	connect := func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
 		m := pubsub.NewMemory(h)

@@ -1,0 +1,327 @@
+// Package authtest is the conformance suite of auth.Store: every
+// implementation runs RunStore from its own tests.
+package authtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirechat/chat/auth"
+	"github.com/wirechat/chat/protocol"
+)
+
+// Factory prepares a backend of t's own and returns a function that opens
+// a store on it; stores of one call share the backend, as the nodes of a
+// cluster do (an in-memory store may return itself every time).
+type Factory func(t *testing.T) (open func() auth.Store)
+
+// RunStore runs the Store conformance cases.
+func RunStore(t *testing.T, f Factory) {
+	t.Run("UserForName", func(t *testing.T) { testUserForName(t, f) })
+	t.Run("UserForIdentity", func(t *testing.T) { testUserForIdentity(t, f) })
+	t.Run("NamesShared", func(t *testing.T) { testNamesShared(t, f) })
+	t.Run("LongLogin", func(t *testing.T) { testLongLogin(t, f) })
+	t.Run("ConcurrentIdentities", func(t *testing.T) { testConcurrentIdentities(t, f) })
+	t.Run("ConcurrentSameIdentity", func(t *testing.T) { testConcurrentSameIdentity(t, f) })
+	t.Run("Sessions", func(t *testing.T) { testSessions(t, f) })
+	t.Run("SessionExpired", func(t *testing.T) { testSessionExpired(t, f) })
+	t.Run("DeleteSessionRace", func(t *testing.T) { testDeleteSessionRace(t, f) })
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testUserForName(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	s1, s2 := open(), open()
+	_, err := s1.UserByName(ctx, "alice")
+	if !errors.Is(err, auth.ErrNoUser) {
+		t.Fatalf("UserByName of nobody: %v, want ErrNoUser", err)
+	}
+	_, err = s1.UserByID(ctx, "00000000-0000-4000-8000-000000000000")
+	if !errors.Is(err, auth.ErrNoUser) {
+		t.Fatalf("UserByID of nobody: %v, want ErrNoUser", err)
+	}
+	u, err := s1.UserForName(ctx, "alice")
+	must(t, err)
+	if u.Username != "alice" || len(u.ID) != 36 {
+		t.Fatalf("created %+v", u)
+	}
+	again, err := s2.UserForName(ctx, "alice")
+	must(t, err)
+	if again != u {
+		t.Fatalf("second UserForName gave %+v, want %+v", again, u)
+	}
+	byName, err := s2.UserByName(ctx, "alice")
+	must(t, err)
+	byID, err := s2.UserByID(ctx, u.ID)
+	must(t, err)
+	if byName != u || byID != u {
+		t.Fatalf("lookups gave %+v and %+v, want %+v", byName, byID, u)
+	}
+	bob, err := s1.UserForName(ctx, "bob")
+	must(t, err)
+	if bob.ID == u.ID {
+		t.Fatal("two users share an id")
+	}
+}
+
+func testUserForIdentity(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	s1, s2 := open(), open()
+	a, err := s1.UserForIdentity(ctx, "github", "1", "Alice")
+	must(t, err)
+	if a.Username != "alice" {
+		t.Fatalf("username %q, want alice", a.Username)
+	}
+	// The same account, another login name later: the same user.
+	again, err := s2.UserForIdentity(ctx, "github", "1", "alice-renamed")
+	must(t, err)
+	if again != a {
+		t.Fatalf("same identity gave %+v, want %+v", again, a)
+	}
+	// Another account with the same login, and the same subject at another
+	// provider: new users with suffixes.
+	for i, want := range []string{"alice-2", "alice-3"} {
+		provider := []string{"github", "google"}[i]
+		subject := []string{"2", "1"}[i]
+		u, err := s2.UserForIdentity(ctx, provider, subject, "alice")
+		must(t, err)
+		if u.Username != want || u.ID == a.ID {
+			t.Fatalf("got %+v, want a new user %s", u, want)
+		}
+		byName, err := s1.UserByName(ctx, want)
+		must(t, err)
+		if byName != u {
+			t.Fatalf("UserByName(%s) = %+v, want %+v", want, byName, u)
+		}
+	}
+	// Logins are sanitised.
+	u, err := s1.UserForIdentity(ctx, "oidc", "x", "Zoë Smith")
+	must(t, err)
+	if want := protocol.SanitizeUsername("Zoë Smith"); u.Username != want {
+		t.Fatalf("username %q, want %q", u.Username, want)
+	}
+	u, err = s1.UserForIdentity(ctx, "oidc", "y", "???")
+	must(t, err)
+	if u.Username != "user" {
+		t.Fatalf("username %q, want user", u.Username)
+	}
+}
+
+// Dev login names and provider logins share one namespace.
+func testNamesShared(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	s := f(t)()
+	bob, err := s.UserForName(ctx, "bob")
+	must(t, err)
+	u, err := s.UserForIdentity(ctx, "github", "7", "bob")
+	must(t, err)
+	if u.Username != "bob-2" || u.ID == bob.ID {
+		t.Fatalf("got %+v, want a new user bob-2", u)
+	}
+	// A dev login of a taken suffixed name is that user.
+	same, err := s.UserForName(ctx, "bob-2")
+	must(t, err)
+	if same != u {
+		t.Fatalf("UserForName(bob-2) = %+v, want %+v", same, u)
+	}
+}
+
+// A login of the maximum length is cut to make room for the suffix.
+func testLongLogin(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	s := f(t)()
+	login := strings.Repeat("x", protocol.MaxUsernameLen+5)
+	base := protocol.SanitizeUsername(login)
+	for n := 1; n <= 11; n++ {
+		u, err := s.UserForIdentity(ctx, "github", fmt.Sprint(n), login)
+		must(t, err)
+		want := base
+		if n > 1 {
+			want = protocol.WithSuffix(base, n)
+		}
+		if u.Username != want {
+			t.Fatalf("identity %d: username %q, want %q", n, u.Username, want)
+		}
+		if _, ok := protocol.NormalizeUsername(u.Username); !ok {
+			t.Fatalf("identity %d: invalid username %q", n, u.Username)
+		}
+	}
+}
+
+// Nodes creating users for one login at once hand out distinct names:
+// alice, alice-2, alice-3 …
+func testConcurrentIdentities(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	stores := []auth.Store{open(), open()}
+	const n = 24
+	users := make([]auth.User, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			users[i], errs[i] = stores[i%2].UserForIdentity(ctx, "github", fmt.Sprint("sub-", i), "alice")
+		})
+	}
+	wg.Wait()
+	var names, ids []string
+	for i := range n {
+		must(t, errs[i])
+		names = append(names, users[i].Username)
+		ids = append(ids, users[i].ID)
+	}
+	want := []string{"alice"}
+	for i := 2; i <= n; i++ {
+		want = append(want, protocol.WithSuffix("alice", i))
+	}
+	slices.Sort(names)
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("names %q, want %q", names, want)
+	}
+	slices.Sort(ids)
+	if len(slices.Compact(ids)) != n {
+		t.Fatal("users share ids")
+	}
+}
+
+// One identity logging in on several nodes at once gets one user.
+func testConcurrentSameIdentity(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	stores := []auth.Store{open(), open()}
+	const n = 16
+	users := make([]auth.User, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { users[i], errs[i] = stores[i%2].UserForIdentity(ctx, "google", "42", "carol") })
+	}
+	wg.Wait()
+	for i := range n {
+		must(t, errs[i])
+		if users[i] != users[0] {
+			t.Fatalf("got %+v and %+v for one identity", users[i], users[0])
+		}
+	}
+	if users[0].Username != "carol" {
+		t.Fatalf("username %q, want carol", users[0].Username)
+	}
+}
+
+func testSessions(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	s1, s2 := open(), open()
+	_, err := s1.Session(ctx, "nohash")
+	if !errors.Is(err, auth.ErrNoSession) {
+		t.Fatalf("Session of unknown hash: %v, want ErrNoSession", err)
+	}
+	_, err = s1.DeleteSession(ctx, "nohash")
+	if !errors.Is(err, auth.ErrNoSession) {
+		t.Fatalf("DeleteSession of unknown hash: %v, want ErrNoSession", err)
+	}
+	want := auth.Session{
+		ID:       "11111111-1111-4111-8111-111111111111",
+		UserID:   "22222222-2222-4222-8222-222222222222",
+		Username: "alice",
+		Provider: "dev",
+		Expires:  time.Now().Add(time.Hour).Truncate(time.Millisecond),
+	}
+	must(t, s1.CreateSession(ctx, "h1", want))
+	same := func(got auth.Session) bool {
+		return got.ID == want.ID && got.UserID == want.UserID && got.Username == want.Username &&
+			got.Provider == want.Provider && got.Expires.Equal(want.Expires)
+	}
+	got, err := s2.Session(ctx, "h1") // created on one node, seen on another
+	must(t, err)
+	if !same(got) {
+		t.Fatalf("Session = %+v, want %+v", got, want)
+	}
+	got, err = s2.DeleteSession(ctx, "h1")
+	must(t, err)
+	if !same(got) {
+		t.Fatalf("DeleteSession = %+v, want %+v", got, want)
+	}
+	_, err = s1.Session(ctx, "h1") // revoked on one node, gone on every node
+	if !errors.Is(err, auth.ErrNoSession) {
+		t.Fatalf("Session after delete: %v, want ErrNoSession", err)
+	}
+	_, err = s1.DeleteSession(ctx, "h1")
+	if !errors.Is(err, auth.ErrNoSession) {
+		t.Fatalf("DeleteSession twice: %v, want ErrNoSession", err)
+	}
+}
+
+func testSessionExpired(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	s := f(t)()
+	past := auth.Session{ID: "1", UserID: "2", Username: "a", Provider: "dev", Expires: time.Now().Add(-time.Second)}
+	must(t, s.CreateSession(ctx, "old", past))
+	if _, err := s.Session(ctx, "old"); !errors.Is(err, auth.ErrNoSession) {
+		t.Fatalf("expired session: %v, want ErrNoSession", err)
+	}
+	soon := past
+	soon.Expires = time.Now().Add(50 * time.Millisecond)
+	must(t, s.CreateSession(ctx, "soon", soon))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Session(ctx, "soon")
+		if errors.Is(err, auth.ErrNoSession) {
+			break
+		}
+		must(t, err)
+		if time.Now().After(deadline) {
+			t.Fatal("session did not lapse at its expiry")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two nodes revoking one session at once: one gets it.
+func testDeleteSessionRace(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	stores := []auth.Store{open(), open()}
+	for round := range 20 {
+		h := fmt.Sprint("race-", round)
+		must(t, stores[0].CreateSession(ctx, h, auth.Session{ID: h, Expires: time.Now().Add(time.Hour)}))
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { _, errs[i] = stores[i%2].DeleteSession(ctx, h) })
+		}
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			if err == nil {
+				wins++
+			} else if !errors.Is(err, auth.ErrNoSession) {
+				t.Fatal(err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d deletes got the session, want 1", round, wins)
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wirechat/chat/protocol"
+)
+
+// Redis is a Store in Redis, shared by the nodes of a cluster. Keys, under
+// the prefix (docs/cluster.md):
+//
+//	user:{id}                    HASH  id, username
+//	username:{name}              STRING the user's id
+//	identity:{provider}:{subject} STRING the user's id
+//	session:{tokenHash}          STRING the session as JSON; lapses at its expiry
+//
+// Creating a user is one Lua script, so two nodes never hand out the same
+// username or link one identity twice.
+type Redis struct {
+	client  *redis.Client // immutable after NewRedis
+	prefix  string
+	timeout time.Duration
+	now     func() time.Time
+}
+
+var _ Store = (*Redis)(nil)
+
+// RedisOptions configure a Redis store. A zero field means its default.
+type RedisOptions struct {
+	// Prefix is put in front of every key. If empty, "chat:".
+	Prefix string
+
+	// Timeout bounds every command. If zero, 1 s.
+	Timeout time.Duration
+}
+
+// NewRedis returns a store on client, which the caller keeps and closes.
+// The client should have ContextTimeoutEnabled set and no retries
+// (pubsub.TuneOptions does both).
+func NewRedis(client *redis.Client, opts RedisOptions) *Redis {
+	if opts.Prefix == "" {
+		opts.Prefix = "chat:"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	return &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout, now: time.Now}
+}
+
+// userForNameScript returns {id, name} of the user named ARGV[2], creating
+// it with id ARGV[3] if there is none. ARGV[1] is the prefix.
+var userForNameScript = redis.NewScript(`
+local p, name, id = ARGV[1], ARGV[2], ARGV[3]
+local found = redis.call('GET', p .. 'username:' .. name)
+if found then return {found, name} end
+redis.call('SET', p .. 'username:' .. name, id)
+redis.call('HSET', p .. 'user:' .. id, 'id', id, 'username', name)
+return {id, name}
+`)
+
+// userForIdentityScript returns {id, name} of the user linked to the
+// identity key KEYS[1]. The first time, it creates a user with id ARGV[3]
+// named after the sanitised login ARGV[2], or the first of login-2,
+// login-3 … that is free (cut to ARGV[4] bytes as protocol.WithSuffix
+// does), and links it.
+var userForIdentityScript = redis.NewScript(`
+local p, base, id, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local found = redis.call('GET', KEYS[1])
+if found then
+  return {found, redis.call('HGET', p .. 'user:' .. found, 'username')}
+end
+local name = base
+local n = 2
+while redis.call('EXISTS', p .. 'username:' .. name) == 1 do
+  local suffix = '-' .. n
+  local b = base
+  if #b + #suffix > maxlen then b = string.sub(b, 1, maxlen - #suffix) end
+  name = b .. suffix
+  n = n + 1
+end
+redis.call('SET', p .. 'username:' .. name, id)
+redis.call('HSET', p .. 'user:' .. id, 'id', id, 'username', name)
+redis.call('SET', KEYS[1], id)
+return {id, name}
+`)
+
+func (r *Redis) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+// UserByName implements Store.
+func (r *Redis) UserByName(ctx context.Context, username string) (User, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	id, err := r.client.Get(ctx, r.prefix+"username:"+username).Result()
+	if errors.Is(err, redis.Nil) {
+		return User{}, ErrNoUser
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("user by name: %w", wrap(err))
+	}
+	return User{ID: id, Username: username}, nil
+}
+
+// UserByID implements Store.
+func (r *Redis) UserByID(ctx context.Context, id string) (User, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	name, err := r.client.HGet(ctx, r.prefix+"user:"+id, "username").Result()
+	if errors.Is(err, redis.Nil) {
+		return User{}, ErrNoUser
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("user by id: %w", wrap(err))
+	}
+	return User{ID: id, Username: name}, nil
+}
+
+// UserForName implements Store.
+func (r *Redis) UserForName(ctx context.Context, username string) (User, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	v, err := userForNameScript.Run(ctx, r.client, nil, r.prefix, username, uuid.NewString()).StringSlice()
+	if err != nil {
+		return User{}, fmt.Errorf("user for name: %w", wrap(err))
+	}
+	return pair(v)
+}
+
+// UserForIdentity implements Store.
+func (r *Redis) UserForIdentity(ctx context.Context, provider, subject, login string) (User, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	key := r.prefix + "identity:" + provider + ":" + subject
+	v, err := userForIdentityScript.Run(ctx, r.client, []string{key},
+		r.prefix, protocol.SanitizeUsername(login), uuid.NewString(), protocol.MaxUsernameLen).StringSlice()
+	if err != nil {
+		return User{}, fmt.Errorf("user for identity: %w", wrap(err))
+	}
+	return pair(v)
+}
+
+func pair(v []string) (User, error) {
+	if len(v) != 2 {
+		return User{}, fmt.Errorf("auth: unexpected script result %q", v)
+	}
+	return User{ID: v[0], Username: v[1]}, nil
+}
+
+// storedSession is a Session as JSON in Redis.
+type storedSession struct {
+	ID       string    `json:"id"`
+	UserID   string    `json:"user_id"`
+	Username string    `json:"username"`
+	Provider string    `json:"provider"`
+	Expires  time.Time `json:"expires"`
+}
+
+// CreateSession implements Store: the key lapses at s.Expires.
+func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session) error {
+	if !s.Expires.After(r.now()) {
+		return nil // lapsed already: nothing to keep
+	}
+	b, err := json.Marshal(storedSession(s))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	err = r.client.SetArgs(ctx, r.prefix+"session:"+tokenHash, b, redis.SetArgs{ExpireAt: s.Expires}).Err()
+	if err != nil {
+		return fmt.Errorf("create session: %w", wrap(err))
+	}
+	return nil
+}
+
+// Session implements Store.
+func (r *Redis) Session(ctx context.Context, tokenHash string) (Session, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	b, err := r.client.Get(ctx, r.prefix+"session:"+tokenHash).Bytes()
+	if err != nil {
+		return Session{}, sessionError(err)
+	}
+	s, err := decodeSession(b)
+	if err != nil {
+		return Session{}, err
+	}
+	// Redis lapses the key itself; this covers a clock ahead of Redis's.
+	if !s.Expires.After(r.now()) {
+		return Session{}, ErrNoSession
+	}
+	return s, nil
+}
+
+// DeleteSession implements Store: GETDEL, so that of two nodes revoking one
+// session, one gets it.
+func (r *Redis) DeleteSession(ctx context.Context, tokenHash string) (Session, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	b, err := r.client.GetDel(ctx, r.prefix+"session:"+tokenHash).Bytes()
+	if err != nil {
+		return Session{}, sessionError(err)
+	}
+	return decodeSession(b)
+}
+
+func sessionError(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return ErrNoSession
+	}
+	return fmt.Errorf("session: %w", wrap(err))
+}
+
+func decodeSession(b []byte) (Session, error) {
+	var s storedSession
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Session{}, fmt.Errorf("auth: stored session: %w", err)
+	}
+	return Session(s), nil
+}
+
+// wrap marks a failure to reach Redis in time as ErrUnavailable; an error
+// that Redis itself returned is passed on.
+func wrap(err error) error {
+	var re redis.Error
+	var ne net.Error
+	if errors.As(err, &re) && !errors.As(err, &ne) && !isTransient(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// isTransient reports the errors that Redis returns while it is starting,
+// failing over or busy.
+func isTransient(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,394 @@
+package pubsubtest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirechat/chat/pubsub"
+)
+
+// RegistryFactory makes the registries of one test.
+type RegistryFactory struct {
+	// Cluster prepares a backend of t's own and returns a function that
+	// opens a registry on it; registries of one Cluster share the backend,
+	// as the nodes of a cluster do (an in-memory backend may return the
+	// same registry every time). The factory closes them at the end of t.
+	Cluster func(t *testing.T) (open func() pubsub.Registry)
+
+	// Close, if set, closes a registry that open returned; the suite then
+	// checks that calls after Close fail with ErrClosed.
+	Close func(pubsub.Registry) error
+}
+
+// RunRegistry runs the Registry conformance cases.
+func RunRegistry(t *testing.T, f RegistryFactory) {
+	t.Run("CreateChannel", func(t *testing.T) { testCreate(t, f) })
+	t.Run("DestroyChannel", func(t *testing.T) { testDestroy(t, f) })
+	t.Run("JoinLeave", func(t *testing.T) { testJoinLeave(t, f) })
+	t.Run("Memberships", func(t *testing.T) { testMemberships(t, f) })
+	t.Run("CreateRace", func(t *testing.T) { testCreateRace(t, f) })
+	t.Run("DestroyRace", func(t *testing.T) { testDestroyRace(t, f) })
+	t.Run("DestroyWhileJoining", func(t *testing.T) { testDestroyWhileJoining(t, f) })
+	t.Run("PlacesLimit", func(t *testing.T) { testPlacesLimit(t, f) })
+	t.Run("PlacesLapse", func(t *testing.T) { testPlacesLapse(t, f) })
+	t.Run("PlacesRefresh", func(t *testing.T) { testPlacesRefresh(t, f) })
+	t.Run("Ping", func(t *testing.T) { must(t, f.Cluster(t)().Ping(ctxT(t))) })
+	if f.Close != nil {
+		t.Run("Closed", func(t *testing.T) { testRegistryClosed(t, f) })
+	}
+}
+
+const (
+	alice = "00000000-0000-4000-8000-00000000000a"
+	bob   = "00000000-0000-4000-8000-00000000000b"
+	carol = "00000000-0000-4000-8000-00000000000c"
+)
+
+func wantErr(t testing.TB, what string, err, want error) {
+	t.Helper()
+	if want == nil && err != nil || !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func testCreate(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	chans, err := r.Channels(ctx)
+	must(t, err)
+	if len(chans) != 0 {
+		t.Fatalf("fresh registry has channels %q", chans)
+	}
+	must(t, r.CreateChannel(ctx, "#go", alice))
+	must(t, r.CreateChannel(ctx, "#al", bob))
+	wantErr(t, "create existing", r.CreateChannel(ctx, "#go", bob), pubsub.ErrExists)
+	wantErr(t, "create existing, same owner", r.CreateChannel(ctx, "#go", alice), pubsub.ErrExists)
+	chans, err = r.Channels(ctx)
+	must(t, err)
+	if want := []string{"#al", "#go"}; !slices.Equal(chans, want) {
+		t.Fatalf("channels %q, want %q", chans, want)
+	}
+	// The creator owns the channel but is not a member.
+	wantErr(t, "creator's membership", r.CheckMember(ctx, "#go", alice), pubsub.ErrNotMember)
+	_, owned, err := r.Memberships(ctx, alice)
+	must(t, err)
+	if !slices.Equal(owned, []string{"#go"}) {
+		t.Fatalf("alice owns %q, want [#go]", owned)
+	}
+}
+
+func testDestroy(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	_, err := r.DestroyChannel(ctx, "#none", alice)
+	wantErr(t, "destroy missing", err, pubsub.ErrNotFound)
+	must(t, r.CreateChannel(ctx, "#go", alice))
+	must(t, r.CreateChannel(ctx, "#other", alice))
+	for _, u := range []string{carol, bob, alice} {
+		_, err := r.Join(ctx, "#go", u)
+		must(t, err)
+	}
+	_, err = r.Join(ctx, "#other", bob)
+	must(t, err)
+	_, err = r.DestroyChannel(ctx, "#go", bob)
+	wantErr(t, "destroy by a member", err, pubsub.ErrForbidden)
+	must(t, r.CheckMember(ctx, "#go", bob)) // unchanged
+
+	members, err := r.DestroyChannel(ctx, "#go", alice)
+	must(t, err)
+	if want := []string{alice, bob, carol}; !slices.Equal(members, want) {
+		t.Fatalf("members %q, want %q", members, want)
+	}
+	chans, err := r.Channels(ctx)
+	must(t, err)
+	if !slices.Equal(chans, []string{"#other"}) {
+		t.Fatalf("channels %q, want [#other]", chans)
+	}
+	wantErr(t, "check after destroy", r.CheckMember(ctx, "#go", bob), pubsub.ErrNotFound)
+	wantErr(t, "leave after destroy", r.Leave(ctx, "#go", bob), pubsub.ErrNotFound)
+	joined, owned, err := r.Memberships(ctx, bob)
+	must(t, err)
+	if !slices.Equal(joined, []string{"#other"}) || len(owned) != 0 {
+		t.Fatalf("bob: joined %q owned %q, want [#other] []", joined, owned)
+	}
+	_, owned, err = r.Memberships(ctx, alice)
+	must(t, err)
+	if !slices.Equal(owned, []string{"#other"}) {
+		t.Fatalf("alice owns %q, want [#other]", owned)
+	}
+	// A destroyed name is free again, with no members left over.
+	must(t, r.CreateChannel(ctx, "#go", bob))
+	wantErr(t, "old member of re-created channel", r.CheckMember(ctx, "#go", carol), pubsub.ErrNotMember)
+	members, err = r.DestroyChannel(ctx, "#go", bob)
+	must(t, err)
+	if len(members) != 0 {
+		t.Fatalf("empty channel had members %q", members)
+	}
+}
+
+func testJoinLeave(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	_, err := r.Join(ctx, "#none", bob)
+	wantErr(t, "join missing", err, pubsub.ErrNotFound)
+	wantErr(t, "leave missing", r.Leave(ctx, "#none", bob), pubsub.ErrNotFound)
+	wantErr(t, "check missing", r.CheckMember(ctx, "#none", bob), pubsub.ErrNotFound)
+	must(t, r.CreateChannel(ctx, "#go", alice))
+	wantErr(t, "leave as non-member", r.Leave(ctx, "#go", bob), pubsub.ErrNotMember)
+	wantErr(t, "check non-member", r.CheckMember(ctx, "#go", bob), pubsub.ErrNotMember)
+
+	added, err := r.Join(ctx, "#go", bob)
+	must(t, err)
+	if !added {
+		t.Fatal("first join: added = false")
+	}
+	added, err = r.Join(ctx, "#go", bob)
+	must(t, err)
+	if added {
+		t.Fatal("second join: added = true")
+	}
+	must(t, r.CheckMember(ctx, "#go", bob))
+	must(t, r.Leave(ctx, "#go", bob))
+	wantErr(t, "check after leave", r.CheckMember(ctx, "#go", bob), pubsub.ErrNotMember)
+	wantErr(t, "leave twice", r.Leave(ctx, "#go", bob), pubsub.ErrNotMember)
+	// The owner may join and leave its own channel; it stays the owner.
+	added, err = r.Join(ctx, "#go", alice)
+	must(t, err)
+	if !added {
+		t.Fatal("owner's join: added = false")
+	}
+	must(t, r.Leave(ctx, "#go", alice))
+	_, owned, err := r.Memberships(ctx, alice)
+	must(t, err)
+	if !slices.Equal(owned, []string{"#go"}) {
+		t.Fatalf("alice owns %q after leaving, want [#go]", owned)
+	}
+}
+
+func testMemberships(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	joined, owned, err := r.Memberships(ctx, carol)
+	must(t, err)
+	if len(joined) != 0 || len(owned) != 0 {
+		t.Fatalf("unknown user: joined %q owned %q", joined, owned)
+	}
+	for _, c := range []string{"#c", "#a", "#b"} {
+		must(t, r.CreateChannel(ctx, c, alice))
+		_, err := r.Join(ctx, c, bob)
+		must(t, err)
+	}
+	must(t, r.CreateChannel(ctx, "#z", bob))
+	must(t, r.CreateChannel(ctx, "#y", bob))
+	_, err = r.Join(ctx, "#z", alice)
+	must(t, err)
+	must(t, r.Leave(ctx, "#b", bob))
+
+	joined, owned, err = r.Memberships(ctx, bob)
+	must(t, err)
+	if !slices.Equal(joined, []string{"#a", "#c"}) || !slices.Equal(owned, []string{"#y", "#z"}) {
+		t.Fatalf("bob: joined %q owned %q", joined, owned)
+	}
+	joined, owned, err = r.Memberships(ctx, alice)
+	must(t, err)
+	if !slices.Equal(joined, []string{"#z"}) || !slices.Equal(owned, []string{"#a", "#b", "#c"}) {
+		t.Fatalf("alice: joined %q owned %q", joined, owned)
+	}
+}
+
+// Nodes racing to create one channel: exactly one wins, every round.
+func testCreateRace(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	open := f.Cluster(t)
+	regs := []pubsub.Registry{open(), open()}
+	const rounds, racers = 100, 8
+	for round := range rounds {
+		ch := fmt.Sprintf("#race-%d", round)
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Go(func() {
+				errs[i] = regs[i%2].CreateChannel(ctx, ch, fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
+			})
+		}
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, pubsub.ErrExists):
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d creators won, want 1", round, wins)
+		}
+	}
+}
+
+func testDestroyRace(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	open := f.Cluster(t)
+	regs := []pubsub.Registry{open(), open()}
+	for round := range 50 {
+		ch := fmt.Sprintf("#d-%d", round)
+		must(t, regs[0].CreateChannel(ctx, ch, alice))
+		_, err := regs[0].Join(ctx, ch, bob)
+		must(t, err)
+		results := make([][]string, 4)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() { results[i], errs[i] = regs[i%2].DestroyChannel(ctx, ch, alice) })
+		}
+		wg.Wait()
+		wins := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+				if !slices.Equal(results[i], []string{bob}) {
+					t.Fatalf("round %d: members %q, want [bob]", round, results[i])
+				}
+			case !errors.Is(err, pubsub.ErrNotFound):
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d destroys won, want 1", round, wins)
+		}
+	}
+}
+
+// Joins racing with a destroy: a join that succeeded happened before the
+// destroy, so its user is among the members the destroy returns; every
+// other join failed with ErrNotFound; nobody is left a member.
+func testDestroyWhileJoining(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	open := f.Cluster(t)
+	regs := []pubsub.Registry{open(), open()}
+	const users = 20
+	for round := range 20 {
+		ch := fmt.Sprintf("#j-%d", round)
+		must(t, regs[0].CreateChannel(ctx, ch, alice))
+		joinErrs := make([]error, users)
+		var members []string
+		var destroyErr error
+		var wg sync.WaitGroup
+		for i := range users {
+			wg.Go(func() {
+				_, joinErrs[i] = regs[i%2].Join(ctx, ch, fmt.Sprintf("00000000-0000-4000-9000-%012d", i))
+			})
+		}
+		wg.Go(func() { members, destroyErr = regs[1].DestroyChannel(ctx, ch, alice) })
+		wg.Wait()
+		must(t, destroyErr)
+		var joined []string
+		for i, err := range joinErrs {
+			u := fmt.Sprintf("00000000-0000-4000-9000-%012d", i)
+			switch {
+			case err == nil:
+				joined = append(joined, u)
+			case !errors.Is(err, pubsub.ErrNotFound):
+				t.Fatalf("join: %v", err)
+			}
+			js, _, err := regs[0].Memberships(ctx, u)
+			must(t, err)
+			if slices.Contains(js, ch) {
+				t.Fatalf("round %d: %s still a member of destroyed %s", round, u, ch)
+			}
+		}
+		slices.Sort(joined)
+		if !slices.Equal(joined, members) {
+			t.Fatalf("round %d: successful joins %q, destroy returned %q", round, joined, members)
+		}
+	}
+}
+
+func testPlacesLimit(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	const limit = 3
+	for i := range limit {
+		must(t, r.AcquirePlace(ctx, alice, fmt.Sprint("conn-", i), limit, time.Hour))
+	}
+	err := r.AcquirePlace(ctx, alice, "conn-x", limit, time.Hour)
+	wantErr(t, "acquire beyond limit", err, pubsub.ErrTooManySessions)
+	// A place already held is taken again even at the limit.
+	must(t, r.AcquirePlace(ctx, alice, "conn-1", limit, time.Hour))
+	// Other users have places of their own.
+	must(t, r.AcquirePlace(ctx, bob, "conn-x", limit, time.Hour))
+	must(t, r.ReleasePlace(ctx, alice, "conn-1"))
+	must(t, r.ReleasePlace(ctx, alice, "conn-1"))   // not held: no error
+	must(t, r.ReleasePlace(ctx, carol, "conn-nil")) // unknown user: no error
+	must(t, r.AcquirePlace(ctx, alice, "conn-x", limit, time.Hour))
+	err = r.AcquirePlace(ctx, alice, "conn-y", limit, time.Hour)
+	wantErr(t, "acquire beyond limit after release", err, pubsub.ErrTooManySessions)
+}
+
+// Places not refreshed lapse, and free their user's slots.
+func testPlacesLapse(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	must(t, r.AcquirePlace(ctx, alice, "old", 1, 50*time.Millisecond))
+	deadline := time.Now().Add(waitFor)
+	for {
+		err := r.AcquirePlace(ctx, alice, "new", 1, time.Hour)
+		if err == nil {
+			break
+		}
+		wantErr(t, "acquire", err, pubsub.ErrTooManySessions)
+		if time.Now().After(deadline) {
+			t.Fatal("a place with a ttl of 50ms did not lapse")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantErr(t, "acquire beyond limit", r.AcquirePlace(ctx, alice, "old", 1, time.Hour), pubsub.ErrTooManySessions)
+}
+
+// A refresh extends places, and takes lapsed ones again.
+func testPlacesRefresh(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	must(t, r.RefreshPlaces(ctx, nil, time.Hour))
+	must(t, r.AcquirePlace(ctx, alice, "a1", 2, time.Millisecond))
+	must(t, r.AcquirePlace(ctx, bob, "b1", 1, time.Millisecond))
+	// Whether or not they lapsed already, after the refresh they are held
+	// for an hour.
+	must(t, r.RefreshPlaces(ctx, map[string][]string{alice: {"a1", "a2"}, bob: {"b1"}}, time.Hour))
+	wantErr(t, "alice beyond limit", r.AcquirePlace(ctx, alice, "a3", 2, time.Hour), pubsub.ErrTooManySessions)
+	wantErr(t, "bob beyond limit", r.AcquirePlace(ctx, bob, "b2", 1, time.Hour), pubsub.ErrTooManySessions)
+	must(t, r.ReleasePlace(ctx, alice, "a2"))
+	must(t, r.AcquirePlace(ctx, alice, "a3", 2, time.Hour))
+}
+
+func testRegistryClosed(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	r := f.Cluster(t)()
+	must(t, r.CreateChannel(ctx, "#go", alice))
+	must(t, f.Close(r))
+	_, err := r.Join(ctx, "#go", bob)
+	checks := map[string]error{
+		"CreateChannel": r.CreateChannel(ctx, "#x", alice),
+		"Join":          err,
+		"Leave":         r.Leave(ctx, "#go", bob),
+		"CheckMember":   r.CheckMember(ctx, "#go", bob),
+		"AcquirePlace":  r.AcquirePlace(ctx, bob, "c", 1, time.Hour),
+		"ReleasePlace":  r.ReleasePlace(ctx, bob, "c"),
+		"RefreshPlaces": r.RefreshPlaces(ctx, map[string][]string{bob: {"c"}}, time.Hour),
+		"Ping":          r.Ping(ctx),
+	}
+	_, checks["DestroyChannel"] = r.DestroyChannel(ctx, "#go", alice)
+	_, checks["Channels"] = r.Channels(ctx)
+	_, _, checks["Memberships"] = r.Memberships(ctx, bob)
+	for name, err := range checks {
+		if !errors.Is(err, pubsub.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+}

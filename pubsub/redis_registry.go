@@ -1,0 +1,339 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Keys of the registry, under the prefix (docs/cluster.md):
+//
+//	channels          SET   every channel
+//	owner             HASH  channel -> owner's UUID
+//	owned:{user}      SET   the channels user owns
+//	members:{channel} SET   the UUIDs of channel's members
+//	joined:{user}     SET   the channels user is a member of
+//	places:{user}     ZSET  conn -> lapses at (Unix ms, Redis's clock)
+//
+// A script touches keys that it derives from the prefix (a member's
+// joined set), so the registry needs a single Redis (or a primary with
+// replicas), not a Redis Cluster.
+
+// Script results: 0 is success, the rest map to the registry's errors.
+const (
+	resOK = iota
+	resExists
+	resNotFound
+	resForbidden
+	resNotMember
+	resTooMany
+	resAlready
+)
+
+// createScript: SADD decides who created the channel.
+// KEYS: channels, owner, owned:{owner}. ARGV: channel, owner.
+var createScript = redis.NewScript(`
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 0
+`)
+
+// destroyScript removes the channel, its owner and every membership in one
+// step, and returns {0, members}.
+// KEYS: channels, owner, members:{channel}. ARGV: channel, by, prefix.
+var destroyScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {2} end
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if owner ~= ARGV[2] then return {3} end
+local members = redis.call('SMEMBERS', KEYS[3])
+for _, u in ipairs(members) do
+  redis.call('SREM', ARGV[3] .. 'joined:' .. u, ARGV[1])
+end
+redis.call('DEL', KEYS[3])
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SREM', ARGV[3] .. 'owned:' .. owner, ARGV[1])
+return {0, members}
+`)
+
+// joinScript. KEYS: channels, members:{channel}, joined:{user}.
+// ARGV: channel, user.
+var joinScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
+if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 6 end
+redis.call('SADD', KEYS[3], ARGV[1])
+return 0
+`)
+
+// leaveScript. KEYS and ARGV as joinScript's.
+var leaveScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
+if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 4 end
+redis.call('SREM', KEYS[3], ARGV[1])
+return 0
+`)
+
+// checkScript. KEYS: channels, members:{channel}. ARGV: channel, user.
+var checkScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 4 end
+return 0
+`)
+
+// Places are scored by the time they lapse, on Redis's clock, so that the
+// nodes' clocks do not matter. The key lapses with its last place.
+const placesNow = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+const placesExpire = `
+local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', key, last[2]) end
+`
+
+// acquireScript drops lapsed places and takes one if the user holds fewer
+// than limit (or already holds this one).
+// KEYS: places:{user}. ARGV: conn, limit, ttl in ms.
+var acquireScript = redis.NewScript(placesNow + `
+local key = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if not redis.call('ZSCORE', key, ARGV[1]) and redis.call('ZCARD', key) >= tonumber(ARGV[2]) then
+  return 5
+end
+redis.call('ZADD', key, now + tonumber(ARGV[3]), ARGV[1])
+` + placesExpire + `
+return 0
+`)
+
+// refreshScript sets the places of many users to lapse ttl from now.
+// KEYS: places:{user} for each user. ARGV: ttl in ms, then for each key
+// the number of its conns followed by the conns.
+var refreshScript = redis.NewScript(placesNow + `
+local expiry = now + tonumber(ARGV[1])
+local a = 2
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[a])
+  for i = a + 1, a + n do
+    redis.call('ZADD', key, expiry, ARGV[i])
+  end
+  a = a + n + 1
+` + placesExpire + `
+end
+return 0
+`)
+
+func (r *Redis) key(parts ...string) string {
+	k := r.prefix
+	for _, p := range parts {
+		k += p
+	}
+	return k
+}
+
+// run runs a script with the backend's deadline.
+func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	v, err := s.Run(ctx, r.client, keys, args...).Result()
+	return v, r.wrap(err)
+}
+
+func resultError(v any) error {
+	n, _ := v.(int64)
+	switch n {
+	case resOK, resAlready:
+		return nil
+	case resExists:
+		return ErrExists
+	case resNotFound:
+		return ErrNotFound
+	case resForbidden:
+		return ErrForbidden
+	case resNotMember:
+		return ErrNotMember
+	case resTooMany:
+		return ErrTooManySessions
+	}
+	return fmt.Errorf("pubsub: unexpected script result %v", v)
+}
+
+// CreateChannel implements Registry.
+func (r *Redis) CreateChannel(ctx context.Context, channel, owner string) error {
+	v, err := r.run(ctx, createScript,
+		[]string{r.key("channels"), r.key("owner"), r.key("owned:", owner)}, channel, owner)
+	if err == nil {
+		err = resultError(v)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", channel, err)
+	}
+	return nil
+}
+
+// DestroyChannel implements Registry.
+func (r *Redis) DestroyChannel(ctx context.Context, channel, by string) ([]string, error) {
+	v, err := r.run(ctx, destroyScript,
+		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel)}, channel, by, r.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("destroy %s: %w", channel, err)
+	}
+	res, _ := v.([]any)
+	if len(res) == 0 {
+		return nil, fmt.Errorf("destroy %s: unexpected script result %v", channel, v)
+	}
+	if err := resultError(res[0]); err != nil {
+		return nil, fmt.Errorf("destroy %s: %w", channel, err)
+	}
+	members := []string{}
+	if len(res) > 1 {
+		list, _ := res[1].([]any)
+		for _, m := range list {
+			if s, ok := m.(string); ok {
+				members = append(members, s)
+			}
+		}
+	}
+	slices.Sort(members)
+	return members, nil
+}
+
+// Join implements Registry.
+func (r *Redis) Join(ctx context.Context, channel, user string) (bool, error) {
+	v, err := r.run(ctx, joinScript,
+		[]string{r.key("channels"), r.key("members:", channel), r.key("joined:", user)}, channel, user)
+	if err == nil {
+		err = resultError(v)
+	}
+	if err != nil {
+		return false, fmt.Errorf("join %s: %w", channel, err)
+	}
+	return v.(int64) == resOK, nil
+}
+
+// Leave implements Registry.
+func (r *Redis) Leave(ctx context.Context, channel, user string) error {
+	v, err := r.run(ctx, leaveScript,
+		[]string{r.key("channels"), r.key("members:", channel), r.key("joined:", user)}, channel, user)
+	if err == nil {
+		err = resultError(v)
+	}
+	if err != nil {
+		return fmt.Errorf("leave %s: %w", channel, err)
+	}
+	return nil
+}
+
+// CheckMember implements Registry.
+func (r *Redis) CheckMember(ctx context.Context, channel, user string) error {
+	v, err := r.run(ctx, checkScript,
+		[]string{r.key("channels"), r.key("members:", channel)}, channel, user)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", channel, err)
+	}
+	return resultError(v)
+}
+
+// Channels implements Registry.
+func (r *Redis) Channels(ctx context.Context) ([]string, error) {
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	out, err := r.client.SMembers(ctx, r.key("channels")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("channels: %w", r.wrap(err))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Memberships implements Registry. Both sets are read in one transaction.
+func (r *Redis) Memberships(ctx context.Context, user string) (joined, owned []string, err error) {
+	if r.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	var j, o *redis.StringSliceCmd
+	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		j = p.SMembers(ctx, r.key("joined:", user))
+		o = p.SMembers(ctx, r.key("owned:", user))
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("memberships: %w", r.wrap(err))
+	}
+	joined, owned = j.Val(), o.Val()
+	slices.Sort(joined)
+	slices.Sort(owned)
+	return joined, owned, nil
+}
+
+// AcquirePlace implements Registry. Places lapse on Redis's clock.
+func (r *Redis) AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error {
+	v, err := r.run(ctx, acquireScript, []string{r.key("places:", user)}, conn, limit, ttlMillis(ttl))
+	if err == nil {
+		err = resultError(v)
+	}
+	if err != nil {
+		return fmt.Errorf("acquire place: %w", err)
+	}
+	return nil
+}
+
+// RefreshPlaces implements Registry, in one script for all users.
+func (r *Redis) RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error {
+	if len(places) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(places))
+	args := []any{ttlMillis(ttl)}
+	for user, conns := range places {
+		keys = append(keys, r.key("places:", user))
+		args = append(args, len(conns))
+		for _, c := range conns {
+			args = append(args, c)
+		}
+	}
+	if _, err := r.run(ctx, refreshScript, keys, args...); err != nil {
+		return fmt.Errorf("refresh places: %w", err)
+	}
+	return nil
+}
+
+// ReleasePlace implements Registry.
+func (r *Redis) ReleasePlace(ctx context.Context, user, conn string) error {
+	if r.isClosed() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if err := r.client.ZRem(ctx, r.key("places:", user), conn).Err(); err != nil {
+		return fmt.Errorf("release place: %w", r.wrap(err))
+	}
+	return nil
+}
+
+// Ping implements Registry.
+func (r *Redis) Ping(ctx context.Context) error {
+	if r.isClosed() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return r.wrap(r.client.Ping(ctx).Err())
+}
+
+func ttlMillis(d time.Duration) string {
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+}
