@@ -179,14 +179,15 @@ func TestDockerignore(t *testing.T) {
 	}
 
 	// What the server's module needs: go.mod, go.sum and every file in a
-	// folder of Go code or embedded files (deploy/ is a module of its own).
+	// subfolder (deploy/ is a module of its own; docs and the browser tests'
+	// node_modules are no part of the build).
 	needed := []string{"go.mod", "go.sum"}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, path)
-		if d.IsDir() && (rel == "deploy" || rel == "docs" || strings.HasPrefix(d.Name(), ".") && rel != ".") {
+		if d.IsDir() && (rel == "deploy" || rel == "docs" || d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".") && rel != ".") {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() && rel != filepath.Base(rel) {

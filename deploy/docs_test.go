@@ -21,7 +21,7 @@ func serverStrings(t *testing.T) map[string]bool {
 			return err
 		}
 		rel, _ := filepath.Rel(root, path)
-		if d.IsDir() && (rel == "deploy" || rel != "." && strings.HasPrefix(d.Name(), ".")) {
+		if d.IsDir() && (rel == "deploy" || d.Name() == "node_modules" || rel != "." && strings.HasPrefix(d.Name(), ".")) {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
