@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -41,6 +42,7 @@ type Session struct {
 	wake  chan struct{} // capacity 1: the queue went from empty to not
 	done  chan struct{} // closed by close
 
+	closing     atomic.Bool // set by close: send drops frames from then on
 	closeOnce   sync.Once
 	closeCode   websocket.StatusCode // written once in close, read by the writer after done
 	closeReason string
@@ -54,6 +56,9 @@ func (s *Session) closedLocked() bool { return s.gone }
 // send queues frame for the writer without blocking. A full queue means the
 // client cannot keep up: the session closes with 1008.
 func (s *Session) send(frame []byte) {
+	if s.closing.Load() {
+		return
+	}
 	s.qmu.Lock()
 	n := len(s.queue)
 	if n >= s.srv.cfg.SendQueue {
@@ -80,6 +85,7 @@ func (s *Session) close(code websocket.StatusCode, reason string) bool {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
+		s.closing.Store(true)
 		s.closeCode = code
 		s.closeReason = reason
 		close(s.done)
@@ -101,7 +107,7 @@ func (s *Session) writeLoop() {
 		case <-ping.C:
 			go s.ping()
 		case <-s.wake:
-			if err := s.writeQueued(); err != nil {
+			if err := s.writeQueued(false); err != nil {
 				s.close(0, "")
 				s.finish()
 				return
@@ -112,8 +118,10 @@ func (s *Session) writeLoop() {
 
 // writeQueued writes everything queued, corked, so that the whole batch
 // leaves in as few system calls as the cork's size allows. It takes the
-// queue in one swap, so senders never wait for the socket.
-func (s *Session) writeQueued() error {
+// queue in one swap, so senders never wait for the socket. Once the session
+// is closing it stops after the current batch, unless drain asks it to
+// write everything that was queued before the close.
+func (s *Session) writeQueued(drain bool) error {
 	for {
 		s.qmu.Lock()
 		batch := s.queue
@@ -138,10 +146,8 @@ func (s *Session) writeQueued() error {
 		s.srv.metrics.framesOut.Add(float64(len(batch)))
 		clear(batch) // drop references to sent frames
 		s.spare = batch
-		select {
-		case <-s.done:
+		if s.closing.Load() && !drain {
 			return nil
-		default:
 		}
 	}
 }
@@ -164,9 +170,18 @@ func (s *Session) ping() {
 // finish closes the socket: with a close handshake if the server chose the
 // code, at once if the connection is already broken.
 func (s *Session) finish() {
-	if s.closeCode == 0 {
+	switch s.closeCode {
+	case 0:
 		s.conn.CloseNow()
 		return
+	case statusNormal, statusGoingAway:
+		// A client that keeps up gets what was queued for it (acks
+		// included) before the close frame. The cork's write deadline
+		// bounds this for one that does not.
+		if err := s.writeQueued(true); err != nil {
+			s.conn.CloseNow()
+			return
+		}
 	}
 	s.conn.Close(s.closeCode, s.closeReason)
 }
