@@ -312,15 +312,15 @@ func (s *Server) originAllowed(r *http.Request) bool {
 // serve runs one session until it ends.
 func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session, connID string) {
 	sess := &Session{
-		id:     connID,
-		login:  login,
-		srv:    s,
-		conn:   conn,
-		cork:   cork,
-		log:    s.log.With("conn", connID, "user", login.UserID),
+		id:       connID,
+		login:    login,
+		srv:      s,
+		conn:     conn,
+		cork:     cork,
+		log:      s.log.With("conn", connID, "user", login.UserID),
 		writing:  true, // the welcome goes first
 		finished: make(chan struct{}),
-		topics: make(map[string]struct{}),
+		topics:   make(map[string]struct{}),
 	}
 	if !s.register(sess) {
 		conn.Close(statusGoingAway, "server shutting down")
