@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -29,11 +31,18 @@ type corkConn struct {
 // maxCork is how many bytes a cork gathers before it writes them anyway.
 const maxCork = 64 << 10
 
+// corkBufs holds the buffers of corks that are not gathering, so that an
+// idle connection holds none.
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.corked {
 		return c.writeLocked(p)
+	}
+	if c.buf == nil {
+		c.buf = (*corkBufs.Get().(*[]byte))[:0]
 	}
 	c.buf = append(c.buf, p...)
 	if len(c.buf) >= maxCork {
@@ -50,12 +59,19 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// uncork writes what the cork gathered.
+// uncork writes what the cork gathered and gives its buffer back.
 func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
 	_, err := c.flushLocked()
+	if c.buf != nil {
+		if cap(c.buf) <= maxCork {
+			b := c.buf[:0]
+			corkBufs.Put(&b)
+		}
+		c.buf = nil
+	}
 	return err
 }
 
@@ -64,11 +80,7 @@ func (c *corkConn) flushLocked() (int, error) {
 		return 0, nil
 	}
 	n, err := c.writeLocked(c.buf)
-	if cap(c.buf) > maxCork {
-		c.buf = nil // do not pin a large buffer to an idle connection
-	} else {
-		c.buf = c.buf[:0]
-	}
+	c.buf = c.buf[:0]
 	return n, err
 }
 
@@ -92,6 +104,26 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.conn = &corkConn{Conn: nc, timeout: w.timeout}
 	// net/http has flushed the 101 response, so its fresh writer is empty
-	// and can be replaced by one that writes through the cork.
-	return nc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.conn, 4096)), nil
+	// and can be replaced by one that writes through the cork. The cork
+	// does the buffering: the writer's own buffer only gathers a frame's
+	// header and small payloads.
+	bw := bufio.NewWriterSize(w.conn, connWriteBuf)
+	// The read buffer only needs to hold frame headers and small frames;
+	// net/http's 4 KiB one would stay with every idle connection. Bytes the
+	// client sent early are moved into the smaller buffer.
+	br := brw.Reader
+	if n := br.Buffered(); n <= connReadBuf {
+		early, _ := br.Peek(n)
+		small := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), connReadBuf)
+		if _, err := small.Peek(n); err == nil {
+			br = small
+		}
+	}
+	return nc, bufio.NewReadWriter(br, bw), nil
 }
+
+// Per-connection buffer sizes of the websocket library.
+const (
+	connReadBuf  = 1024
+	connWriteBuf = 512
+)

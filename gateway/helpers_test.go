@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
@@ -92,13 +93,20 @@ func testLogger(t *testing.T) *slog.Logger {
 // startNode starts a node on b with cfg; it is shut down when the test ends.
 func startNode(t *testing.T, b backend, cfg gateway.Config) *node {
 	t.Helper()
+	return startNodeWithMetrics(t, b, cfg, nil)
+}
+
+// startNodeWithMetrics is startNode with the gateway's metrics registered
+// on reg.
+func startNodeWithMetrics(t *testing.T, b backend, cfg gateway.Config, reg prometheus.Registerer) *node {
+	t.Helper()
 	log := testLogger(t)
 	n := &node{t: t}
 	n.auth = auth.New(auth.Config{
 		DevLogin: true,
 		OnLogout: func(ctx context.Context, s auth.Session) { n.gw.Revoke(ctx, s) },
 	}, b.store, log)
-	gw, err := gateway.New(context.Background(), cfg, gateway.Deps{Connect: b.connect, Auth: n.auth, Users: n.auth}, log)
+	gw, err := gateway.New(context.Background(), cfg, gateway.Deps{Connect: b.connect, Auth: n.auth, Users: n.auth, Metrics: reg}, log)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}

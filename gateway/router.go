@@ -227,6 +227,12 @@ func (r *router) sessionsOf(name string) []*Session {
 // reconcile subscribes or unsubscribes the node so that it matches whether
 // topic name has local sessions.
 func (r *router) reconcile(ctx context.Context, name string) error {
+	if name == clusterTopic {
+		// Subscribed once by New for the node's whole life: every session
+		// receives create and destroy, and a node with no session yet must
+		// not drop it when its last session goes.
+		return nil
+	}
 	mu := &r.subMu[maphash.String(r.seed, name)%uint64(len(r.subMu))]
 	mu.Lock()
 	defer mu.Unlock()

@@ -312,15 +312,15 @@ func (s *Server) originAllowed(r *http.Request) bool {
 // serve runs one session until it ends.
 func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session, connID string) {
 	sess := &Session{
-		id:     connID,
-		login:  login,
-		srv:    s,
-		conn:   conn,
-		cork:   cork,
-		log:    s.log.With("conn", connID, "user", login.UserID),
-		wake:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		topics: make(map[string]struct{}),
+		id:       connID,
+		login:    login,
+		srv:      s,
+		conn:     conn,
+		cork:     cork,
+		log:      s.log.With("conn", connID, "user", login.UserID),
+		writing:  true, // the welcome goes first
+		finished: make(chan struct{}),
+		topics:   make(map[string]struct{}),
 	}
 	if !s.register(sess) {
 		conn.Close(statusGoingAway, "server shutting down")
@@ -352,18 +352,26 @@ func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session,
 		}
 		return
 	}
-	// Until the writer starts, this goroutine owns the socket: the welcome
-	// goes first, whatever the router queued meanwhile follows.
-	if err := conn.Write(context.Background(), websocket.MessageText, welcome); err != nil {
+	// This goroutine holds the writer role until the welcome is written:
+	// the welcome goes first, whatever the router queued meanwhile follows.
+	cork.cork()
+	err = conn.Write(context.Background(), websocket.MessageText, welcome)
+	if uerr := cork.uncork(); err == nil {
+		err = uerr
+	}
+	if err != nil {
 		conn.CloseNow()
 		return
 	}
 	sess.log.Debug("session open")
 
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); sess.writeLoop() }()
+	// The timer is armed only after the field is set: pingPeer reads it.
+	sess.ping = time.AfterFunc(time.Hour, sess.pingPeer)
+	sess.ping.Reset(s.cfg.PingInterval)
+	sess.releaseWriter()
 	sess.readLoop(s.ctx)
-	<-writerDone
+	sess.close(0, "") // the read side ended: the socket must close too
+	<-sess.finished
 }
 
 // attach puts a new session on its topics, waiting for each subscription,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +27,14 @@ const (
 )
 
 // Session is one websocket connection of a logged-in user.
+//
+// Writing is a role, not a goroutine: whoever finds the queue non-empty and
+// nobody writing takes the role (writing, under qmu) and runs writeRun in a
+// new goroutine, which writes until the queue is empty and then gives the
+// role up. An idle connection therefore holds no writer goroutine. The
+// close handshake is performed by the role holder too, so frames and the
+// close frame never race. The handler goroutine holds the role while it
+// writes the welcome.
 type Session struct {
 	id      string       // immutable: this connection's id
 	login   auth.Session // immutable: who is connected
@@ -35,15 +44,17 @@ type Session struct {
 	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
 	log     *slog.Logger  // immutable
 
-	qmu   sync.Mutex
-	queue [][]byte      // guarded by qmu: frames waiting for the writer
-	spare [][]byte      // owned by the writer: the last batch, reused
-	wake  chan struct{} // capacity 1: the queue went from empty to not
-	done  chan struct{} // closed by close
+	qmu     sync.Mutex
+	queue   [][]byte // guarded by qmu: frames waiting for the writer
+	writing bool     // guarded by qmu: someone holds the writer role
+	spare   [][]byte // owned by the writer role: the last batch, reused
 
+	closing     atomic.Bool // set by close: send drops frames from then on
 	closeOnce   sync.Once
-	closeCode   websocket.StatusCode // written once in close, read by the writer after done
+	closeCode   websocket.StatusCode // written once in close before closing is set
 	closeReason string
+	finished    chan struct{} // closed once the socket is closed
+	ping        *time.Timer   // set before the writer role is first released
 
 	topics map[string]struct{} // guarded by router.mu: the topics it receives
 	gone   bool                // guarded by router.mu: removed from the router for good
@@ -54,9 +65,11 @@ func (s *Session) closedLocked() bool { return s.gone }
 // send queues frame for the writer without blocking. A full queue means the
 // client cannot keep up: the session closes with 1008.
 func (s *Session) send(frame []byte) {
+	if s.closing.Load() {
+		return
+	}
 	s.qmu.Lock()
-	n := len(s.queue)
-	if n >= s.srv.cfg.SendQueue {
+	if len(s.queue) >= s.srv.cfg.SendQueue {
 		s.qmu.Unlock()
 		if s.close(statusPolicy, "too slow: send queue overflow") {
 			s.srv.metrics.slowConsumers.Inc()
@@ -65,12 +78,11 @@ func (s *Session) send(frame []byte) {
 		return
 	}
 	s.queue = append(s.queue, frame)
+	start := !s.writing
+	s.writing = true
 	s.qmu.Unlock()
-	if n == 0 {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+	if start {
+		go s.writeRun()
 	}
 }
 
@@ -82,91 +94,118 @@ func (s *Session) close(code websocket.StatusCode, reason string) bool {
 		first = true
 		s.closeCode = code
 		s.closeReason = reason
-		close(s.done)
+		s.qmu.Lock()
+		s.closing.Store(true)
+		start := !s.writing
+		s.writing = true
+		s.qmu.Unlock()
+		if start {
+			go s.writeRun()
+		}
 	})
 	return first
 }
 
-// writeLoop is the only writer of data frames once the welcome is sent. It
-// drains the queue, pings the peer, and performs the close handshake when
-// the session ends.
-func (s *Session) writeLoop() {
-	ping := time.NewTicker(s.srv.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-s.done:
-			s.finish()
-			return
-		case <-ping.C:
-			go s.ping()
-		case <-s.wake:
-			if err := s.writeQueued(); err != nil {
-				s.close(0, "")
-				s.finish()
-				return
-			}
-		}
+// releaseWriter gives up the writer role held since the session began (the
+// welcome is written), handing it to a new goroutine if there is work.
+func (s *Session) releaseWriter() {
+	s.qmu.Lock()
+	work := len(s.queue) > 0 || s.closing.Load()
+	s.writing = work
+	s.qmu.Unlock()
+	if work {
+		go s.writeRun()
 	}
 }
 
-// writeQueued writes everything queued, corked, so that the whole batch
-// leaves in as few system calls as the cork's size allows. It takes the
-// queue in one swap, so senders never wait for the socket.
-func (s *Session) writeQueued() error {
+// writeRun holds the writer role: it writes batches until the queue is
+// empty, or, once the session is closing, closes the socket.
+func (s *Session) writeRun() {
 	for {
 		s.qmu.Lock()
+		if s.closing.Load() {
+			s.qmu.Unlock()
+			s.finish()
+			return
+		}
 		batch := s.queue
 		if len(batch) == 0 {
+			s.writing = false
 			s.qmu.Unlock()
-			return nil
+			return
 		}
 		s.queue, s.spare = s.spare[:0], nil
 		s.qmu.Unlock()
-		s.cork.cork()
-		for _, frame := range batch {
-			// No context deadline per frame: the cork bounds each socket
-			// write with the write timeout.
-			if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
-				s.cork.uncork()
-				return err
-			}
-		}
-		if err := s.cork.uncork(); err != nil {
-			return err
-		}
-		s.srv.metrics.framesOut.Add(float64(len(batch)))
-		clear(batch) // drop references to sent frames
-		s.spare = batch
-		select {
-		case <-s.done:
-			return nil
-		default:
-		}
-	}
-}
-
-// ping checks that the peer is alive; a peer that does not answer within
-// the ping interval is dropped.
-func (s *Session) ping() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.PingInterval)
-	defer cancel()
-	if err := s.conn.Ping(ctx); err != nil {
-		select {
-		case <-s.done:
-		default:
-			s.log.Info("peer did not answer ping", "err", err)
+		if err := s.writeBatch(batch); err != nil {
 			s.close(0, "")
 		}
 	}
 }
 
-// finish closes the socket: with a close handshake if the server chose the
-// code, at once if the connection is already broken.
+// writeBatch writes frames corked, so that the whole batch leaves in as few
+// system calls as the cork's size allows.
+func (s *Session) writeBatch(batch [][]byte) error {
+	s.cork.cork()
+	for _, frame := range batch {
+		// No context deadline per frame: the cork bounds each socket
+		// write with the write timeout.
+		if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
+			s.cork.uncork()
+			return err
+		}
+	}
+	if err := s.cork.uncork(); err != nil {
+		return err
+	}
+	s.srv.metrics.framesOut.Add(float64(len(batch)))
+	clear(batch) // drop references to sent frames
+	s.spare = batch
+	return nil
+}
+
+// pingPeer checks that the peer is alive; a peer that does not answer
+// within the ping interval is dropped. It runs on the ping timer and
+// re-arms it.
+func (s *Session) pingPeer() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.PingInterval)
+	defer cancel()
+	if err := s.conn.Ping(ctx); err != nil {
+		if !s.closing.Load() {
+			s.log.Info("peer did not answer ping", "err", err)
+			s.close(0, "")
+		}
+		return
+	}
+	if !s.closing.Load() {
+		s.ping.Reset(s.srv.cfg.PingInterval)
+	}
+}
+
+// finish closes the socket, holding the writer role: with a close handshake
+// if the server chose the code, at once if the connection is already
+// broken. A 1000 or 1001 close first writes what was queued (acks
+// included) to a client that keeps up; the cork's write deadline bounds
+// this for one that does not.
 func (s *Session) finish() {
-	if s.closeCode == 0 {
+	defer close(s.finished)
+	if s.ping != nil {
+		s.ping.Stop()
+	}
+	switch s.closeCode {
+	case 0:
 		s.conn.CloseNow()
 		return
+	case statusNormal, statusGoingAway:
+		s.qmu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.qmu.Unlock()
+		if len(batch) > 0 {
+			if err := s.writeBatch(batch); err != nil {
+				s.conn.CloseNow()
+				return
+			}
+		}
 	}
 	s.conn.Close(s.closeCode, s.closeReason)
 }

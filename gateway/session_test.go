@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
@@ -106,7 +107,8 @@ func TestReconnectKeepsMemberships(t *testing.T) {
 }
 
 func TestSlowConsumer(t *testing.T) {
-	n := startNode(t, memoryBackend(), gateway.Config{SendQueue: 16, RateLimit: 10000, MaxMessageBytes: 12100, MaxFrameBytes: 13000})
+	reg := prometheus.NewRegistry()
+	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{SendQueue: 16, RateLimit: 10000, MaxMessageBytes: 12100, MaxFrameBytes: 13000}, reg)
 	fast := n.user("fast")
 	slow := n.user("slow")
 	fast.do("create", "#busy")
@@ -118,10 +120,13 @@ func TestSlowConsumer(t *testing.T) {
 
 	// slow stops reading. Its socket buffers fill, then its queue, and the
 	// server closes it with 1008, while fast, which keeps up, receives every
-	// message.
-	const total = 1500
+	// message. Publishing stops once the server has closed slow, so that
+	// slow, reading again, gets the close frame behind what was buffered.
 	payload := strings.Repeat("x", 12000)
-	for i := range total {
+	for i := 0; slowCloses(t, reg) == 0; i++ {
+		if i == 5000 {
+			t.Fatal("slow was not closed after 5000 messages of 12 kB")
+		}
 		fast.send(fmt.Sprintf(`{"type":"message","target":"#busy","message":"%d %s"}`, i, payload))
 		m := fast.expect("message")
 		if !strings.HasPrefix(m["message"].(string), fmt.Sprint(i)+" ") {
@@ -129,6 +134,20 @@ func TestSlowConsumer(t *testing.T) {
 		}
 	}
 	slow.expectClose(websocket.StatusPolicyViolation)
+}
+
+func slowCloses(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "chat_slow_consumer_closes_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func TestOrdering(t *testing.T) {

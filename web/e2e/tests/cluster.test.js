@@ -1,0 +1,119 @@
+// The web client against a two-node cluster on Redis: alice on node 2, bob
+// on node 1 behind a TCP proxy ("the same URL"). Then bob's node goes away,
+// twice, and bob carries on.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildChatd, freePort, Node, artifacts } from '../lib/chatd.js';
+import { Proxy } from '../lib/proxy.js';
+import { launch, signIn, openConv, say, message, shotsOnFailure } from '../lib/browser.js';
+import { chatScenario } from '../lib/scenario.js';
+
+const redisURL = process.env.CHAT_TEST_REDIS_URL || 'redis://127.0.0.1:6379/0';
+const prefix = `chat-e2e-${process.pid}-${Date.now()}:`;
+
+let build;
+let node1;
+let node2;
+let proxy;
+let browser;
+
+before(async () => {
+  build = await buildChatd();
+  const env = { CHAT_REDIS_URL: redisURL, CHAT_REDIS_PREFIX: prefix };
+  node1 = new Node(build.bin, 'node1', await freePort(), env);
+  node2 = new Node(build.bin, 'node2', await freePort(), env);
+  await Promise.all([node1.start(), node2.start()]);
+  proxy = new Proxy(node1.port);
+  await proxy.listen(0);
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await proxy?.close();
+  await node1?.kill();
+  await node2?.kill();
+  if (build) fs.rmSync(build.dir, { recursive: true, force: true });
+  await dropKeys();
+});
+
+/** Removes this run's keys from the shared Redis (best effort: redis-cli may be missing). */
+function dropKeys() {
+  const u = new URL(redisURL);
+  const args = ['-h', u.hostname, '-p', u.port || '6379', '-n', u.pathname.slice(1) || '0'];
+  const script = "for _,k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0";
+  return new Promise((resolve) => execFile('redis-cli', [...args, 'EVAL', script, '0', prefix.replace(/[*?[\]\\]/g, '\\$&') + '*'], () => resolve()));
+}
+
+/** Records every state the connection pill goes through, from now on. */
+function recordStates(page) {
+  return page.evaluate(() => {
+    window.__states = [];
+    const pill = document.getElementById('conn');
+    new MutationObserver(() => window.__states.push(pill.dataset.state)).observe(pill, { attributes: true, attributeFilter: ['data-state'] });
+  });
+}
+
+test('alice and bob chat across two nodes', { timeout: 180000 }, () =>
+  shotsOnFailure('cluster', async () => {
+    await chatScenario(browser, node2.url, proxy.url, 'cluster');
+  }));
+
+test('bob carries on when his node shuts down or the network drops', { timeout: 180000 }, () =>
+  shotsOnFailure('reconnect', async () => {
+    const alice = await signIn(browser, node2.url, 'alice');
+    const bob = await signIn(browser, proxy.url, 'bob');
+
+    await alice.click('#new-channel');
+    await alice.fill('#create-input', 'ops');
+    await alice.press('#create-input', 'Enter');
+    await alice.click('#join');
+    await alice.locator('#composer').waitFor();
+    await openConv(bob, '#ops');
+    await bob.click('#join-cta-btn');
+    await bob.locator('#composer').waitFor();
+    await say(alice, 'before anything breaks');
+    await message(bob, 'alice', 'before anything breaks').waitFor();
+
+    // 1. Node 1 shuts down (SIGTERM: it closes bob's websocket with 1001); the
+    //    proxy now leads to node 2.
+    await recordStates(bob);
+    proxy.target = node2.port;
+    await node1.kill('SIGTERM');
+    const reconnected = bob.locator('#messages .notice-line', { hasText: 'Reconnected' });
+    await reconnected.first().waitFor();
+    await bob.locator('#conn[data-state="online"]').waitFor();
+    let states = await bob.evaluate(() => window.__states);
+    assert.ok(states.includes('connecting'), `bob's page showed the reconnect: ${states}`);
+    assert.equal(states.at(-1), 'online');
+    assert.equal(await bob.isVisible('#composer'), true, 'bob is still a member of #ops');
+    await say(alice, 'still with us, bob?');
+    await message(bob, 'alice', 'still with us, bob?').waitFor();
+    await say(bob, 'yes, on node 2 now');
+    await message(alice, 'bob', 'yes, on node 2 now').waitFor();
+
+    // 2. Node 1 comes back on the same port, the proxy leads there again, and
+    //    the network under bob's connection is cut (no close frame at all).
+    await node1.start();
+    await recordStates(bob);
+    proxy.target = node1.port;
+    proxy.dropAll();
+    await reconnected.nth(1).waitFor();
+    await bob.locator('#conn[data-state="online"]').waitFor();
+    states = await bob.evaluate(() => window.__states);
+    assert.ok(states.includes('waiting'), `bob's page showed the drop: ${states}`);
+    await say(alice, 'and now?');
+    await message(bob, 'alice', 'and now?').waitFor();
+    await say(bob, 'back on node 1, carrying on');
+    await message(alice, 'bob', 'back on node 1, carrying on').waitFor();
+    await bob.screenshot({ path: path.join(artifacts, 'reconnected-cluster.png') });
+
+    assert.deepEqual(alice.errors, []);
+    assert.deepEqual(bob.errors, []);
+    await alice.context().close();
+    await bob.context().close();
+  }));
