@@ -269,8 +269,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("release session place", "err", err)
 		}
 	}
-	cw := &corkWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
-	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		OriginPatterns: s.cfg.AllowedOrigins,
+		// frameConn writes data frames itself, uncompressed.
+		CompressionMode: websocket.CompressionDisabled,
+	})
 	if err != nil {
 		release()
 		return // Accept wrote the HTTP error
@@ -283,7 +287,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.wg.Done()
 		defer release()
-		s.serve(conn, cw.conn, login, connID)
+		s.serve(conn, hw.conn, login, connID)
 	}()
 }
 
@@ -310,13 +314,13 @@ func (s *Server) originAllowed(r *http.Request) bool {
 }
 
 // serve runs one session until it ends.
-func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session, connID string) {
+func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, connID string) {
 	sess := &Session{
 		id:       connID,
 		login:    login,
 		srv:      s,
 		conn:     conn,
-		cork:     cork,
+		frames:   fc,
 		log:      s.log.With("conn", connID, "user", login.UserID),
 		writing:  true, // the welcome goes first
 		finished: make(chan struct{}),
@@ -354,12 +358,7 @@ func (s *Server) serve(conn *websocket.Conn, cork *corkConn, login auth.Session,
 	}
 	// This goroutine holds the writer role until the welcome is written:
 	// the welcome goes first, whatever the router queued meanwhile follows.
-	cork.cork()
-	err = conn.Write(context.Background(), websocket.MessageText, welcome)
-	if uerr := cork.uncork(); err == nil {
-		err = uerr
-	}
-	if err != nil {
+	if err := fc.writeFrames([][]byte{welcome}); err != nil {
 		conn.CloseNow()
 		return
 	}

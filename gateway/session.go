@@ -40,7 +40,7 @@ type Session struct {
 	login   auth.Session // immutable: who is connected
 	srv     *Server      // immutable
 	conn    *websocket.Conn
-	cork    *corkConn     // the socket under conn
+	frames  *frameConn    // the socket under conn; data frames go here
 	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
 	log     *slog.Logger  // immutable
 
@@ -142,19 +142,10 @@ func (s *Session) writeRun() {
 	}
 }
 
-// writeBatch writes frames corked, so that the whole batch leaves in as few
-// system calls as the cork's size allows.
+// writeBatch writes a batch of frames with as few system calls as
+// frameConn allows (one, unless the batch is large).
 func (s *Session) writeBatch(batch [][]byte) error {
-	s.cork.cork()
-	for _, frame := range batch {
-		// No context deadline per frame: the cork bounds each socket
-		// write with the write timeout.
-		if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
-			s.cork.uncork()
-			return err
-		}
-	}
-	if err := s.cork.uncork(); err != nil {
+	if err := s.frames.writeFrames(batch); err != nil {
 		return err
 	}
 	s.srv.metrics.framesOut.Add(float64(len(batch)))
@@ -184,7 +175,7 @@ func (s *Session) pingPeer() {
 // finish closes the socket, holding the writer role: with a close handshake
 // if the server chose the code, at once if the connection is already
 // broken. A 1000 or 1001 close first writes what was queued (acks
-// included) to a client that keeps up; the cork's write deadline bounds
+// included) to a client that keeps up; the socket's write deadline bounds
 // this for one that does not.
 func (s *Session) finish() {
 	defer close(s.finished)

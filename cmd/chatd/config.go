@@ -31,6 +31,7 @@ type config struct {
 	WriteTimeout    time.Duration
 	LogFormat       string
 	LogLevel        string
+	DebugAddr       string
 
 	GitHubClientID, GitHubClientSecret, GitHubURL, GitHubAPIURL string
 	GoogleClientID, GoogleClientSecret                          string
@@ -154,6 +155,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		WriteTimeout:    e.duration("CHAT_WRITE_TIMEOUT", 10*time.Second),
 		LogFormat:       e.oneOf("CHAT_LOG_FORMAT", "text", "text", "json"),
 		LogLevel:        e.oneOf("CHAT_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		DebugAddr:       e.str("CHAT_DEBUG_ADDR", ""),
 		GitHubURL:       e.str("CHAT_GITHUB_URL", "https://github.com"),
 		GitHubAPIURL:    e.str("CHAT_GITHUB_API_URL", "https://api.github.com"),
 		OIDCIssuer:      e.str("CHAT_OIDC_ISSUER", ""),

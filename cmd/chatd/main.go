@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -95,6 +96,15 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	mux.Handle("GET /healthz", gwh)
 	mux.Handle("GET /readyz", gwh)
 	mux.Handle("/", web.Handler())
+
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			gw.Shutdown(context.Background())
+			return err
+		}
+		defer stopDebug()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -206,4 +216,23 @@ func healthcheck(getenv func(string) string) int {
 		return 1
 	}
 	return 0
+}
+
+// serveDebug serves Go's profiler (net/http/pprof) on its own listener,
+// meant for a loopback or cluster-internal address only.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("CHAT_DEBUG_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Warn("profiler listening: keep CHAT_DEBUG_ADDR off public networks", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }

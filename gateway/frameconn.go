@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// frameConn is the socket under a session's websocket. The websocket
+// library (coder/websocket) does the handshake, reads every frame, and
+// writes control frames (pong, ping, close) through Write. Data frames do
+// not go through the library: the session's writer hands writeFrames a
+// whole batch, which frames them and sends them with one system call. The
+// library flushes after every frame it writes, which costs one system call
+// per frame and dominated the fan-out; a batch costs one in total.
+//
+// The two never interleave: both write under mu, a control frame reaches
+// Write whole (its header and at most 125 bytes of payload fit the
+// library's write buffer, flushed once per frame), and data frames are only
+// written by the session's writer role, which also performs the close
+// handshake, so no data frame follows the close frame. Compression is off
+// (the library's default, and the gateway does not enable it), so data
+// frames carry no RSV bits.
+//
+// Every socket write gets the write timeout as its deadline, so a stuck
+// peer cannot hold a writer for longer, without a context per frame.
+type frameConn struct {
+	net.Conn
+	timeout time.Duration // immutable
+
+	mu sync.Mutex // serialises socket writes
+}
+
+// maxBatchBytes is how many bytes of frames go in one system call at most.
+const maxBatchBytes = 64 << 10
+
+// frameBufs holds batch buffers between writes, so that an idle connection
+// holds none.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// Write is the library's path to the socket (control frames).
+func (c *frameConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writeLocked(p)
+}
+
+// writeFrames writes each payload as one unmasked, final text frame (RFC
+// 6455 section 5.2), as few system calls as maxBatchBytes allows.
+func (c *frameConn) writeFrames(payloads [][]byte) error {
+	bp := frameBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= maxBatchBytes {
+			*bp = buf[:0]
+			frameBufs.Put(bp)
+		}
+	}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range payloads {
+		buf = appendTextFrame(buf, p)
+		if len(buf) >= maxBatchBytes {
+			if _, err := c.writeLocked(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	_, err := c.writeLocked(buf)
+	return err
+}
+
+func (c *frameConn) writeLocked(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// appendTextFrame appends a server-to-client text frame: FIN and opcode 1,
+// no mask, the payload length in the shortest form.
+func appendTextFrame(b, payload []byte) []byte {
+	n := len(payload)
+	switch {
+	case n <= 125:
+		b = append(b, 0x81, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x81, 127,
+			byte(uint64(n)>>56), byte(uint64(n)>>48), byte(uint64(n)>>40), byte(uint64(n)>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, payload...)
+}
+
+// hijackWriter is an http.ResponseWriter whose Hijack hands the websocket
+// library a frameConn. Other methods are the wrapped writer's.
+type hijackWriter struct {
+	http.ResponseWriter
+	timeout time.Duration
+	conn    *frameConn // set by Hijack
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn = &frameConn{Conn: nc, timeout: w.timeout}
+	// net/http has flushed the 101 response, so its fresh writer is empty
+	// and can be replaced by a small one that writes through frameConn: it
+	// only ever holds one control frame.
+	bw := bufio.NewWriterSize(w.conn, connWriteBuf)
+	// The read buffer only needs to hold frame headers and small frames;
+	// net/http's 4 KiB one would stay with every idle connection. Bytes the
+	// client sent early are moved into the smaller buffer.
+	br := brw.Reader
+	if n := br.Buffered(); n <= connReadBuf {
+		early, _ := br.Peek(n)
+		small := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), connReadBuf)
+		if _, err := small.Peek(n); err == nil {
+			br = small
+		}
+	}
+	return nc, bufio.NewReadWriter(br, bw), nil
+}
+
+// Per-connection buffer sizes of the websocket library. The write buffer
+// must hold a whole control frame (at most 2 + 125 bytes from a server).
+const (
+	connReadBuf  = 1024
+	connWriteBuf = 512
+)
