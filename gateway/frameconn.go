@@ -26,13 +26,14 @@ import (
 // (the library's default, and the gateway does not enable it), so data
 // frames carry no RSV bits.
 //
-// Every socket write gets the write timeout as its deadline, so a stuck
-// peer cannot hold a writer for longer, without a context per frame.
+// Every socket write has a deadline at most the write timeout away, so a
+// stuck peer cannot hold a writer for longer, without a context per frame.
 type frameConn struct {
 	net.Conn
 	timeout time.Duration // immutable
 
-	mu sync.Mutex // serialises socket writes
+	mu       sync.Mutex // serialises socket writes
+	deadline time.Time  // guarded by mu: the write deadline last set
 }
 
 // maxBatchBytes is how many bytes of frames go in one system call at most.
@@ -78,8 +79,14 @@ func (c *frameConn) writeFrames(payloads [][]byte) error {
 	return err
 }
 
+// writeLocked writes p under a deadline between half the write timeout and
+// the whole of it from now: moving the deadline costs a runtime timer
+// update, so it moves only when half of it has been used.
 func (c *frameConn) writeLocked(p []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
+		c.deadline = now.Add(c.timeout)
+		c.Conn.SetWriteDeadline(c.deadline)
+	}
 	return c.Conn.Write(p)
 }
 
