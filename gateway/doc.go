@@ -20,18 +20,24 @@
 //
 // # Concurrency
 //
-// Each Session has two goroutines. The reader (the HTTP handler's
-// goroutine) reads frames and handles requests one at a time, so a user's
-// requests on one connection take effect in order. The writer is the only
-// goroutine that writes data frames to the socket; everyone else hands it
-// frames through send, which never blocks: a full queue closes the session
-// with 1008 (the client cannot keep up) and leaves everyone else untouched.
+// Each Session has one goroutine of its own, the reader, started after the
+// upgrade (the HTTP handler returns): it reads frames and handles requests
+// one at a time, so a user's requests on one connection take effect in
+// order. Writing is a role (Session.writing, under Session.qmu): whoever
+// queues a frame for a session that nobody is writing to starts a writer
+// goroutine, which sends each batch with one system call (frameConn) and
+// exits when the queue is empty. Only the role holder writes data frames
+// and only it performs the close handshake. Everyone else hands frames over
+// through send, which never blocks: a full queue closes the session with
+// 1008 (the client cannot keep up) and leaves everyone else untouched.
 //
 // The router's topic table is guarded by router.mu. Broker subscriptions
 // are changed under a per-topic shard lock (router.subMu), so that the
 // first local subscriber subscribes and the last one to go unsubscribes,
 // without holding router.mu across a network round trip.
 //
-// Lock order: router.subMu[i] before router.mu before Server.mu. A Session's
-// closeOnce is taken under any of them and takes none.
+// Lock order: router.subMu[i] before router.mu before Session.qmu, and
+// Server.mu alone. A Session's closeOnce is taken under router.mu (the
+// fan-out closes slow consumers) and takes Session.qmu. frameConn.mu is
+// taken last, by the writer and by the websocket library.
 package gateway
