@@ -16,7 +16,8 @@ type metrics struct {
 	opens         prometheus.Counter
 	closes        *prometheus.CounterVec // by close code
 	framesIn      *prometheus.CounterVec // by request type or action
-	framesOut     prometheus.Counter
+	framesOut     *prometheus.CounterVec // by frame type
+	outByType     [len(frameTypes)]prometheus.Counter
 	published     *prometheus.CounterVec // by kind: channel, private
 	deliveries    *prometheus.CounterVec // by frame type
 	fanout        prometheus.Histogram
@@ -36,8 +37,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chat_connections_closed_total", Help: "Websockets closed, by close code (0: connection lost)."}, []string{"code"}),
 		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_frames_in_total", Help: "Request frames received, by type (message, create, destroy, join, leave, invalid)."}, []string{"type"}),
-		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "chat_frames_out_total", Help: "Frames written to websockets."}),
+		framesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_frames_out_total", Help: "Frames written to websockets, by type (welcome, event, message, ack, error)."}, []string{"type"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_messages_published_total", Help: "Chat messages accepted from this node's clients, by kind."}, []string{"kind"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -54,6 +55,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chat_slow_consumer_closes_total", Help: "Websockets closed with 1008 because their send queue overflowed."}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chat_pubsub_subscriptions", Help: "Broker topics this node is subscribed to, besides the cluster topic."}),
+	}
+	for i, t := range frameTypes {
+		m.outByType[i] = m.framesOut.WithLabelValues(t.name)
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.published,
@@ -76,6 +80,37 @@ var (
 	prefixMessage = []byte(`{"type":"message"`)
 	prefixEvent   = []byte(`{"type":"event"`)
 )
+
+// frameTypes are the server's frame types, recognised by how our encoder
+// starts each frame.
+var frameTypes = [...]struct {
+	name   string
+	prefix []byte
+}{
+	{"message", prefixMessage},
+	{"event", prefixEvent},
+	{"ack", []byte(`{"type":"ack"`)},
+	{"error", []byte(`{"type":"error"`)},
+	{"welcome", []byte(`{"type":"welcome"`)},
+}
+
+// wrote counts a batch of frames written to one socket.
+func (m *metrics) wrote(batch [][]byte) {
+	var n [len(frameTypes)]int
+	for _, f := range batch {
+		for i, t := range frameTypes {
+			if bytes.HasPrefix(f, t.prefix) {
+				n[i]++
+				break
+			}
+		}
+	}
+	for i, c := range n {
+		if c > 0 {
+			m.outByType[i].Add(float64(c))
+		}
+	}
+}
 
 // delivered counts one fan-out of frame to n local sessions.
 func (m *metrics) delivered(frame []byte, n int, took time.Duration) {

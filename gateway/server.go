@@ -358,7 +358,7 @@ func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, 
 	}
 	// This goroutine holds the writer role until the welcome is written:
 	// the welcome goes first, whatever the router queued meanwhile follows.
-	if err := fc.writeFrames([][]byte{welcome}); err != nil {
+	if err := sess.writeBatch([][]byte{welcome}); err != nil {
 		conn.CloseNow()
 		return
 	}

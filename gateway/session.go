@@ -148,7 +148,7 @@ func (s *Session) writeBatch(batch [][]byte) error {
 	if err := s.frames.writeFrames(batch); err != nil {
 		return err
 	}
-	s.srv.metrics.framesOut.Add(float64(len(batch)))
+	s.srv.metrics.wrote(batch)
 	clear(batch) // drop references to sent frames
 	s.spare = batch
 	return nil
