@@ -18,11 +18,11 @@ import (
 // library flushes after every frame it writes, which costs one system call
 // per frame and dominated the fan-out; a batch costs one in total.
 //
-// The two never interleave: both write under mu, a control frame reaches
-// Write whole (its header and at most 125 bytes of payload fit the
-// library's write buffer, flushed once per frame), and data frames are only
-// written by the session's writer role, which also performs the close
-// handshake, so no data frame follows the close frame. Compression is off
+// The two never interleave: both write under mu, and a control frame
+// reaches Write whole (its header and at most 125 bytes of payload fit the
+// library's write buffer, flushed once per frame). Once a close frame has
+// gone out, whoever wrote it, writeFrames refuses: no data frame follows
+// the close frame. Compression is off
 // (the library's default, and the gateway does not enable it), so data
 // frames carry no RSV bits.
 //
@@ -32,8 +32,10 @@ type frameConn struct {
 	net.Conn
 	timeout time.Duration // immutable
 
-	mu       sync.Mutex // serialises socket writes
-	deadline time.Time  // guarded by mu: the write deadline last set
+	mu        sync.Mutex // serialises socket writes
+	deadline  time.Time  // guarded by mu: the write deadline last set
+	closeSent bool       // guarded by mu: a close frame has been written
+	err       error      // guarded by mu: the first write error, sticky
 }
 
 // maxBatchBytes is how many bytes of frames go in one system call at most.
@@ -43,10 +45,22 @@ const maxBatchBytes = 64 << 10
 // holds none.
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
-// Write is the library's path to the socket (control frames).
+// opClose is the first byte of a close frame: FIN and opcode 8.
+const opClose = 0x88
+
+// Write is the library's path to the socket: each call is one whole
+// control frame. The library may write a close frame from its reader (a
+// frame over the read limit, the echo of the client's close) and then again
+// from Close; only the first is sent, and no data frame follows it.
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(p) > 0 && p[0] == opClose {
+		if c.closeSent {
+			return len(p), nil
+		}
+		c.closeSent = true
+	}
 	return c.writeLocked(p)
 }
 
@@ -63,6 +77,9 @@ func (c *frameConn) writeFrames(payloads [][]byte) error {
 	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closeSent {
+		return net.ErrClosed
+	}
 	for _, p := range payloads {
 		buf = appendTextFrame(buf, p)
 		if len(buf) >= maxBatchBytes {
@@ -82,12 +99,22 @@ func (c *frameConn) writeFrames(payloads [][]byte) error {
 // writeLocked writes p under a deadline between half the write timeout and
 // the whole of it from now: moving the deadline costs a runtime timer
 // update, so it moves only when half of it has been used.
+//
+// After a failed write the stream may end inside a frame, so every later
+// write fails with the same error.
 func (c *frameConn) writeLocked(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
 		c.deadline = now.Add(c.timeout)
 		c.Conn.SetWriteDeadline(c.deadline)
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // appendTextFrame appends a server-to-client text frame: FIN and opcode 1,

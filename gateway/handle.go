@@ -93,7 +93,7 @@ func (s *Server) destroy(ctx context.Context, sess *Session, channel string) err
 	ev := channelEvent(channel, protocol.EventDestroy)
 	return s.router.publishApplied(ctx, clusterTopic, func(id string) []byte {
 		return control(opDestroy, channel+" "+id, ev)
-	})
+	}, func() { s.router.drop(channelTopic(channel)) })
 }
 
 func (s *Server) join(ctx context.Context, sess *Session, channel string) error {
@@ -107,9 +107,13 @@ func (s *Server) join(ctx context.Context, sess *Session, channel string) error 
 	topic := channelTopic(channel)
 	local := s.router.sessionsOf(userTopic(uid))
 	if err := s.router.add(ctx, topic, local...); err != nil {
-		s.router.remove(topic, local...)
 		if added {
+			s.router.remove(topic, local...)
 			s.rollback(uid, channel)
+		} else {
+			// Already a member: the sessions stay on the channel and the
+			// subscription is tried again in the background.
+			s.router.markDirty(topic)
 		}
 		return err
 	}
@@ -148,9 +152,10 @@ func (s *Server) leave(ctx context.Context, sess *Session, channel string) error
 	// One notice: the left event reaches every member and the leaver, then
 	// every node takes the leaver's sessions off the channel.
 	ev := s.participantEvent(sess, channel, protocol.EventLeft)
-	return s.router.publishApplied(ctx, channelTopic(channel), func(id string) []byte {
+	topic := channelTopic(channel)
+	return s.router.publishApplied(ctx, topic, func(id string) []byte {
 		return control(opLeft, uid+" "+id, ev)
-	})
+	}, func() { s.router.remove(topic, s.router.sessionsOf(userTopic(uid))...) })
 }
 
 func (s *Server) channelMessage(ctx context.Context, sess *Session, channel, text string) error {

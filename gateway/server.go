@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -248,7 +249,16 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if max := s.cfg.MaxConnections; max > 0 && s.conns.Load() >= int64(max) {
+	// Reserve this node's place first, so that a burst cannot overshoot
+	// the limit; every way out below gives it back, but a session's own.
+	n := s.conns.Add(1)
+	served := false
+	defer func() {
+		if !served {
+			s.conns.Add(-1)
+		}
+	}()
+	if max := s.cfg.MaxConnections; max > 0 && n > int64(max) {
 		http.Error(w, "node is full", http.StatusServiceUnavailable)
 		return
 	}
@@ -280,12 +290,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the HTTP error
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
-	// The session runs in its own goroutines and this handler returns, so
+	// The session runs in its own goroutine and this handler returns, so
 	// that an idle connection does not keep net/http's goroutine and
-	// buffers alive.
+	// buffers alive. Shutdown waits for it: it is counted under mu, so
+	// that none starts once Shutdown has begun to wait.
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close(statusGoingAway, "server shutting down")
+		release()
+		return
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
+	served = true
 	go func() {
 		defer s.wg.Done()
+		defer s.conns.Add(-1)
 		defer release()
 		s.serve(conn, hw.conn, login, connID)
 	}()
@@ -330,12 +351,10 @@ func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, 
 		conn.Close(statusGoingAway, "server shutting down")
 		return
 	}
-	s.conns.Add(1)
 	s.metrics.opened()
 	defer func() {
 		s.router.removeAll(sess)
 		s.unregister(sess)
-		s.conns.Add(-1)
 		s.metrics.closed(sess.closeCode)
 	}()
 
@@ -393,6 +412,22 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 		if err := s.router.add(ctx, channelTopic(c), sess); err != nil {
 			return nil, err
 		}
+	}
+	if len(joined) > 0 {
+		// A leave or destroy between reading the memberships and
+		// subscribing would have found this session on no topic yet:
+		// read them again and take it off what it no longer belongs to.
+		// (A join meanwhile arrives as a notice on the user topic.)
+		now, _, err := s.registry.Memberships(ctx, uid)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range joined {
+			if !slices.Contains(now, c) {
+				s.router.remove(channelTopic(c), sess)
+			}
+		}
+		joined = now
 	}
 	channels, err := s.registry.Channels(ctx)
 	if err != nil {
@@ -491,11 +526,17 @@ wait:
 		select {
 		case <-ctx.Done():
 			err = fmt.Errorf("shutdown: %d connections left: %w", s.conns.Load(), ctx.Err())
+			// Cut the sockets under the close handshakes still waiting for
+			// a peer's answer; the library's own close would wait longer.
 			s.mu.Lock()
+			left := make([]*Session, 0, len(s.sessions))
 			for sess := range s.sessions {
-				sess.conn.CloseNow()
+				left = append(left, sess)
 			}
 			s.mu.Unlock()
+			for _, sess := range left {
+				sess.frames.Conn.Close()
+			}
 			break wait
 		case <-tick.C:
 		}

@@ -167,8 +167,11 @@ func (s *Session) pingPeer() {
 		}
 		return
 	}
-	if !s.closing.Load() {
-		s.ping.Reset(s.srv.cfg.PingInterval)
+	s.ping.Reset(s.srv.cfg.PingInterval)
+	if s.closing.Load() {
+		// finish may have stopped the timer before the Reset: stop it
+		// again, so that no ping outlives the session.
+		s.ping.Stop()
 	}
 }
 
@@ -226,11 +229,15 @@ func (s *Session) readLoop(ctx context.Context) {
 func (s *Session) endRead(err error) {
 	code := websocket.CloseStatus(err)
 	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		// The library has written the 1009 close frame. Closing with the
+		// same code lets the handshake drain the rest of the oversized
+		// frame and wait for the client's answer, instead of resetting
+		// the connection under it (frameConn drops the second close frame).
+		s.log.Warn("frame over the size limit, closing")
+		s.close(websocket.StatusMessageTooBig, "frame too big")
+		return
 	case code == statusNormal || code == statusGoingAway:
-	case code == websocket.StatusMessageTooBig:
-		// The library answered a frame over the limit with 1009.
-		s.srv.metrics.closed(code)
-		s.log.Warn("frame over the size limit, closed")
 	case code == -1 && !errors.Is(err, context.Canceled):
 		s.log.Debug("connection ended", "err", err)
 	}

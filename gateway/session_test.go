@@ -136,6 +136,27 @@ func TestSlowConsumer(t *testing.T) {
 	slow.expectClose(websocket.StatusPolicyViolation)
 }
 
+func closesWithCode(t *testing.T, reg *prometheus.Registry, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "chat_connections_closed_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == code {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func slowCloses(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -180,7 +201,8 @@ func TestOrdering(t *testing.T) {
 }
 
 func TestConnectionLimits(t *testing.T) {
-	n := startNode(t, memoryBackend(), gateway.Config{MaxFrameBytes: 1024})
+	reg := prometheus.NewRegistry()
+	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{MaxFrameBytes: 1024}, reg)
 	cases := []struct {
 		name  string
 		typ   websocket.MessageType
@@ -202,6 +224,10 @@ func TestConnectionLimits(t *testing.T) {
 			c.expectClose(tc.code)
 		})
 	}
+	// Each close is counted under its code.
+	eventually(t, 5*time.Second, "the closes to be counted", func() bool {
+		return closesWithCode(t, reg, "1009") == 1 && closesWithCode(t, reg, "1003") == 1 && closesWithCode(t, reg, "1007") == 1
+	})
 	// A frame just under the limit is fine.
 	c := n.user("limits")
 	c.send(`{"type":"command","action":"join","target":"#x","id":"` + strings.Repeat("i", 64) + `"}`)

@@ -291,9 +291,14 @@ func (m *Memory) RefreshPlaces(ctx context.Context, places map[string][]string, 
 	}
 	until := m.now().Add(ttl)
 	for user, conns := range places {
-		u := m.userLocked(user)
+		u, ok := m.users[user]
+		if !ok {
+			continue
+		}
 		for _, c := range conns {
-			u.places[c] = until
+			if _, held := u.places[c]; held {
+				u.places[c] = until
+			}
 		}
 	}
 	return nil

@@ -120,7 +120,7 @@ local a = 2
 for _, key in ipairs(KEYS) do
   local n = tonumber(ARGV[a])
   for i = a + 1, a + n do
-    redis.call('ZADD', key, expiry, ARGV[i])
+    redis.call('ZADD', key, 'XX', expiry, ARGV[i])
   end
   a = a + n + 1
 ` + placesExpire + `

@@ -51,8 +51,10 @@ type Registry interface {
 	// within ttl lapses, so that the places of a node that died are freed.
 	AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error
 
-	// RefreshPlaces extends the places of the given conns of each user
-	// (user -> conns) by ttl. Places that lapsed are taken again.
+	// RefreshPlaces extends by ttl the places of the given conns of each
+	// user (user -> conns) that are still held. A place released meanwhile
+	// is not taken again, so a refresh racing a close cannot hold a freed
+	// place.
 	RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error
 
 	// ReleasePlace frees the place of conn. Releasing a place that is not

@@ -356,15 +356,20 @@ func testPlacesRefresh(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	r := f.Cluster(t)()
 	must(t, r.RefreshPlaces(ctx, nil, time.Hour))
-	must(t, r.AcquirePlace(ctx, alice, "a1", 2, time.Millisecond))
-	must(t, r.AcquirePlace(ctx, bob, "b1", 1, time.Millisecond))
-	// Whether or not they lapsed already, after the refresh they are held
-	// for an hour.
+	must(t, r.AcquirePlace(ctx, alice, "a1", 2, 200*time.Millisecond))
+	must(t, r.AcquirePlace(ctx, alice, "a2", 2, 200*time.Millisecond))
+	must(t, r.AcquirePlace(ctx, bob, "b1", 1, 200*time.Millisecond))
+	// After the refresh they are held for an hour, long after they would
+	// have lapsed.
 	must(t, r.RefreshPlaces(ctx, map[string][]string{alice: {"a1", "a2"}, bob: {"b1"}}, time.Hour))
+	time.Sleep(300 * time.Millisecond)
 	wantErr(t, "alice beyond limit", r.AcquirePlace(ctx, alice, "a3", 2, time.Hour), pubsub.ErrTooManySessions)
 	wantErr(t, "bob beyond limit", r.AcquirePlace(ctx, bob, "b2", 1, time.Hour), pubsub.ErrTooManySessions)
+	// A place released before a refresh that still names it stays free.
 	must(t, r.ReleasePlace(ctx, alice, "a2"))
+	must(t, r.RefreshPlaces(ctx, map[string][]string{alice: {"a1", "a2"}, "nobody": {"x"}}, time.Hour))
 	must(t, r.AcquirePlace(ctx, alice, "a3", 2, time.Hour))
+	wantErr(t, "alice beyond limit again", r.AcquirePlace(ctx, alice, "a4", 2, time.Hour), pubsub.ErrTooManySessions)
 }
 
 func testRegistryClosed(t *testing.T, f RegistryFactory) {
