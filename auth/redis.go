@@ -170,7 +170,7 @@ func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session) 
 	if !s.Expires.After(r.now()) {
 		return nil // lapsed already: nothing to keep
 	}
-	b, err := json.Marshal(storedSession(s))
+	b, err := json.Marshal(storedSession{ID: s.ID, UserID: s.UserID, Username: s.Username, Provider: s.Provider, Expires: s.Expires})
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func decodeSession(b []byte) (Session, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return Session{}, fmt.Errorf("auth: stored session: %w", err)
 	}
-	return Session(s), nil
+	return Session{ID: s.ID, UserID: s.UserID, Username: s.Username, Provider: s.Provider, Expires: s.Expires}, nil
 }
 
 // wrap marks a failure to reach Redis in time as ErrUnavailable; an error

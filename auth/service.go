@@ -80,7 +80,25 @@ func (s *Service) Authenticate(r *http.Request) (Session, error) {
 	if token == "" {
 		return Session{}, ErrNoSession
 	}
-	return s.store.Session(r.Context(), hashToken(token))
+	key := hashToken(token)
+	sess, err := s.store.Session(r.Context(), key)
+	if err != nil {
+		return Session{}, err
+	}
+	sess.key = key
+	return sess, nil
+}
+
+// Check reports whether a session that Authenticate returned is still
+// valid: ErrNoSession once it has been revoked (on any node) or has
+// expired. The gateway uses it to close websockets whose logout notice it
+// missed.
+func (s *Service) Check(ctx context.Context, sess Session) error {
+	if sess.key == "" {
+		return ErrNoSession
+	}
+	_, err := s.store.Session(ctx, sess.key)
+	return err
 }
 
 // UserByName returns the user with that canonical username, or ErrNoUser.

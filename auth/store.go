@@ -24,6 +24,8 @@ type Session struct {
 	Username string
 	Provider string // the name in the login URL; "dev" for dev login
 	Expires  time.Time
+
+	key string // the token's hash, set by Service.Authenticate for Check
 }
 
 // Store keeps users, identities and sessions. Memory serves a single node;

@@ -101,9 +101,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Authenticator tells who holds a request's credentials.
+// Authenticator tells who holds a request's credentials, and whether a
+// session it returned is still valid (auth.ErrNoSession once revoked or
+// expired).
 type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Session, error)
+	Check(ctx context.Context, s auth.Session) error
 }
 
 // Directory finds users by name, for private messages.
@@ -473,7 +476,9 @@ func (s *Server) unregister(sess *Session) {
 }
 
 // refreshPlaces keeps this node's session places alive in the registry, so
-// that only the places of a dead node lapse.
+// that only the places of a dead node lapse. On the same tick it checks the
+// login sessions behind the open websockets, so that one whose logout
+// notice this node missed (its pub/sub connection was down) still closes.
 func (s *Server) refreshPlaces(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PlaceTTL / 3)
 	defer t.Stop()
@@ -497,6 +502,34 @@ func (s *Server) refreshPlaces(ctx context.Context) {
 			s.log.Warn("refresh session places", "err", err)
 		}
 		cancel()
+		s.checkLogins(ctx)
+	}
+}
+
+// checkLogins closes the websockets of login sessions that are no longer
+// valid: 1008 if expired, 1000 if revoked.
+func (s *Server) checkLogins(ctx context.Context) {
+	byLogin := make(map[string][]*Session)
+	s.mu.Lock()
+	for sess := range s.sessions {
+		byLogin[sess.login.ID] = append(byLogin[sess.login.ID], sess)
+	}
+	s.mu.Unlock()
+	for _, sessions := range byLogin {
+		login := sessions[0].login
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.auth.Check(cctx, login)
+		cancel()
+		if !errors.Is(err, auth.ErrNoSession) {
+			continue // valid, or the store cannot tell now
+		}
+		code, reason := statusNormal, "logged out"
+		if !time.Now().Before(login.Expires) {
+			code, reason = statusPolicy, "session expired"
+		}
+		for _, sess := range sessions {
+			sess.close(code, reason)
+		}
 	}
 }
 

@@ -380,3 +380,34 @@ func TestDeadPeerDropped(t *testing.T) {
 	_ = c
 	eventually(t, 10*time.Second, "the dead peer to be dropped", func() bool { return n.gw.Connections() == 0 })
 }
+
+// TestMissedLogoutNoticeStillCloses: a node that missed the logout notice
+// (here: nobody publishes it) closes the websocket on its next check of
+// the login sessions, with 1000.
+func TestMissedLogoutNoticeStillCloses(t *testing.T) {
+	b := memoryBackend()
+	log := testLogger(t)
+	authn := auth.New(auth.Config{DevLogin: true}, b.store, log) // no OnLogout: the notice is lost
+	gw, err := gateway.New(context.Background(), gateway.Config{PlaceTTL: 300 * time.Millisecond},
+		gateway.Deps{Connect: b.connect, Auth: authn, Users: authn}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/auth/", authn.Handler())
+	mux.Handle("/", gw.Handler())
+	n := &node{t: t, gw: gw, auth: authn, http: httptest.NewServer(mux)}
+	t.Cleanup(n.stop)
+
+	gone, kept := n.login("alice"), n.login("alice")
+	c, other := n.dial(gone), n.dial(kept)
+	req, _ := http.NewRequest("POST", n.http.URL+"/auth/logout", nil)
+	req.Header.Set("Authorization", "Bearer "+gone.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.expectClose(websocket.StatusNormalClosure)
+	other.quiet() // the other login of the same user stays open
+}
