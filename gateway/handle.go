@@ -159,12 +159,14 @@ func (s *Server) leave(ctx context.Context, sess *Session, channel string) error
 }
 
 func (s *Server) channelMessage(ctx context.Context, sess *Session, channel, text string) error {
-	if err := s.registry.CheckMember(ctx, channel, sess.login.UserID); err != nil {
+	// The membership check and the publish are one step in the backend:
+	// a leave or destroy racing this message cannot let it through.
+	frame := s.message(sess, channel, text)
+	if err := s.registry.PublishIfMember(ctx, channel, sess.login.UserID, channelTopic(channel), frame); err != nil {
 		return err
 	}
-	frame := s.message(sess, channel, text)
 	s.metrics.published.WithLabelValues("channel").Inc()
-	return s.publish(ctx, channelTopic(channel), frame)
+	return nil
 }
 
 func (s *Server) privateMessage(ctx context.Context, sess *Session, username, text string) error {

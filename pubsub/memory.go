@@ -223,6 +223,28 @@ func (m *Memory) checkMemberLocked(channel, user string) error {
 	return nil
 }
 
+// PublishIfMember implements Registry. The check is made while deliveries
+// are held, so no other publish comes between the check and this one.
+func (m *Memory) PublishIfMember(ctx context.Context, channel, user, topic string, payload []byte) error {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	err := m.checkMemberLocked(channel, user)
+	_, subscribed := m.subs[topic]
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", channel, err)
+	}
+	if subscribed {
+		m.handler(topic, payload)
+	}
+	return nil
+}
+
 // Channels implements Registry.
 func (m *Memory) Channels(ctx context.Context) ([]string, error) {
 	m.mu.Lock()

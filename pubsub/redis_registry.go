@@ -85,6 +85,16 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 4 end
 return 0
 `)
 
+// publishIfMemberScript publishes ARGV[4] on the pub/sub channel ARGV[3]
+// if the channel ARGV[1] exists and ARGV[2] is a member: the check and the
+// publish are one step. KEYS: channels, members:{channel}.
+var publishIfMemberScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 4 end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 0
+`)
+
 // Places are scored by the time they lapse, on Redis's clock, so that the
 // nodes' clocks do not matter. The key lapses with its last place.
 const placesNow = `
@@ -238,6 +248,17 @@ func (r *Redis) CheckMember(ctx context.Context, channel, user string) error {
 		[]string{r.key("channels"), r.key("members:", channel)}, channel, user)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", channel, err)
+	}
+	return resultError(v)
+}
+
+// PublishIfMember implements Registry: one script checks the membership
+// and publishes, so no leave or destroy comes in between.
+func (r *Redis) PublishIfMember(ctx context.Context, channel, user, topic string, payload []byte) error {
+	v, err := r.run(ctx, publishIfMemberScript,
+		[]string{r.key("channels"), r.key("members:", channel)}, channel, user, r.topicPrefix+topic, payload)
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", channel, err)
 	}
 	return resultError(v)
 }

@@ -39,6 +39,16 @@ type Registry interface {
 	// the channel does not exist and ErrNotMember otherwise.
 	CheckMember(ctx context.Context, channel, user string) error
 
+	// PublishIfMember publishes payload on the broker topic (as
+	// Broker.Publish does) if user is a member of channel, in one atomic
+	// step with the check, so that a leave or destroy racing the message
+	// cannot let a non-member's message through. ErrNotFound if the
+	// channel does not exist, ErrNotMember if user is not a member; then
+	// nothing is published. It is part of the Registry because the check
+	// and the publish are one step: a backend's Registry and Broker are one
+	// value (Memory, Redis).
+	PublishIfMember(ctx context.Context, channel, user, topic string, payload []byte) error
+
 	// Channels returns every existing channel, sorted.
 	Channels(ctx context.Context) ([]string, error)
 
