@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/wirechat/chat/protocol"
+	"github.com/wirechat/chat/pubsub"
 )
 
 // commands is the table of command actions.
@@ -78,21 +79,20 @@ func (s *Server) checkText(text string) error {
 	return nil
 }
 
+// create, destroy and leave hand the registry the event that announces
+// the change: it is published in the same atomic step, so it goes out if
+// and only if the change was made.
 func (s *Server) create(ctx context.Context, sess *Session, channel string) error {
-	if err := s.registry.CreateChannel(ctx, channel, sess.login.UserID); err != nil {
-		return err
-	}
 	ev := channelEvent(channel, protocol.EventCreate)
-	return s.publish(ctx, clusterTopic, ev)
+	return s.registry.CreateChannel(ctx, channel, sess.login.UserID, pubsub.Notice{Topic: clusterTopic, Payload: ev})
 }
 
 func (s *Server) destroy(ctx context.Context, sess *Session, channel string) error {
-	if _, err := s.registry.DestroyChannel(ctx, channel, sess.login.UserID); err != nil {
-		return err
-	}
 	ev := channelEvent(channel, protocol.EventDestroy)
-	return s.router.publishApplied(ctx, clusterTopic, func(id string) []byte {
-		return control(opDestroy, channel+" "+id, ev)
+	return s.router.publishApplied(ctx, func(id string) error {
+		n := pubsub.Notice{Topic: clusterTopic, Payload: control(opDestroy, channel+" "+id, ev)}
+		_, err := s.registry.DestroyChannel(ctx, channel, sess.login.UserID, n)
+		return err
 	}, func() { s.router.drop(channelTopic(channel)) })
 }
 
@@ -139,22 +139,20 @@ func (s *Server) join(ctx context.Context, sess *Session, channel string) error 
 func (s *Server) rollback(uid, channel string) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if err := s.registry.Leave(ctx, channel, uid); err != nil {
+	if err := s.registry.Leave(ctx, channel, uid, pubsub.Notice{}); err != nil {
 		s.log.Error("roll back join", "user", uid, "channel", channel, "err", err)
 	}
 }
 
 func (s *Server) leave(ctx context.Context, sess *Session, channel string) error {
 	uid := sess.login.UserID
-	if err := s.registry.Leave(ctx, channel, uid); err != nil {
-		return err
-	}
 	// One notice: the left event reaches every member and the leaver, then
 	// every node takes the leaver's sessions off the channel.
 	ev := s.participantEvent(sess, channel, protocol.EventLeft)
 	topic := channelTopic(channel)
-	return s.router.publishApplied(ctx, topic, func(id string) []byte {
-		return control(opLeft, uid+" "+id, ev)
+	return s.router.publishApplied(ctx, func(id string) error {
+		n := pubsub.Notice{Topic: topic, Payload: control(opLeft, uid+" "+id, ev)}
+		return s.registry.Leave(ctx, channel, uid, n)
 	}, func() { s.router.remove(topic, s.router.sessionsOf(userTopic(uid))...) })
 }
 

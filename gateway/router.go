@@ -368,24 +368,25 @@ func (r *router) signal(id string) {
 	}
 }
 
-// publishApplied publishes a control notice that carries a wait id (made
-// by build) and returns once this node has applied it, or ctx ended. A
-// request's ack then follows the notice's local effect: the leaver's
-// sessions are off the channel before the client can send its next
-// request (a join that a late notice would undo). If the notice does not
-// come back in time (the node's pub/sub path is being rebuilt), fallback
-// applies its effect on this node's sessions directly, so that they at
-// least stop receiving what they must not.
-func (r *router) publishApplied(ctx context.Context, topic string, build func(id string) []byte, fallback func()) error {
+// publishApplied has publish send a control notice that carries a wait id
+// (publish builds it around id) and returns once this node has applied it,
+// or ctx ended. A request's ack then follows the notice's local effect: the
+// leaver's sessions are off the channel before the client can send its
+// next request (a join that a late notice would undo). If the notice does
+// not come back in time (the node's pub/sub path is being rebuilt),
+// fallback applies its effect on this node's sessions directly, so that
+// they at least stop receiving what they must not. An error from publish
+// (the request failed, nothing was published) is returned as it is.
+func (r *router) publishApplied(ctx context.Context, publish func(id string) error, fallback func()) error {
 	id, w, release := r.newWait(1)
 	defer release()
-	if err := r.broker.Publish(ctx, topic, build(id)); err != nil {
+	if err := publish(id); err != nil {
 		return err
 	}
 	select {
 	case <-w.done:
 	case <-ctx.Done():
-		r.log.Warn("own notice not received in time, applied locally", "topic", topic)
+		r.log.Warn("own notice not received in time, applied locally")
 		fallback()
 	}
 	return nil

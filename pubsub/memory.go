@@ -130,8 +130,56 @@ func (m *Memory) Ping(ctx context.Context) error {
 	return nil
 }
 
-// CreateChannel implements Registry.
-func (m *Memory) CreateChannel(ctx context.Context, channel, owner string) error {
+// CreateChannel implements Registry. Deliveries are held from the change
+// to the notice, so no other payload comes between them.
+func (m *Memory) CreateChannel(ctx context.Context, channel, owner string, n Notice) error {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	if err := m.createChannel(channel, owner); err != nil {
+		return err
+	}
+	m.noticeLocked(n)
+	return nil
+}
+
+// DestroyChannel implements Registry, holding deliveries as CreateChannel.
+func (m *Memory) DestroyChannel(ctx context.Context, channel, by string, n Notice) ([]string, error) {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	members, err := m.destroyChannel(channel, by)
+	if err != nil {
+		return nil, err
+	}
+	m.noticeLocked(n)
+	return members, nil
+}
+
+// Leave implements Registry, holding deliveries as CreateChannel.
+func (m *Memory) Leave(ctx context.Context, channel, user string, n Notice) error {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	if err := m.leave(channel, user); err != nil {
+		return err
+	}
+	m.noticeLocked(n)
+	return nil
+}
+
+// noticeLocked delivers n if its topic is subscribed. The caller holds
+// pubMu.
+func (m *Memory) noticeLocked(n Notice) {
+	if n.Topic == "" {
+		return
+	}
+	m.mu.Lock()
+	_, ok := m.subs[n.Topic]
+	m.mu.Unlock()
+	if ok {
+		m.handler(n.Topic, n.Payload)
+	}
+}
+
+func (m *Memory) createChannel(channel, owner string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -144,8 +192,7 @@ func (m *Memory) CreateChannel(ctx context.Context, channel, owner string) error
 	return nil
 }
 
-// DestroyChannel implements Registry.
-func (m *Memory) DestroyChannel(ctx context.Context, channel, by string) ([]string, error) {
+func (m *Memory) destroyChannel(channel, by string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -187,8 +234,7 @@ func (m *Memory) Join(ctx context.Context, channel, user string) (bool, error) {
 	return true, nil
 }
 
-// Leave implements Registry.
-func (m *Memory) Leave(ctx context.Context, channel, user string) error {
+func (m *Memory) leave(channel, user string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

@@ -86,7 +86,7 @@ func TestRedisRestart(t *testing.T) {
 	if err := a.Subscribe(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.CreateChannel(ctx, "#kept", "owner"); err != nil {
+	if err := a.CreateChannel(ctx, "#kept", "owner", pubsub.Notice{}); err != nil {
 		t.Fatal(err)
 	}
 	pubsubtest.WaitHealthy(t, a, true, faultBound)
@@ -100,7 +100,7 @@ func TestRedisRestart(t *testing.T) {
 		"Publish":       b.Publish(ctx, "t", []byte("lost")),
 		"Subscribe":     a.Subscribe(ctx, "during"),
 		"Ping":          a.Ping(ctx),
-		"CreateChannel": a.CreateChannel(ctx, "#new", "owner"),
+		"CreateChannel": a.CreateChannel(ctx, "#new", "owner", pubsub.Notice{}),
 	} {
 		if !errors.Is(err, pubsub.ErrUnavailable) {
 			t.Errorf("%s while Redis is down: %v, want ErrUnavailable", name, err)
@@ -128,7 +128,7 @@ func TestRedisRestart(t *testing.T) {
 		checkDelivery(t, b, rec, topic, 1)
 	}
 	// The state survived the restart (the server persists to disk).
-	if err := a.CreateChannel(ctx, "#kept", "other"); !errors.Is(err, pubsub.ErrExists) {
+	if err := a.CreateChannel(ctx, "#kept", "other", pubsub.Notice{}); !errors.Is(err, pubsub.ErrExists) {
 		t.Fatalf("channel created before the restart: %v, want ErrExists", err)
 	}
 	if got := drain(health.ch); !strings.Contains(got, "false") || !strings.HasSuffix(got, "true") {

@@ -34,18 +34,24 @@ const (
 	resAlready
 )
 
+// Scripts that change the registry publish their notice (ARGV: the
+// pub/sub channel, or '' for none, then the payload) as their last step,
+// so the event goes out if and only if the change was made.
+
 // createScript: SADD decides who created the channel.
-// KEYS: channels, owner, owned:{owner}. ARGV: channel, owner.
+// KEYS: channels, owner, owned:{owner}. ARGV: channel, owner, notice.
 var createScript = redis.NewScript(`
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 1 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 0
 `)
 
 // destroyScript removes the channel, its owner and every membership in one
 // step, and returns {0, members}.
-// KEYS: channels, owner, members:{channel}. ARGV: channel, by, prefix.
+// KEYS: channels, owner, members:{channel}. ARGV: channel, by, prefix,
+// notice.
 var destroyScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {2} end
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -58,6 +64,7 @@ redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SREM', ARGV[3] .. 'owned:' .. owner, ARGV[1])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return {0, members}
 `)
 
@@ -70,11 +77,12 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return 0
 `)
 
-// leaveScript. KEYS and ARGV as joinScript's.
+// leaveScript. KEYS as joinScript's. ARGV: channel, user, notice.
 var leaveScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
 if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 4 end
 redis.call('SREM', KEYS[3], ARGV[1])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 0
 `)
 
@@ -157,6 +165,15 @@ func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args ..
 	return v, r.wrap(err)
 }
 
+// notice returns a Notice's script arguments: its pub/sub channel (empty
+// for none) and payload.
+func (r *Redis) notice(n Notice) (string, []byte) {
+	if n.Topic == "" {
+		return "", []byte{}
+	}
+	return r.topicPrefix + n.Topic, n.Payload
+}
+
 func resultError(v any) error {
 	n, _ := v.(int64)
 	switch n {
@@ -177,9 +194,10 @@ func resultError(v any) error {
 }
 
 // CreateChannel implements Registry.
-func (r *Redis) CreateChannel(ctx context.Context, channel, owner string) error {
+func (r *Redis) CreateChannel(ctx context.Context, channel, owner string, n Notice) error {
+	nc, np := r.notice(n)
 	v, err := r.run(ctx, createScript,
-		[]string{r.key("channels"), r.key("owner"), r.key("owned:", owner)}, channel, owner)
+		[]string{r.key("channels"), r.key("owner"), r.key("owned:", owner)}, channel, owner, nc, np)
 	if err == nil {
 		err = resultError(v)
 	}
@@ -190,9 +208,10 @@ func (r *Redis) CreateChannel(ctx context.Context, channel, owner string) error 
 }
 
 // DestroyChannel implements Registry.
-func (r *Redis) DestroyChannel(ctx context.Context, channel, by string) ([]string, error) {
+func (r *Redis) DestroyChannel(ctx context.Context, channel, by string, n Notice) ([]string, error) {
+	nc, np := r.notice(n)
 	v, err := r.run(ctx, destroyScript,
-		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel)}, channel, by, r.prefix)
+		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel)}, channel, by, r.prefix, nc, np)
 	if err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", channel, err)
 	}
@@ -230,9 +249,10 @@ func (r *Redis) Join(ctx context.Context, channel, user string) (bool, error) {
 }
 
 // Leave implements Registry.
-func (r *Redis) Leave(ctx context.Context, channel, user string) error {
+func (r *Redis) Leave(ctx context.Context, channel, user string, n Notice) error {
+	nc, np := r.notice(n)
 	v, err := r.run(ctx, leaveScript,
-		[]string{r.key("channels"), r.key("members:", channel), r.key("joined:", user)}, channel, user)
+		[]string{r.key("channels"), r.key("members:", channel), r.key("joined:", user)}, channel, user, nc, np)
 	if err == nil {
 		err = resultError(v)
 	}

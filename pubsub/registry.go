@@ -18,22 +18,24 @@ import (
 // Names are passed in their canonical form (lower case, with sigil for
 // channels); users are identified by their UUID.
 type Registry interface {
-	// CreateChannel creates channel owned by owner. ErrExists if the
-	// channel already exists.
-	CreateChannel(ctx context.Context, channel, owner string) error
+	// CreateChannel creates channel owned by owner and publishes n in the
+	// same atomic step. ErrExists if the channel already exists.
+	CreateChannel(ctx context.Context, channel, owner string, n Notice) error
 
 	// DestroyChannel removes channel and all its memberships if by owns it,
-	// and returns the users that were members. ErrNotFound if the channel
-	// does not exist, ErrForbidden if by is not its owner.
-	DestroyChannel(ctx context.Context, channel, by string) (members []string, err error)
+	// publishes n in the same atomic step, and returns the users that were
+	// members. ErrNotFound if the channel does not exist, ErrForbidden if
+	// by is not its owner.
+	DestroyChannel(ctx context.Context, channel, by string, n Notice) (members []string, err error)
 
 	// Join makes user a member of channel and reports whether it was not
 	// one already. ErrNotFound if the channel does not exist.
 	Join(ctx context.Context, channel, user string) (added bool, err error)
 
-	// Leave ends user's membership of channel. ErrNotFound if the channel
-	// does not exist, ErrNotMember if user is not a member.
-	Leave(ctx context.Context, channel, user string) error
+	// Leave ends user's membership of channel and publishes n in the same
+	// atomic step. ErrNotFound if the channel does not exist, ErrNotMember
+	// if user is not a member.
+	Leave(ctx context.Context, channel, user string, n Notice) error
 
 	// CheckMember returns nil if user is a member of channel, ErrNotFound if
 	// the channel does not exist and ErrNotMember otherwise.
@@ -73,6 +75,15 @@ type Registry interface {
 
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
+}
+
+// Notice is a payload published on a broker topic in the same atomic step
+// as a change of the registry: the event that announces the change reaches
+// the cluster if and only if the change was made. The zero Notice
+// publishes nothing.
+type Notice struct {
+	Topic   string
+	Payload []byte
 }
 
 // Registry errors. Implementations wrap them, so test with errors.Is.

@@ -38,6 +38,7 @@ type BrokerFactory struct {
 func RunBroker(t *testing.T, f BrokerFactory) {
 	t.Run("PublishSubscribe", func(t *testing.T) { testPublishSubscribe(t, f) })
 	t.Run("PublishIfMember", func(t *testing.T) { testPublishIfMember(t, f) })
+	t.Run("RegistryNotices", func(t *testing.T) { testRegistryNotices(t, f) })
 	t.Run("NotSubscribed", func(t *testing.T) { testNotSubscribed(t, f) })
 	t.Run("Unsubscribe", func(t *testing.T) { testUnsubscribe(t, f) })
 	t.Run("SubscribeTwice", func(t *testing.T) { testSubscribeTwice(t, f) })
@@ -163,7 +164,7 @@ func testPublishIfMember(t *testing.T, f BrokerFactory) {
 	if !ok {
 		t.Skip("this backend's Broker is not its Registry")
 	}
-	must(t, r.CreateChannel(ctx, "#pim", alice))
+	must(t, r.CreateChannel(ctx, "#pim", alice, pubsub.Notice{}))
 	_, err := r.Join(ctx, "#pim", alice)
 	must(t, err)
 	must(t, b.Subscribe(ctx, "c:#pim"))
@@ -171,12 +172,40 @@ func testPublishIfMember(t *testing.T, f BrokerFactory) {
 	wantErr(t, "unknown channel", r.PublishIfMember(ctx, "#none", alice, "c:#pim", []byte("x")), pubsub.ErrNotFound)
 	wantErr(t, "not a member", r.PublishIfMember(ctx, "#pim", bob, "c:#pim", []byte("x")), pubsub.ErrNotMember)
 	must(t, r.PublishIfMember(ctx, "#pim", alice, "c:#pim", []byte("from alice")))
-	must(t, r.Leave(ctx, "#pim", alice))
+	must(t, r.Leave(ctx, "#pim", alice, pubsub.Notice{}))
 	wantErr(t, "after leaving", r.PublishIfMember(ctx, "#pim", alice, "c:#pim", []byte("x")), pubsub.ErrNotMember)
 	must(t, b.Publish(ctx, "marker", []byte("m")))
 	rec.WaitTopic(t, "marker", 1)
 	if got := rec.Topic("c:#pim"); !slices.Equal(got, []string{"from alice"}) {
 		t.Fatalf("got %q, want only the member's message", got)
+	}
+}
+
+// A registry change publishes its notice if and only if it was made.
+func testRegistryNotices(t *testing.T, f BrokerFactory) {
+	ctx := ctxT(t)
+	b, rec := node(t, f)
+	r, ok := b.(pubsub.Registry)
+	if !ok {
+		t.Skip("this backend's Broker is not its Registry")
+	}
+	must(t, b.Subscribe(ctx, "ev"))
+	n := func(p string) pubsub.Notice { return pubsub.Notice{Topic: "ev", Payload: []byte(p)} }
+	must(t, r.CreateChannel(ctx, "#n", alice, n("created")))
+	wantErr(t, "create again", r.CreateChannel(ctx, "#n", bob, n("created twice")), pubsub.ErrExists)
+	wantErr(t, "leave, not a member", r.Leave(ctx, "#n", bob, n("bob left")), pubsub.ErrNotMember)
+	_, err := r.Join(ctx, "#n", bob)
+	must(t, err)
+	must(t, r.Leave(ctx, "#n", bob, n("bob left")))
+	_, err = r.DestroyChannel(ctx, "#n", bob, n("destroyed by bob"))
+	wantErr(t, "destroy, not the owner", err, pubsub.ErrForbidden)
+	_, err = r.DestroyChannel(ctx, "#n", alice, n("destroyed"))
+	must(t, err)
+	must(t, r.CreateChannel(ctx, "#quiet", alice, pubsub.Notice{}))
+	must(t, b.Publish(ctx, "ev", []byte("end")))
+	want := []string{"created", "bob left", "destroyed", "end"}
+	if got := rec.WaitTopic(t, "ev", len(want)); !slices.Equal(got, want) {
+		t.Fatalf("notices %q, want %q", got, want)
 	}
 }
 

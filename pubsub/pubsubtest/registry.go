@@ -63,10 +63,10 @@ func testCreate(t *testing.T, f RegistryFactory) {
 	if len(chans) != 0 {
 		t.Fatalf("fresh registry has channels %q", chans)
 	}
-	must(t, r.CreateChannel(ctx, "#go", alice))
-	must(t, r.CreateChannel(ctx, "#al", bob))
-	wantErr(t, "create existing", r.CreateChannel(ctx, "#go", bob), pubsub.ErrExists)
-	wantErr(t, "create existing, same owner", r.CreateChannel(ctx, "#go", alice), pubsub.ErrExists)
+	must(t, r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}))
+	must(t, r.CreateChannel(ctx, "#al", bob, pubsub.Notice{}))
+	wantErr(t, "create existing", r.CreateChannel(ctx, "#go", bob, pubsub.Notice{}), pubsub.ErrExists)
+	wantErr(t, "create existing, same owner", r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}), pubsub.ErrExists)
 	chans, err = r.Channels(ctx)
 	must(t, err)
 	if want := []string{"#al", "#go"}; !slices.Equal(chans, want) {
@@ -84,21 +84,21 @@ func testCreate(t *testing.T, f RegistryFactory) {
 func testDestroy(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	r := f.Cluster(t)()
-	_, err := r.DestroyChannel(ctx, "#none", alice)
+	_, err := r.DestroyChannel(ctx, "#none", alice, pubsub.Notice{})
 	wantErr(t, "destroy missing", err, pubsub.ErrNotFound)
-	must(t, r.CreateChannel(ctx, "#go", alice))
-	must(t, r.CreateChannel(ctx, "#other", alice))
+	must(t, r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}))
+	must(t, r.CreateChannel(ctx, "#other", alice, pubsub.Notice{}))
 	for _, u := range []string{carol, bob, alice} {
 		_, err := r.Join(ctx, "#go", u)
 		must(t, err)
 	}
 	_, err = r.Join(ctx, "#other", bob)
 	must(t, err)
-	_, err = r.DestroyChannel(ctx, "#go", bob)
+	_, err = r.DestroyChannel(ctx, "#go", bob, pubsub.Notice{})
 	wantErr(t, "destroy by a member", err, pubsub.ErrForbidden)
 	must(t, r.CheckMember(ctx, "#go", bob)) // unchanged
 
-	members, err := r.DestroyChannel(ctx, "#go", alice)
+	members, err := r.DestroyChannel(ctx, "#go", alice, pubsub.Notice{})
 	must(t, err)
 	if want := []string{alice, bob, carol}; !slices.Equal(members, want) {
 		t.Fatalf("members %q, want %q", members, want)
@@ -109,7 +109,7 @@ func testDestroy(t *testing.T, f RegistryFactory) {
 		t.Fatalf("channels %q, want [#other]", chans)
 	}
 	wantErr(t, "check after destroy", r.CheckMember(ctx, "#go", bob), pubsub.ErrNotFound)
-	wantErr(t, "leave after destroy", r.Leave(ctx, "#go", bob), pubsub.ErrNotFound)
+	wantErr(t, "leave after destroy", r.Leave(ctx, "#go", bob, pubsub.Notice{}), pubsub.ErrNotFound)
 	joined, owned, err := r.Memberships(ctx, bob)
 	must(t, err)
 	if !slices.Equal(joined, []string{"#other"}) || len(owned) != 0 {
@@ -121,9 +121,9 @@ func testDestroy(t *testing.T, f RegistryFactory) {
 		t.Fatalf("alice owns %q, want [#other]", owned)
 	}
 	// A destroyed name is free again, with no members left over.
-	must(t, r.CreateChannel(ctx, "#go", bob))
+	must(t, r.CreateChannel(ctx, "#go", bob, pubsub.Notice{}))
 	wantErr(t, "old member of re-created channel", r.CheckMember(ctx, "#go", carol), pubsub.ErrNotMember)
-	members, err = r.DestroyChannel(ctx, "#go", bob)
+	members, err = r.DestroyChannel(ctx, "#go", bob, pubsub.Notice{})
 	must(t, err)
 	if len(members) != 0 {
 		t.Fatalf("empty channel had members %q", members)
@@ -135,10 +135,10 @@ func testJoinLeave(t *testing.T, f RegistryFactory) {
 	r := f.Cluster(t)()
 	_, err := r.Join(ctx, "#none", bob)
 	wantErr(t, "join missing", err, pubsub.ErrNotFound)
-	wantErr(t, "leave missing", r.Leave(ctx, "#none", bob), pubsub.ErrNotFound)
+	wantErr(t, "leave missing", r.Leave(ctx, "#none", bob, pubsub.Notice{}), pubsub.ErrNotFound)
 	wantErr(t, "check missing", r.CheckMember(ctx, "#none", bob), pubsub.ErrNotFound)
-	must(t, r.CreateChannel(ctx, "#go", alice))
-	wantErr(t, "leave as non-member", r.Leave(ctx, "#go", bob), pubsub.ErrNotMember)
+	must(t, r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}))
+	wantErr(t, "leave as non-member", r.Leave(ctx, "#go", bob, pubsub.Notice{}), pubsub.ErrNotMember)
 	wantErr(t, "check non-member", r.CheckMember(ctx, "#go", bob), pubsub.ErrNotMember)
 
 	added, err := r.Join(ctx, "#go", bob)
@@ -152,16 +152,16 @@ func testJoinLeave(t *testing.T, f RegistryFactory) {
 		t.Fatal("second join: added = true")
 	}
 	must(t, r.CheckMember(ctx, "#go", bob))
-	must(t, r.Leave(ctx, "#go", bob))
+	must(t, r.Leave(ctx, "#go", bob, pubsub.Notice{}))
 	wantErr(t, "check after leave", r.CheckMember(ctx, "#go", bob), pubsub.ErrNotMember)
-	wantErr(t, "leave twice", r.Leave(ctx, "#go", bob), pubsub.ErrNotMember)
+	wantErr(t, "leave twice", r.Leave(ctx, "#go", bob, pubsub.Notice{}), pubsub.ErrNotMember)
 	// The owner may join and leave its own channel; it stays the owner.
 	added, err = r.Join(ctx, "#go", alice)
 	must(t, err)
 	if !added {
 		t.Fatal("owner's join: added = false")
 	}
-	must(t, r.Leave(ctx, "#go", alice))
+	must(t, r.Leave(ctx, "#go", alice, pubsub.Notice{}))
 	_, owned, err := r.Memberships(ctx, alice)
 	must(t, err)
 	if !slices.Equal(owned, []string{"#go"}) {
@@ -178,15 +178,15 @@ func testMemberships(t *testing.T, f RegistryFactory) {
 		t.Fatalf("unknown user: joined %q owned %q", joined, owned)
 	}
 	for _, c := range []string{"#c", "#a", "#b"} {
-		must(t, r.CreateChannel(ctx, c, alice))
+		must(t, r.CreateChannel(ctx, c, alice, pubsub.Notice{}))
 		_, err := r.Join(ctx, c, bob)
 		must(t, err)
 	}
-	must(t, r.CreateChannel(ctx, "#z", bob))
-	must(t, r.CreateChannel(ctx, "#y", bob))
+	must(t, r.CreateChannel(ctx, "#z", bob, pubsub.Notice{}))
+	must(t, r.CreateChannel(ctx, "#y", bob, pubsub.Notice{}))
 	_, err = r.Join(ctx, "#z", alice)
 	must(t, err)
-	must(t, r.Leave(ctx, "#b", bob))
+	must(t, r.Leave(ctx, "#b", bob, pubsub.Notice{}))
 
 	joined, owned, err = r.Memberships(ctx, bob)
 	must(t, err)
@@ -212,7 +212,7 @@ func testCreateRace(t *testing.T, f RegistryFactory) {
 		var wg sync.WaitGroup
 		for i := range racers {
 			wg.Go(func() {
-				errs[i] = regs[i%2].CreateChannel(ctx, ch, fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
+				errs[i] = regs[i%2].CreateChannel(ctx, ch, fmt.Sprintf("00000000-0000-4000-8000-%012d", i), pubsub.Notice{})
 			})
 		}
 		wg.Wait()
@@ -237,14 +237,14 @@ func testDestroyRace(t *testing.T, f RegistryFactory) {
 	regs := []pubsub.Registry{open(), open()}
 	for round := range 50 {
 		ch := fmt.Sprintf("#d-%d", round)
-		must(t, regs[0].CreateChannel(ctx, ch, alice))
+		must(t, regs[0].CreateChannel(ctx, ch, alice, pubsub.Notice{}))
 		_, err := regs[0].Join(ctx, ch, bob)
 		must(t, err)
 		results := make([][]string, 4)
 		errs := make([]error, 4)
 		var wg sync.WaitGroup
 		for i := range 4 {
-			wg.Go(func() { results[i], errs[i] = regs[i%2].DestroyChannel(ctx, ch, alice) })
+			wg.Go(func() { results[i], errs[i] = regs[i%2].DestroyChannel(ctx, ch, alice, pubsub.Notice{}) })
 		}
 		wg.Wait()
 		wins := 0
@@ -275,7 +275,7 @@ func testDestroyWhileJoining(t *testing.T, f RegistryFactory) {
 	const users = 20
 	for round := range 20 {
 		ch := fmt.Sprintf("#j-%d", round)
-		must(t, regs[0].CreateChannel(ctx, ch, alice))
+		must(t, regs[0].CreateChannel(ctx, ch, alice, pubsub.Notice{}))
 		joinErrs := make([]error, users)
 		var members []string
 		var destroyErr error
@@ -285,7 +285,7 @@ func testDestroyWhileJoining(t *testing.T, f RegistryFactory) {
 				_, joinErrs[i] = regs[i%2].Join(ctx, ch, fmt.Sprintf("00000000-0000-4000-9000-%012d", i))
 			})
 		}
-		wg.Go(func() { members, destroyErr = regs[1].DestroyChannel(ctx, ch, alice) })
+		wg.Go(func() { members, destroyErr = regs[1].DestroyChannel(ctx, ch, alice, pubsub.Notice{}) })
 		wg.Wait()
 		must(t, destroyErr)
 		var joined []string
@@ -375,20 +375,20 @@ func testPlacesRefresh(t *testing.T, f RegistryFactory) {
 func testRegistryClosed(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	r := f.Cluster(t)()
-	must(t, r.CreateChannel(ctx, "#go", alice))
+	must(t, r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}))
 	must(t, f.Close(r))
 	_, err := r.Join(ctx, "#go", bob)
 	checks := map[string]error{
-		"CreateChannel": r.CreateChannel(ctx, "#x", alice),
+		"CreateChannel": r.CreateChannel(ctx, "#x", alice, pubsub.Notice{}),
 		"Join":          err,
-		"Leave":         r.Leave(ctx, "#go", bob),
+		"Leave":         r.Leave(ctx, "#go", bob, pubsub.Notice{}),
 		"CheckMember":   r.CheckMember(ctx, "#go", bob),
 		"AcquirePlace":  r.AcquirePlace(ctx, bob, "c", 1, time.Hour),
 		"ReleasePlace":  r.ReleasePlace(ctx, bob, "c"),
 		"RefreshPlaces": r.RefreshPlaces(ctx, map[string][]string{bob: {"c"}}, time.Hour),
 		"Ping":          r.Ping(ctx),
 	}
-	_, checks["DestroyChannel"] = r.DestroyChannel(ctx, "#go", alice)
+	_, checks["DestroyChannel"] = r.DestroyChannel(ctx, "#go", alice, pubsub.Notice{})
 	_, checks["Channels"] = r.Channels(ctx)
 	_, _, checks["Memberships"] = r.Memberships(ctx, bob)
 	for name, err := range checks {
