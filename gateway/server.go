@@ -293,10 +293,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the HTTP error
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
-	// The session runs in its own goroutine and this handler returns, so
-	// that an idle connection does not keep net/http's goroutine and
-	// buffers alive. Shutdown waits for it: it is counted under mu, so
-	// that none starts once Shutdown has begun to wait.
+	// Shutdown waits for the session: it is counted under mu, so that none
+	// starts once Shutdown has begun to wait.
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -307,11 +305,26 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	served = true
+	sess, end := s.open(conn, hw.conn, login, connID)
+	if sess == nil {
+		end()
+		release()
+		s.conns.Add(-1)
+		s.wg.Done()
+		return
+	}
+	// The session's reader runs in a goroutine of its own, started with a
+	// small stack now that the welcome is out, and this handler returns:
+	// an idle connection keeps neither net/http's goroutine nor the stack
+	// that setting the session up needed.
 	go func() {
 		defer s.wg.Done()
 		defer s.conns.Add(-1)
 		defer release()
-		s.serve(conn, hw.conn, login, connID)
+		defer end()
+		sess.readLoop(s.ctx)
+		sess.close(0, "") // the read side ended: the socket must close too
+		<-sess.finished
 	}()
 }
 
@@ -337,8 +350,11 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
-// serve runs one session until it ends.
-func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, connID string) {
+// open sets a session up: registers it, puts it on its topics and writes
+// the welcome. It returns the session, or nil if it could not be opened
+// (the websocket is closed then), and end, which takes it down again and
+// must be called once either way.
+func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, connID string) (*Session, func()) {
 	sess := &Session{
 		id:       connID,
 		login:    login,
@@ -352,20 +368,19 @@ func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, 
 	}
 	if !s.register(sess) {
 		conn.Close(statusGoingAway, "server shutting down")
-		return
+		return nil, func() {}
 	}
 	s.metrics.opened()
-	defer func() {
-		s.router.removeAll(sess)
-		s.unregister(sess)
-		s.metrics.closed(sess.closeCode)
-	}()
-
 	// Expired sessions close with 1008 (spec 3.5).
 	expiry := time.AfterFunc(time.Until(login.Expires), func() {
 		sess.close(statusPolicy, "session expired")
 	})
-	defer expiry.Stop()
+	end := func() {
+		expiry.Stop()
+		s.router.removeAll(sess)
+		s.unregister(sess)
+		s.metrics.closed(sess.closeCode)
+	}
 
 	welcome, err := s.attach(sess)
 	if err != nil {
@@ -376,13 +391,13 @@ func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, 
 		} else {
 			conn.Close(statusInternalError, "internal error")
 		}
-		return
+		return nil, end
 	}
 	// This goroutine holds the writer role until the welcome is written:
 	// the welcome goes first, whatever the router queued meanwhile follows.
 	if err := sess.writeBatch([][]byte{welcome}); err != nil {
 		conn.CloseNow()
-		return
+		return nil, end
 	}
 	sess.log.Debug("session open")
 
@@ -390,9 +405,7 @@ func (s *Server) serve(conn *websocket.Conn, fc *frameConn, login auth.Session, 
 	sess.ping = time.AfterFunc(time.Hour, sess.pingPeer)
 	sess.ping.Reset(s.cfg.PingInterval)
 	sess.releaseWriter()
-	sess.readLoop(s.ctx)
-	sess.close(0, "") // the read side ended: the socket must close too
-	<-sess.finished
+	return sess, end
 }
 
 // attach puts a new session on its topics, waiting for each subscription,
