@@ -93,20 +93,33 @@ func testLogger(t *testing.T) *slog.Logger {
 // startNode starts a node on b with cfg; it is shut down when the test ends.
 func startNode(t *testing.T, b backend, cfg gateway.Config) *node {
 	t.Helper()
-	return startNodeWithMetrics(t, b, cfg, nil)
+	return startNodeWith(t, b, cfg, nodeOptions{})
 }
 
 // startNodeWithMetrics is startNode with the gateway's metrics registered
 // on reg.
 func startNodeWithMetrics(t *testing.T, b backend, cfg gateway.Config, reg prometheus.Registerer) *node {
 	t.Helper()
+	return startNodeWith(t, b, cfg, nodeOptions{metrics: reg})
+}
+
+// nodeOptions are the less common settings of a test node.
+type nodeOptions struct {
+	metrics    prometheus.Registerer // if set, the gateway's metrics go here
+	sessionTTL time.Duration         // login session lifetime; 0: auth's default
+	noNotice   bool                  // logout publishes no notice (as if it were lost)
+}
+
+func startNodeWith(t *testing.T, b backend, cfg gateway.Config, o nodeOptions) *node {
+	t.Helper()
 	log := testLogger(t)
 	n := &node{t: t}
-	n.auth = auth.New(auth.Config{
-		DevLogin: true,
-		OnLogout: func(ctx context.Context, s auth.Session) { n.gw.Revoke(ctx, s) },
-	}, b.store, log)
-	gw, err := gateway.New(context.Background(), cfg, gateway.Deps{Connect: b.connect, Auth: n.auth, Users: n.auth, Metrics: reg}, log)
+	acfg := auth.Config{DevLogin: true, SessionTTL: o.sessionTTL}
+	if !o.noNotice {
+		acfg.OnLogout = func(ctx context.Context, s auth.Session) { n.gw.Revoke(ctx, s) }
+	}
+	n.auth = auth.New(acfg, b.store, log)
+	gw, err := gateway.New(context.Background(), cfg, gateway.Deps{Connect: b.connect, Auth: n.auth, Users: n.auth, Metrics: o.metrics}, log)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
@@ -117,6 +130,32 @@ func startNodeWithMetrics(t *testing.T, b backend, cfg gateway.Config, reg prome
 	n.http = httptest.NewServer(mux)
 	t.Cleanup(n.stop)
 	return n
+}
+
+// counter returns the value of the counter name (with the label value
+// label, if given) in reg, or 0.
+func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func (n *node) stop() {

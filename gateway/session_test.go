@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
 )
 
@@ -123,7 +121,7 @@ func TestSlowConsumer(t *testing.T) {
 	// message. Publishing stops once the server has closed slow, so that
 	// slow, reading again, gets the close frame behind what was buffered.
 	payload := strings.Repeat("x", 12000)
-	for i := 0; slowCloses(t, reg) == 0; i++ {
+	for i := 0; counter(t, reg, "chat_slow_consumer_closes_total", "") == 0; i++ {
 		if i == 5000 {
 			t.Fatal("slow was not closed after 5000 messages of 12 kB")
 		}
@@ -134,41 +132,6 @@ func TestSlowConsumer(t *testing.T) {
 		}
 	}
 	slow.expectClose(websocket.StatusPolicyViolation)
-}
-
-func closesWithCode(t *testing.T, reg *prometheus.Registry, code string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "chat_connections_closed_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "code" && l.GetValue() == code {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
-func slowCloses(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "chat_slow_consumer_closes_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 func TestOrdering(t *testing.T) {
@@ -226,7 +189,9 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	// Each close is counted under its code.
 	eventually(t, 5*time.Second, "the closes to be counted", func() bool {
-		return closesWithCode(t, reg, "1009") == 1 && closesWithCode(t, reg, "1003") == 1 && closesWithCode(t, reg, "1007") == 1
+		return counter(t, reg, "chat_connections_closed_total", "1009") == 1 &&
+			counter(t, reg, "chat_connections_closed_total", "1003") == 1 &&
+			counter(t, reg, "chat_connections_closed_total", "1007") == 1
 	})
 	// A frame just under the limit is fine.
 	c := n.user("limits")
@@ -356,18 +321,7 @@ func TestManyClients(t *testing.T) {
 }
 
 func TestSessionExpiryCloses1008(t *testing.T) {
-	b := memoryBackend()
-	log := testLogger(t)
-	authn := auth.New(auth.Config{DevLogin: true, SessionTTL: 300 * time.Millisecond}, b.store, log)
-	gw, err := gateway.New(context.Background(), gateway.Config{}, gateway.Deps{Connect: b.connect, Auth: authn, Users: authn}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/auth/", authn.Handler())
-	mux.Handle("/", gw.Handler())
-	n := &node{t: t, gw: gw, auth: authn, http: httptest.NewServer(mux)}
-	t.Cleanup(n.stop)
+	n := startNodeWith(t, memoryBackend(), gateway.Config{}, nodeOptions{sessionTTL: 300 * time.Millisecond})
 	c := n.user("brief")
 	c.expectClose(websocket.StatusPolicyViolation)
 }
@@ -385,19 +339,7 @@ func TestDeadPeerDropped(t *testing.T) {
 // (here: nobody publishes it) closes the websocket on its next check of
 // the login sessions, with 1000.
 func TestMissedLogoutNoticeStillCloses(t *testing.T) {
-	b := memoryBackend()
-	log := testLogger(t)
-	authn := auth.New(auth.Config{DevLogin: true}, b.store, log) // no OnLogout: the notice is lost
-	gw, err := gateway.New(context.Background(), gateway.Config{PlaceTTL: 300 * time.Millisecond},
-		gateway.Deps{Connect: b.connect, Auth: authn, Users: authn}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/auth/", authn.Handler())
-	mux.Handle("/", gw.Handler())
-	n := &node{t: t, gw: gw, auth: authn, http: httptest.NewServer(mux)}
-	t.Cleanup(n.stop)
+	n := startNodeWith(t, memoryBackend(), gateway.Config{PlaceTTL: 300 * time.Millisecond}, nodeOptions{noNotice: true})
 
 	gone, kept := n.login("alice"), n.login("alice")
 	c, other := n.dial(gone), n.dial(kept)
