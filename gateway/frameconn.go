@@ -65,7 +65,10 @@ func (c *frameConn) Write(p []byte) (int, error) {
 }
 
 // writeFrames writes each payload as one unmasked, final text frame (RFC
-// 6455 section 5.2), as few system calls as maxBatchBytes allows.
+// 6455 section 5.2), as few system calls as maxBatchBytes allows. The
+// frames are built outside the lock and each chunk of whole frames is
+// written under it, so a control frame (a pong, a ping) waits for one chunk
+// at most, not for the whole batch.
 func (c *frameConn) writeFrames(payloads [][]byte) error {
 	bp := frameBufs.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -75,24 +78,27 @@ func (c *frameConn) writeFrames(payloads [][]byte) error {
 			frameBufs.Put(bp)
 		}
 	}()
+	for i, p := range payloads {
+		buf = appendTextFrame(buf, p)
+		if len(buf) < maxBatchBytes && i < len(payloads)-1 {
+			continue
+		}
+		if err := c.writeChunk(buf); err != nil {
+			return err
+		}
+		buf = buf[:0]
+	}
+	return nil
+}
+
+// writeChunk writes whole data frames, unless a close frame has gone out.
+func (c *frameConn) writeChunk(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closeSent {
 		return net.ErrClosed
 	}
-	for _, p := range payloads {
-		buf = appendTextFrame(buf, p)
-		if len(buf) >= maxBatchBytes {
-			if _, err := c.writeLocked(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-	}
-	if len(buf) == 0 {
-		return nil
-	}
-	_, err := c.writeLocked(buf)
+	_, err := c.writeLocked(b)
 	return err
 }
 
