@@ -16,9 +16,12 @@ import (
 )
 
 // Topic names (see the package doc).
-const clusterTopic = "cluster"
+const (
+	clusterTopic  = "cluster"
+	channelPrefix = "c:"
+)
 
-func channelTopic(channel string) string { return "c:" + channel }
+func channelTopic(channel string) string { return channelPrefix + channel }
 func userTopic(user string) string       { return "u:" + user }
 
 // Control notices. Each is one line: "!op arg", optionally followed by

@@ -181,9 +181,10 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.router.reconcileLoop(s.ctx) }()
 	go func() { defer s.wg.Done(); s.refreshPlaces(s.ctx) }()
+	go func() { defer s.wg.Done(); s.watchHealth(s.ctx) }()
 	return s, nil
 }
 
