@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +46,31 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%v: error %v does not name %s", env, err, name)
 		}
+	}
+}
+
+// TestJSONLogs: CHAT_LOG_FORMAT=json writes one JSON object a line, with
+// the level and the node.
+func TestJSONLogs(t *testing.T) {
+	cfg, err := loadConfig(envOf(map[string]string{"CHAT_LOG_FORMAT": "json", "CHAT_LOG_LEVEL": "debug", "CHAT_NODE_ID": "n7"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newLogger(cfg, f).With("node", cfg.NodeID).Debug("hello", "k", 1)
+	f.Close()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(b, &line); err != nil {
+		t.Fatalf("not one JSON object: %s", b)
+	}
+	if line["level"] != "DEBUG" || line["msg"] != "hello" || line["node"] != "n7" {
+		t.Fatalf("log line %v", line)
 	}
 }
