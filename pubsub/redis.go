@@ -710,7 +710,10 @@ func (r *Redis) Close() error {
 		r.psMu.Lock()
 		r.stopPubSubLocked()
 		r.psMu.Unlock()
-		r.setHealthy(false)
+		// Not a fault: no warning, but Healthy and OnHealth say false.
+		if r.healthy.Swap(false) && r.onHealth != nil {
+			r.onHealth(false)
+		}
 		if r.ownClient {
 			r.client.Close()
 		}
