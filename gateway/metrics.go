@@ -76,33 +76,35 @@ func (m *metrics) closed(code websocket.StatusCode) {
 	m.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
 }
 
-var (
-	prefixMessage = []byte(`{"type":"message"`)
-	prefixEvent   = []byte(`{"type":"event"`)
-)
-
 // frameTypes are the server's frame types, recognised by how our encoder
 // starts each frame.
 var frameTypes = [...]struct {
 	name   string
 	prefix []byte
 }{
-	{"message", prefixMessage},
-	{"event", prefixEvent},
+	{"message", []byte(`{"type":"message"`)},
+	{"event", []byte(`{"type":"event"`)},
 	{"ack", []byte(`{"type":"ack"`)},
 	{"error", []byte(`{"type":"error"`)},
 	{"welcome", []byte(`{"type":"welcome"`)},
+}
+
+// frameType returns the index of frame's type in frameTypes, or -1.
+func frameType(frame []byte) int {
+	for i, t := range frameTypes {
+		if bytes.HasPrefix(frame, t.prefix) {
+			return i
+		}
+	}
+	return -1
 }
 
 // wrote counts a batch of frames written to one socket.
 func (m *metrics) wrote(batch [][]byte) {
 	var n [len(frameTypes)]int
 	for _, f := range batch {
-		for i, t := range frameTypes {
-			if bytes.HasPrefix(f, t.prefix) {
-				n[i]++
-				break
-			}
+		if i := frameType(f); i >= 0 {
+			n[i]++
 		}
 	}
 	for i, c := range n {
@@ -115,11 +117,8 @@ func (m *metrics) wrote(batch [][]byte) {
 // delivered counts one fan-out of frame to n local sessions.
 func (m *metrics) delivered(frame []byte, n int, took time.Duration) {
 	kind := "other"
-	switch {
-	case bytes.HasPrefix(frame, prefixMessage):
-		kind = "message"
-	case bytes.HasPrefix(frame, prefixEvent):
-		kind = "event"
+	if i := frameType(frame); i >= 0 {
+		kind = frameTypes[i].name
 	}
 	m.deliveries.WithLabelValues(kind).Add(float64(n))
 	m.fanout.Observe(took.Seconds())
