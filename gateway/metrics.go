@@ -18,6 +18,7 @@ type metrics struct {
 	framesIn      *prometheus.CounterVec // by request type or action
 	framesOut     *prometheus.CounterVec // by frame type
 	outByType     [len(frameTypes)]prometheus.Counter
+	socketWrites  prometheus.Counter
 	published     *prometheus.CounterVec // by kind: channel, private
 	deliveries    *prometheus.CounterVec // by frame type
 	fanout        prometheus.Histogram
@@ -39,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chat_frames_in_total", Help: "Request frames received, by type (message, create, destroy, join, leave, invalid)."}, []string{"type"}),
 		framesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_frames_out_total", Help: "Frames written to websockets, by type (welcome, event, message, ack, error)."}, []string{"type"}),
+		socketWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_socket_writes_total", Help: "Batches of data frames written to websockets, one write system call each (more for a batch over 64 KiB)."}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_messages_published_total", Help: "Chat messages accepted from this node's clients, by kind."}, []string{"kind"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -60,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.outByType[i] = m.framesOut.WithLabelValues(t.name)
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.published,
+		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.socketWrites, m.published,
 			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions)
 	}
 	return m
@@ -101,6 +104,7 @@ func frameType(frame []byte) int {
 
 // wrote counts a batch of frames written to one socket.
 func (m *metrics) wrote(batch [][]byte) {
+	m.socketWrites.Inc()
 	var n [len(frameTypes)]int
 	for _, f := range batch {
 		if i := frameType(f); i >= 0 {

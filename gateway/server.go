@@ -61,6 +61,12 @@ type Config struct {
 	// WriteTimeout bounds a write to one socket. If zero, 10s.
 	WriteTimeout time.Duration
 
+	// WriteDelay is the least time between two writes to one socket: frames
+	// queued meanwhile wait and go out together in one system call. The
+	// first frame after a quiet spell is written at once. Zero writes
+	// whenever a frame is queued and no write is in progress.
+	WriteDelay time.Duration
+
 	// AllowedOrigins are host patterns (path.Match syntax, e.g.
 	// "*.example.com") from which cross-origin upgrades are allowed.
 	// Same-origin upgrades and requests without Origin always are.

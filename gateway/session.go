@@ -138,6 +138,10 @@ func (s *Session) writeRun() {
 		s.qmu.Unlock()
 		if err := s.writeBatch(batch); err != nil {
 			s.close(0, "")
+			continue
+		}
+		if d := s.srv.cfg.WriteDelay; d > 0 {
+			time.Sleep(d)
 		}
 	}
 }

@@ -353,3 +353,40 @@ func TestMissedLogoutNoticeStillCloses(t *testing.T) {
 	c.expectClose(websocket.StatusNormalClosure)
 	other.quiet() // the other login of the same user stays open
 }
+
+// TestWriteDelay: with Config.WriteDelay, the first frame after a quiet
+// spell is written at once, and frames queued within the delay after a
+// write go out together in one write.
+func TestWriteDelay(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{WriteDelay: time.Second}, reg)
+	alice, bob := n.user("alice"), n.user("bob")
+	writes := func() float64 { return counter(t, reg, "chat_socket_writes_total", "") }
+
+	before := writes()
+	bob.send(`{"type":"message","target":"@alice","message":"m1"}`)
+	for _, c := range []*client{alice, bob} {
+		if m := c.expect("message"); m["message"] != "m1" {
+			t.Fatalf("%s got %v", c.login.Username, m)
+		}
+	}
+	if got := writes() - before; got != 2 {
+		t.Fatalf("%v writes for the first message (one to each of two quiet sessions), want 2", got)
+	}
+
+	// Spaced out, so that without the delay each would have its own write.
+	for i := 2; i <= 6; i++ {
+		time.Sleep(20 * time.Millisecond)
+		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d"}`, i))
+	}
+	for _, c := range []*client{alice, bob} {
+		for i := 2; i <= 6; i++ {
+			if m := c.expect("message"); m["message"] != fmt.Sprintf("m%d", i) {
+				t.Fatalf("%s got %v, want m%d", c.login.Username, m, i)
+			}
+		}
+	}
+	if got := writes() - before; got != 4 {
+		t.Fatalf("%v writes in all, want 4: the five later messages, sent within the delay, in one write per session", got)
+	}
+}

@@ -29,6 +29,7 @@ type config struct {
 	SendQueue       int
 	PingInterval    time.Duration
 	WriteTimeout    time.Duration
+	WriteDelay      time.Duration
 	LogFormat       string
 	LogLevel        string
 	DebugAddr       string
@@ -113,6 +114,19 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// delay is duration that also accepts 0, which turns the delay off.
+func (e *env) delay(name string, def time.Duration) time.Duration {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		e.fail(name, v, "not a duration such as 10ms, or 0")
+	}
+	return d
+}
+
 func (e *env) oneOf(name, def string, allowed ...string) string {
 	v := strings.ToLower(e.str(name, def))
 	for _, a := range allowed {
@@ -153,6 +167,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SendQueue:       e.positive("CHAT_SEND_QUEUE", 256),
 		PingInterval:    e.duration("CHAT_PING_INTERVAL", 20*time.Second),
 		WriteTimeout:    e.duration("CHAT_WRITE_TIMEOUT", 10*time.Second),
+		WriteDelay:      e.delay("CHAT_WRITE_DELAY", 0),
 		LogFormat:       e.oneOf("CHAT_LOG_FORMAT", "text", "text", "json"),
 		LogLevel:        e.oneOf("CHAT_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		DebugAddr:       e.str("CHAT_DEBUG_ADDR", ""),

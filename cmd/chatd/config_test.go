@@ -20,7 +20,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Addr != ":8080" || c.RedisURL != "" || c.RedisPrefix != "chat:" || c.DevLogin ||
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
-		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 {
+		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -40,11 +40,23 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"CHAT_OIDC_ISSUER":           {"CHAT_OIDC_CLIENT_ID": "id", "CHAT_OIDC_CLIENT_SECRET": "s"},
 		"CHAT_LOG_FORMAT":            {"CHAT_LOG_FORMAT": "xml"},
 		"CHAT_MAX_SESSIONS_PER_USER": {"CHAT_MAX_SESSIONS_PER_USER": "many"},
+		"CHAT_WRITE_DELAY":           {"CHAT_WRITE_DELAY": "-1ms"},
 	}
 	for name, env := range cases {
 		_, err := loadConfig(envOf(env))
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%v: error %v does not name %s", env, err, name)
+		}
+	}
+}
+
+// TestConfigWriteDelay: the write delay accepts 0 (off), unlike the
+// timeouts.
+func TestConfigWriteDelay(t *testing.T) {
+	for v, want := range map[string]time.Duration{"0": 0, "0s": 0, "10ms": 10 * time.Millisecond} {
+		c, err := loadConfig(envOf(map[string]string{"CHAT_WRITE_DELAY": v}))
+		if err != nil || c.WriteDelay != want {
+			t.Errorf("CHAT_WRITE_DELAY=%s: %v, %v; want %v", v, c.WriteDelay, err, want)
 		}
 	}
 }

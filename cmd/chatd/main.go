@@ -79,6 +79,7 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 		SendQueue:          cfg.SendQueue,
 		PingInterval:       cfg.PingInterval,
 		WriteTimeout:       cfg.WriteTimeout,
+		WriteDelay:         cfg.WriteDelay,
 		AllowedOrigins:     cfg.AllowedOrigins,
 	}, gateway.Deps{Connect: connect, Auth: authn, Users: authn, Metrics: reg}, log)
 	if err != nil {
