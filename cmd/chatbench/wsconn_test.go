@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -218,6 +219,23 @@ func TestWSConnChecksTheAnswer(t *testing.T) {
 				t.Log(err)
 			}
 		})
+	}
+}
+
+func TestWSConnSpeaksTLSToHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the upgrade request got through a certificate nobody trusts")
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The test server's certificate is for 127.0.0.1 but signed by no
+	// authority the system knows: refusing it shows that TLS is spoken
+	// and the certificate checked.
+	_, err := dialWS(ctx, srv.URL, "t")
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Errorf("dial error %v, want the certificate refused", err)
 	}
 }
 
