@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -89,8 +87,8 @@ func (b *bench) noteError(code string) {
 
 func (b *bench) noteDisconnect(err error) {
 	code := "abnormal"
-	if s := websocket.CloseStatus(err); s != -1 {
-		code = strconv.Itoa(int(s))
+	if s := closeStatus(err); s != -1 {
+		code = strconv.Itoa(s)
 	}
 	b.mu.Lock()
 	b.disconnects[code]++
@@ -422,7 +420,7 @@ func (b *bench) close() {
 	defer cancel()
 	_ = parallel(ctx, len(cs), 256, func(ctx context.Context, i int) error {
 		if c := cs[i]; c.conn != nil {
-			c.conn.Close(websocket.StatusNormalClosure, "benchmark done")
+			c.conn.Close(closeNormal, "benchmark done")
 		}
 		return nil
 	})

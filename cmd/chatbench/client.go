@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -49,17 +47,6 @@ func login(ctx context.Context, hc *http.Client, base, username string) (token, 
 		return "", "", fmt.Errorf("dev login %s: unexpected answer %q", username, data)
 	}
 	return out.Token, out.Identifier, nil
-}
-
-// wsURL turns a node's base URL into its websocket endpoint.
-func wsURL(base string) string {
-	switch {
-	case strings.HasPrefix(base, "https://"):
-		return "wss://" + strings.TrimPrefix(base, "https://") + "/ws"
-	case strings.HasPrefix(base, "http://"):
-		return "ws://" + strings.TrimPrefix(base, "http://") + "/ws"
-	}
-	return base + "/ws"
 }
 
 // serverFrame is every field of a server frame that the slow path reads.
@@ -102,7 +89,7 @@ type client struct {
 	token string
 	node  string // base URL of the node it talks to
 
-	conn    *websocket.Conn
+	conn    *wsConn
 	done    chan struct{} // closed when the read loop ends
 	welcome chan time.Time
 
@@ -129,20 +116,10 @@ type client struct {
 // once the welcome has arrived, with the time from dialling to the welcome.
 func (c *client) dial(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	h := http.Header{}
-	h.Set("Authorization", "Bearer "+c.token)
-	conn, resp, err := websocket.Dial(ctx, wsURL(c.node), &websocket.DialOptions{
-		HTTPClient:      c.b.hc,
-		HTTPHeader:      h,
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	conn, err := dialWS(ctx, c.node, c.token)
 	if err != nil {
-		if resp != nil {
-			return 0, fmt.Errorf("dial %s as %s: %s: %w", c.node, c.name, resp.Status, err)
-		}
 		return 0, fmt.Errorf("dial %s as %s: %w", c.node, c.name, err)
 	}
-	conn.SetReadLimit(1 << 20)
 	c.conn = conn
 	c.done = make(chan struct{})
 	c.welcome = make(chan time.Time, 1)
@@ -159,17 +136,13 @@ func (c *client) dial(ctx context.Context) (time.Duration, error) {
 }
 
 // readLoop reads frames until the connection ends; bench.close ends it.
-// Reads take no deadline: a cancellable context costs the library a timer
-// registration per frame, a quarter of the reading CPU at high rates.
+// Reads take no deadline: bench.close ends every read loop by closing its
+// socket, and a deadline per read would cost a timer update per frame.
 func (c *client) readLoop() {
 	defer close(c.done)
 	defer c.b.open.Add(-1)
-	buf := make([]byte, 0, 4096)
 	for {
-		_, r, err := c.conn.Reader(context.Background())
-		if err == nil {
-			buf, err = readAll(r, buf[:0])
-		}
+		frame, err := c.conn.Read()
 		if err != nil {
 			if !c.b.closing.Load() {
 				c.b.noteDisconnect(err)
@@ -177,24 +150,7 @@ func (c *client) readLoop() {
 			c.failWaiters()
 			return
 		}
-		c.handle(buf)
-	}
-}
-
-// readAll reads r to its end into buf, reusing its memory.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
+		c.handle(frame)
 	}
 }
 
@@ -329,7 +285,7 @@ func (c *client) do(ctx context.Context, action, target string) (*protocol.Error
 		c.waiters[id] = ch
 		c.mu.Unlock()
 		req, _ := json.Marshal(protocol.Request{Type: protocol.TypeCommand, ID: id, Action: action, Target: target})
-		if err := c.conn.Write(ctx, websocket.MessageText, req); err != nil {
+		if err := c.conn.WriteText(ctx, req); err != nil {
 			c.answer(id, nil)
 			return nil, fmt.Errorf("%s %s as %s: %w", action, target, c.name, err)
 		}
@@ -358,5 +314,5 @@ func (c *client) do(ctx context.Context, action, target string) (*protocol.Error
 // seq, without waiting for its ack.
 func (c *client) send(ctx context.Context, i int, s *outStream, seq uint64, size int) error {
 	c.wbuf = appendMessageRequest(c.wbuf[:0], !c.b.cfg.NoIDs, i, s.target, s.source, seq, time.Now().UnixNano(), size)
-	return c.conn.Write(ctx, websocket.MessageText, c.wbuf)
+	return c.conn.WriteText(ctx, c.wbuf)
 }
