@@ -49,6 +49,12 @@ type Session struct {
 	writing bool     // guarded by qmu: someone holds the writer role
 	spare   [][]byte // owned by the writer role: the last batch, reused
 
+	// Owned by the writer role, for Config.WriteDelay: when the last batch
+	// was written, and the average time between the frames written
+	// (exponentially weighted), both in nanoseconds of the monotonic clock.
+	lastWrite int64
+	frameGap  int64
+
 	closing     atomic.Bool // set by close: send drops frames from then on
 	closeOnce   sync.Once
 	closeCode   websocket.StatusCode // written once in close before closing is set
@@ -136,15 +142,41 @@ func (s *Session) writeRun() {
 		}
 		s.queue, s.spare = s.spare[:0], nil
 		s.qmu.Unlock()
+		n := len(batch)
 		if err := s.writeBatch(batch); err != nil {
 			s.close(0, "")
 			continue
 		}
-		if d := s.srv.cfg.WriteDelay; d > 0 {
+		if d := s.srv.cfg.WriteDelay; d > 0 && s.busy(n, d) {
 			time.Sleep(d)
 		}
 	}
 }
+
+// busy records a write of n frames and reports whether the connection gets
+// more than two frames per delay d on average, recently: only then does the
+// writer wait d before its next write, so that what arrives meanwhile (two
+// frames or more, expectedly) shares one system call. A connection that gets
+// an ack and an echo together now and then is not busy, and its frames are
+// never held back.
+func (s *Session) busy(n int, d time.Duration) bool {
+	now := int64(time.Since(monoEpoch))
+	quiet := 4 * int64(d) // a first write, or one after a pause, counts as this
+	gap := quiet
+	if s.lastWrite != 0 {
+		gap = min((now-s.lastWrite)/int64(n), quiet)
+	}
+	s.lastWrite = now
+	if s.frameGap == 0 {
+		s.frameGap = gap
+	} else {
+		s.frameGap += (gap - s.frameGap) / 8
+	}
+	return s.frameGap < int64(d)/2
+}
+
+// monoEpoch is the origin of the session's monotonic write times.
+var monoEpoch = time.Now()
 
 // writeBatch writes a batch of frames with as few system calls as
 // frameConn allows (one, unless the batch is large).

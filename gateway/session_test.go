@@ -354,19 +354,20 @@ func TestMissedLogoutNoticeStillCloses(t *testing.T) {
 	other.quiet() // the other login of the same user stays open
 }
 
-// TestWriteDelay: with Config.WriteDelay, the first frame after a quiet
-// spell is written at once, and frames queued within the delay after a
-// write go out together in one write.
-func TestWriteDelay(t *testing.T) {
+// TestWriteDelayBatchesBusyConnection: with Config.WriteDelay, the first
+// frame after a quiet spell is written at once, and once a connection gets
+// more than a frame per delay, frames queued within the delay after a write
+// go out together in one write.
+func TestWriteDelayBatchesBusyConnection(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{WriteDelay: time.Second}, reg)
+	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{WriteDelay: 200 * time.Millisecond, RateLimit: 1000}, reg)
 	alice, bob := n.user("alice"), n.user("bob")
 	writes := func() float64 { return counter(t, reg, "chat_socket_writes_total", "") }
 
 	before := writes()
-	bob.send(`{"type":"message","target":"@alice","message":"m1"}`)
+	bob.send(`{"type":"message","target":"@alice","message":"m0"}`)
 	for _, c := range []*client{alice, bob} {
-		if m := c.expect("message"); m["message"] != "m1" {
+		if m := c.expect("message"); m["message"] != "m0" {
 			t.Fatalf("%s got %v", c.login.Username, m)
 		}
 	}
@@ -374,19 +375,45 @@ func TestWriteDelay(t *testing.T) {
 		t.Fatalf("%v writes for the first message (one to each of two quiet sessions), want 2", got)
 	}
 
-	// Spaced out, so that without the delay each would have its own write.
-	for i := 2; i <= 6; i++ {
-		time.Sleep(20 * time.Millisecond)
+	// Spaced out, so that without the delay each would have its own write:
+	// 80 frames in 400 ms (40 per delay) make both sessions busy after a
+	// dozen or so.
+	const burst = 80
+	before = writes()
+	for i := 1; i <= burst; i++ {
+		time.Sleep(5 * time.Millisecond)
 		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d"}`, i))
 	}
 	for _, c := range []*client{alice, bob} {
-		for i := 2; i <= 6; i++ {
+		for i := 1; i <= burst; i++ {
 			if m := c.expect("message"); m["message"] != fmt.Sprintf("m%d", i) {
 				t.Fatalf("%s got %v, want m%d", c.login.Username, m, i)
 			}
 		}
 	}
-	if got := writes() - before; got != 4 {
-		t.Fatalf("%v writes in all, want 4: the five later messages, sent within the delay, in one write per session", got)
+	got := writes() - before
+	t.Logf("%v writes for %d frames", got, 2*burst)
+	if got > burst {
+		t.Fatalf("%v writes for %d frames to each of two busy sessions, want at most %d: too little batching", got, burst, burst)
+	}
+}
+
+// TestWriteDelayHoldsBackNothingOnQuietConnection: a connection that gets
+// frames now and then (an ack and the sender's copy of a private message,
+// together) is not busy, and the delay never holds its frames back.
+func TestWriteDelayHoldsBackNothingOnQuietConnection(t *testing.T) {
+	const delay = 10 * time.Second
+	n := startNode(t, memoryBackend(), gateway.Config{WriteDelay: delay})
+	alice, bob := n.user("alice"), n.user("bob")
+	start := time.Now()
+	for i := range 3 {
+		id := fmt.Sprintf("p%d", i)
+		bob.send(`{"type":"message","target":"@alice","message":"hi","id":"` + id + `"}`)
+		bob.expectAck(id)
+		bob.expect("message")
+		alice.expect("message")
+	}
+	if took := time.Since(start); took >= delay/2 {
+		t.Fatalf("three exchanges took %v: the write delay (%v) held back a quiet connection's frames", took, delay)
 	}
 }
