@@ -61,7 +61,8 @@ type Config struct {
 	// WriteTimeout bounds a write to one socket. If zero, 10s.
 	WriteTimeout time.Duration
 
-	// WriteDelay is the least time between two writes to a busy socket,
+	// WriteDelay (at most MaxWriteDelay) is the least time between two
+	// writes to a busy socket,
 	// one that gets more than two frames per WriteDelay on average: frames
 	// queued meanwhile wait and go out together in one system call. Other
 	// sockets, and the first frame after a quiet spell, are written at
@@ -108,6 +109,11 @@ func (c *Config) setDefaults() {
 		c.PlaceTTL = 45 * time.Second
 	}
 }
+
+// MaxWriteDelay bounds Config.WriteDelay: a session's writer finishes its
+// delay before it closes the socket, so a close, a shutdown included, may
+// take that much longer.
+const MaxWriteDelay = time.Second
 
 // Authenticator tells who holds a request's credentials, and whether a
 // session it returned is still valid (auth.ErrNoSession once revoked or
@@ -167,6 +173,11 @@ type localUser struct {
 // starts the node's background work. Close undoes it.
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
+	if cfg.WriteDelay < 0 || cfg.WriteDelay > MaxWriteDelay {
+		// A writer waits out its delay before it can close its socket, so
+		// the delay must stay far below any shutdown deadline.
+		return nil, fmt.Errorf("gateway: write delay %v is outside 0-%v", cfg.WriteDelay, MaxWriteDelay)
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      log,

@@ -356,14 +356,17 @@ func TestMissedLogoutNoticeStillCloses(t *testing.T) {
 
 // TestWriteDelayBatchesBusyConnection: with Config.WriteDelay, the first
 // frame after a quiet spell is written at once, and once a connection gets
-// more than a frame per delay, frames queued within the delay after a write
-// go out together in one write.
+// more than two frames per delay, frames queued within the delay after a
+// write go out together in one write.
 func TestWriteDelayBatchesBusyConnection(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{WriteDelay: 200 * time.Millisecond, RateLimit: 1000}, reg)
 	alice, bob := n.user("alice"), n.user("bob")
 	writes := func() float64 { return counter(t, reg, "chat_socket_writes_total", "") }
 
+	// The counter moves just after a write returns, so a client may read a
+	// frame before it is counted: wait for the counts to arrive.
+	eventually(t, 5*time.Second, "the two welcomes' writes", func() bool { return writes() == 2 })
 	before := writes()
 	bob.send(`{"type":"message","target":"@alice","message":"m0"}`)
 	for _, c := range []*client{alice, bob} {
@@ -371,13 +374,14 @@ func TestWriteDelayBatchesBusyConnection(t *testing.T) {
 			t.Fatalf("%s got %v", c.login.Username, m)
 		}
 	}
+	eventually(t, 5*time.Second, "the first message's writes", func() bool { return writes()-before >= 2 })
 	if got := writes() - before; got != 2 {
 		t.Fatalf("%v writes for the first message (one to each of two quiet sessions), want 2", got)
 	}
 
 	// Spaced out, so that without the delay each would have its own write:
-	// 80 frames in 400 ms (40 per delay) make both sessions busy after a
-	// dozen or so.
+	// 80 frames in 400 ms (40 per delay) make both sessions busy after
+	// about sixteen.
 	const burst = 80
 	before = writes()
 	for i := 1; i <= burst; i++ {
@@ -402,7 +406,7 @@ func TestWriteDelayBatchesBusyConnection(t *testing.T) {
 // frames now and then (an ack and the sender's copy of a private message,
 // together) is not busy, and the delay never holds its frames back.
 func TestWriteDelayHoldsBackNothingOnQuietConnection(t *testing.T) {
-	const delay = 10 * time.Second
+	const delay = gateway.MaxWriteDelay
 	n := startNode(t, memoryBackend(), gateway.Config{WriteDelay: delay})
 	alice, bob := n.user("alice"), n.user("bob")
 	start := time.Now()

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wirechat/chat/gateway"
 )
 
 // config is everything chatd reads from its environment. Only this file
@@ -114,15 +116,16 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
-// delay is duration that also accepts 0, which turns the delay off.
-func (e *env) delay(name string, def time.Duration) time.Duration {
+// delay is a duration of at most max that also accepts 0, which turns the
+// delay off.
+func (e *env) delay(name string, def, max time.Duration) time.Duration {
 	v := e.str(name, "")
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		e.fail(name, v, "not a duration such as 10ms, or 0")
+	if err != nil || d < 0 || d > max {
+		e.fail(name, v, fmt.Sprintf("not a duration from 0 to %v, such as 10ms", max))
 	}
 	return d
 }
@@ -167,7 +170,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SendQueue:       e.positive("CHAT_SEND_QUEUE", 256),
 		PingInterval:    e.duration("CHAT_PING_INTERVAL", 20*time.Second),
 		WriteTimeout:    e.duration("CHAT_WRITE_TIMEOUT", 10*time.Second),
-		WriteDelay:      e.delay("CHAT_WRITE_DELAY", 0),
+		WriteDelay:      e.delay("CHAT_WRITE_DELAY", 0, gateway.MaxWriteDelay),
 		LogFormat:       e.oneOf("CHAT_LOG_FORMAT", "text", "text", "json"),
 		LogLevel:        e.oneOf("CHAT_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		DebugAddr:       e.str("CHAT_DEBUG_ADDR", ""),

@@ -51,13 +51,17 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 }
 
 // TestConfigWriteDelay: the write delay accepts 0 (off), unlike the
-// timeouts.
+// timeouts, and is bounded by gateway.MaxWriteDelay.
 func TestConfigWriteDelay(t *testing.T) {
 	for v, want := range map[string]time.Duration{"0": 0, "0s": 0, "10ms": 10 * time.Millisecond} {
 		c, err := loadConfig(envOf(map[string]string{"CHAT_WRITE_DELAY": v}))
 		if err != nil || c.WriteDelay != want {
 			t.Errorf("CHAT_WRITE_DELAY=%s: %v, %v; want %v", v, c.WriteDelay, err, want)
 		}
+	}
+	if _, err := loadConfig(envOf(map[string]string{"CHAT_WRITE_DELAY": "2s"})); err == nil ||
+		!strings.Contains(err.Error(), "CHAT_WRITE_DELAY") {
+		t.Errorf("CHAT_WRITE_DELAY=2s (over the 1s bound): error %v", err)
 	}
 }
 
