@@ -527,10 +527,15 @@ func validCloseCode(code int) bool {
 }
 
 // WriteText writes p as one text frame. The deadline of ctx, if it has
-// one, bounds the write.
+// one, bounds the write, and cancelling ctx cuts a write that is stuck (the
+// connection is unusable after that, as the stream may end inside a frame).
 func (c *wsConn) WriteText(ctx context.Context, p []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.nc.SetWriteDeadline(time.Unix(1, 0)) })
+		defer stop()
 	}
 	deadline, _ := ctx.Deadline()
 	c.wmu.Lock()

@@ -565,6 +565,35 @@ func TestWSConnWriteHonoursTheContext(t *testing.T) {
 	}
 }
 
+// TestWSConnCancelCutsAStuckWrite: a context without a deadline that is
+// cancelled while a write is stuck ends the write (on SIGINT, say).
+func TestWSConnCancelCutsAStuckWrite(t *testing.T) {
+	base := coderPeer(t, func(ctx context.Context, conn *websocket.Conn) {
+		<-ctx.Done() // reads nothing: the client's writes back up
+	})
+	c := dialTest(t, base, "t")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		p := make([]byte, 1<<20)
+		var err error
+		for i := 0; i < 1000 && err == nil; i++ {
+			err = c.WriteText(ctx, p)
+		}
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the writes back up
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("1 GiB written to a peer that reads nothing")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stuck write outlived its cancelled context")
+	}
+}
+
 func TestWSConnCloseHandshake(t *testing.T) {
 	peer := make(chan error, 1)
 	base := coderPeer(t, func(ctx context.Context, conn *websocket.Conn) {
