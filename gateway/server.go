@@ -110,9 +110,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// MaxWriteDelay bounds Config.WriteDelay: a session's writer finishes its
-// delay before it closes the socket, so a close, a shutdown included, may
-// take that much longer.
+// MaxWriteDelay bounds Config.WriteDelay: longer would not batch more, only
+// hold frames back, and the send queue would have to hold a second of a
+// busy connection's frames.
 const MaxWriteDelay = time.Second
 
 // Authenticator tells who holds a request's credentials, and whether a
@@ -174,8 +174,6 @@ type localUser struct {
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > MaxWriteDelay {
-		// A writer waits out its delay before it can close its socket, so
-		// the delay must stay far below any shutdown deadline.
 		return nil, fmt.Errorf("gateway: write delay %v is outside 0-%v", cfg.WriteDelay, MaxWriteDelay)
 	}
 	s := &Server{

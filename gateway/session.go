@@ -49,11 +49,17 @@ type Session struct {
 	writing bool     // guarded by qmu: someone holds the writer role
 	spare   [][]byte // owned by the writer role: the last batch, reused
 
-	// Owned by the writer role, for Config.WriteDelay: when the last batch
-	// was written, and the average time between the frames written
-	// (exponentially weighted), both in nanoseconds of the monotonic clock.
-	lastWrite int64
-	frameGap  int64
+	// For Config.WriteDelay. Owned by the writer role: when the last batch
+	// was written and the average time between the frames written
+	// (exponentially weighted), both in nanoseconds of the monotonic clock,
+	// and the timer of its pauses. pausing and wake are guarded by qmu:
+	// the writer is waiting out a delay, and wakes early on a token in wake
+	// (made at the first pause).
+	lastWrite  int64
+	frameGap   int64
+	pauseTimer *time.Timer
+	pausing    bool
+	wake       chan struct{}
 
 	closing     atomic.Bool // set by close: send drops frames from then on
 	closeOnce   sync.Once
@@ -84,11 +90,24 @@ func (s *Session) send(frame []byte) {
 		return
 	}
 	s.queue = append(s.queue, frame)
+	if s.pausing && len(s.queue) >= s.srv.cfg.SendQueue/2 {
+		s.wakeLocked() // the delay must never be what overflows the queue
+	}
 	start := !s.writing
 	s.writing = true
 	s.qmu.Unlock()
 	if start {
 		go s.writeRun()
+	}
+}
+
+// wakeLocked ends the writer's pause early, if it is pausing.
+func (s *Session) wakeLocked() {
+	if s.pausing {
+		select {
+		case s.wake <- struct{}{}:
+		default: // a token is already there
+		}
 	}
 }
 
@@ -102,6 +121,7 @@ func (s *Session) close(code websocket.StatusCode, reason string) bool {
 		s.closeReason = reason
 		s.qmu.Lock()
 		s.closing.Store(true)
+		s.wakeLocked()
 		start := !s.writing
 		s.writing = true
 		s.qmu.Unlock()
@@ -148,9 +168,46 @@ func (s *Session) writeRun() {
 			continue
 		}
 		if d := s.srv.cfg.WriteDelay; d > 0 && s.busy(n, d) {
-			time.Sleep(d)
+			s.pause(d)
 		}
 	}
+}
+
+// pause holds the writer role for d, so that the frames queued meanwhile go
+// out in one write. It ends early when the queue fills to half the send
+// queue limit (a client that keeps reading is never closed because of the
+// delay: in a burst, such as the join events of a large channel filling up,
+// the writer writes as if there were no delay) and when the session closes.
+func (s *Session) pause(d time.Duration) {
+	s.qmu.Lock()
+	if s.closing.Load() || len(s.queue) >= s.srv.cfg.SendQueue/2 {
+		s.qmu.Unlock()
+		return
+	}
+	if s.wake == nil {
+		s.wake = make(chan struct{}, 1)
+	}
+	s.pausing = true
+	s.qmu.Unlock()
+
+	if s.pauseTimer == nil {
+		s.pauseTimer = time.NewTimer(d)
+	} else {
+		s.pauseTimer.Reset(d)
+	}
+	select {
+	case <-s.pauseTimer.C:
+	case <-s.wake:
+		s.pauseTimer.Stop()
+	}
+
+	s.qmu.Lock()
+	s.pausing = false
+	select {
+	case <-s.wake: // a token sent as the timer fired
+	default:
+	}
+	s.qmu.Unlock()
 }
 
 // busy records a write of n frames and reports whether the connection gets

@@ -421,3 +421,34 @@ func TestWriteDelayHoldsBackNothingOnQuietConnection(t *testing.T) {
 		t.Fatalf("three exchanges took %v: the write delay (%v) held back a quiet connection's frames", took, delay)
 	}
 }
+
+// TestWriteDelayNeverOverflowsTheQueue: a stream into a busy connection
+// ends the writer's pause once the queue is half full, so a client that
+// keeps reading is not closed as a slow consumer because of the delay,
+// even when the delay is far longer than the stream takes to fill the
+// queue.
+func TestWriteDelayNeverOverflowsTheQueue(t *testing.T) {
+	const queue, burst = 64, 600
+	n := startNode(t, memoryBackend(), gateway.Config{WriteDelay: gateway.MaxWriteDelay, SendQueue: queue, RateLimit: 10000})
+	alice, bob := n.user("alice"), n.user("bob")
+	var wg sync.WaitGroup
+	for _, c := range []*client{alice, bob} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range burst {
+				if m := c.read(); m["type"] != "message" || m["message"] != fmt.Sprintf("m%d", i) {
+					t.Errorf("%s: frame %d is %v", c.login.Username, i, m)
+					return
+				}
+			}
+		}()
+	}
+	// A millisecond apart: the clients keep up with that, but a pause of a
+	// whole delay would let 64 frames pile up many times over.
+	for i := range burst {
+		time.Sleep(time.Millisecond)
+		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d"}`, i))
+	}
+	wg.Wait()
+}
