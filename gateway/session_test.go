@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirechat/chat/gateway"
+	"github.com/wirechat/chat/pubsub"
 )
 
 func TestMultiSession(t *testing.T) {
@@ -451,4 +452,19 @@ func TestWriteDelayNeverOverflowsTheQueue(t *testing.T) {
 		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d"}`, i))
 	}
 	wg.Wait()
+}
+
+// TestWriteDelayOutOfRange: New refuses a write delay below zero or above
+// MaxWriteDelay, before it connects anything.
+func TestWriteDelayOutOfRange(t *testing.T) {
+	for _, d := range []time.Duration{-time.Millisecond, gateway.MaxWriteDelay + time.Millisecond} {
+		deps := gateway.Deps{Connect: func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+			t.Fatalf("write delay %v: New connected the backend", d)
+			return nil, nil, nil
+		}}
+		if gw, err := gateway.New(context.Background(), gateway.Config{WriteDelay: d}, deps, testLogger(t)); err == nil {
+			gw.Shutdown(context.Background())
+			t.Errorf("write delay %v accepted", d)
+		}
+	}
 }
