@@ -26,7 +26,10 @@
 // order. Writing is a role (Session.writing, under Session.qmu): whoever
 // queues a frame for a session that nobody is writing to starts a writer
 // goroutine, which sends each batch with one system call (frameConn) and
-// exits when the queue is empty. Only the role holder writes data frames
+// exits when the queue is empty. With Config.WriteDelay, the writer of a
+// busy connection keeps the role for the delay after each write (pause),
+// so that what arrives meanwhile shares the next one; send and close end
+// the pause early. Only the role holder writes data frames
 // and only it performs the close handshake. Everyone else hands frames over
 // through send, which never blocks: a full queue closes the session with
 // 1008 (the client cannot keep up) and leaves everyone else untouched.

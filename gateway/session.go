@@ -175,7 +175,7 @@ func (s *Session) writeRun() {
 
 // pause holds the writer role for d, so that the frames queued meanwhile go
 // out in one write. It ends early when the queue fills to half the send
-// queue limit (a client that keeps reading is never closed because of the
+// queue limit (a client that keeps reading is not closed because of the
 // delay: in a burst, such as the join events of a large channel filling up,
 // the writer writes as if there were no delay) and when the session closes.
 func (s *Session) pause(d time.Duration) {
@@ -218,7 +218,7 @@ func (s *Session) pause(d time.Duration) {
 // never held back.
 func (s *Session) busy(n int, d time.Duration) bool {
 	now := int64(time.Since(monoEpoch))
-	quiet := 4 * int64(d) // a first write, or one after a pause, counts as this
+	quiet := 4 * int64(d) // a first write, or one after a quiet spell, counts as this
 	gap := quiet
 	if s.lastWrite != 0 {
 		gap = min((now-s.lastWrite)/int64(n), quiet)
