@@ -429,7 +429,7 @@ func TestWriteDelayHoldsBackNothingOnQuietConnection(t *testing.T) {
 // even when the delay is far longer than the stream takes to fill the
 // queue.
 func TestWriteDelayNeverOverflowsTheQueue(t *testing.T) {
-	const queue, burst = 64, 600
+	const queue, burst = 256, 1000
 	n := startNode(t, memoryBackend(), gateway.Config{WriteDelay: gateway.MaxWriteDelay, SendQueue: queue, RateLimit: 10000})
 	alice, bob := n.user("alice"), n.user("bob")
 	var wg sync.WaitGroup
@@ -446,7 +446,8 @@ func TestWriteDelayNeverOverflowsTheQueue(t *testing.T) {
 		}()
 	}
 	// A millisecond apart: the clients keep up with that, but a pause of a
-	// whole delay would let 64 frames pile up many times over.
+	// whole delay would let the queue's 256 frames pile up several times
+	// over.
 	for i := range burst {
 		time.Sleep(time.Millisecond)
 		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d"}`, i))
