@@ -378,7 +378,6 @@ func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, c
 		srv:      s,
 		conn:     conn,
 		frames:   fc,
-		log:      s.log.With("conn", connID, "user", login.UserID),
 		writing:  true, // the welcome goes first
 		finished: make(chan struct{}),
 		topics:   make(map[string]struct{}),
@@ -402,7 +401,7 @@ func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, c
 	welcome, err := s.attach(sess)
 	if err != nil {
 		perr := toProto(err, "")
-		sess.log.Warn("attach session failed", "err", err)
+		sess.logger().Warn("attach session failed", "err", err)
 		if perr.code == protocol.CodeUnavailable {
 			conn.Close(websocket.StatusTryAgainLater, "backend unavailable")
 		} else {
@@ -416,7 +415,7 @@ func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, c
 		conn.CloseNow()
 		return nil, end
 	}
-	sess.log.Debug("session open")
+	sess.debug("session open")
 
 	// The timer is armed only after the field is set: pingPeer reads it.
 	sess.ping = time.AfterFunc(time.Hour, sess.pingPeer)

@@ -42,7 +42,6 @@ type Session struct {
 	conn    *websocket.Conn
 	frames  *frameConn    // the socket under conn; data frames go here
 	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
-	log     *slog.Logger  // immutable
 
 	qmu     sync.Mutex
 	queue   [][]byte // guarded by qmu: frames waiting for the writer
@@ -74,6 +73,20 @@ type Session struct {
 
 func (s *Session) closedLocked() bool { return s.gone }
 
+// logger is the node's logger with the connection and the user. It is made
+// when something is logged rather than kept: every idle connection would
+// pay a few hundred bytes for it.
+func (s *Session) logger() *slog.Logger {
+	return s.srv.log.With("conn", s.id, "user", s.login.UserID)
+}
+
+// debug logs at debug level, making the logger only if that level is on.
+func (s *Session) debug(msg string, args ...any) {
+	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.logger().Debug(msg, args...)
+	}
+}
+
 // send queues frame for the writer without blocking. A full queue means the
 // client cannot keep up: the session closes with 1008.
 func (s *Session) send(frame []byte) {
@@ -85,7 +98,7 @@ func (s *Session) send(frame []byte) {
 		s.qmu.Unlock()
 		if s.close(statusPolicy, "too slow: send queue overflow") {
 			s.srv.metrics.slowConsumers.Inc()
-			s.log.Warn("slow consumer closed", "queue", s.srv.cfg.SendQueue)
+			s.logger().Warn("slow consumer closed", "queue", s.srv.cfg.SendQueue)
 		}
 		return
 	}
@@ -255,7 +268,7 @@ func (s *Session) pingPeer() {
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
 		if !s.closing.Load() {
-			s.log.Info("peer did not answer ping", "err", err)
+			s.logger().Info("peer did not answer ping", "err", err)
 			s.close(0, "")
 		}
 		return
@@ -306,12 +319,12 @@ func (s *Session) readLoop(ctx context.Context) {
 			return
 		}
 		if typ != websocket.MessageText {
-			s.log.Warn("binary frame, closing")
+			s.logger().Warn("binary frame, closing")
 			s.close(statusUnsupported, "binary frames are not accepted")
 			return
 		}
 		if !utf8.Valid(data) {
-			s.log.Warn("invalid UTF-8, closing")
+			s.logger().Warn("invalid UTF-8, closing")
 			s.close(statusInvalidData, "text frame is not valid UTF-8")
 			return
 		}
@@ -327,12 +340,12 @@ func (s *Session) endRead(err error) {
 		// same code lets the handshake drain the rest of the oversized
 		// frame and wait for the client's answer, instead of resetting
 		// the connection under it (frameConn drops the second close frame).
-		s.log.Warn("frame over the size limit, closing")
+		s.logger().Warn("frame over the size limit, closing")
 		s.close(websocket.StatusMessageTooBig, "frame too big")
 		return
 	case code == statusNormal || code == statusGoingAway:
 	case code == -1 && !errors.Is(err, context.Canceled):
-		s.log.Debug("connection ended", "err", err)
+		s.debug("connection ended", "err", err)
 	}
 	s.close(0, "")
 }
@@ -364,9 +377,9 @@ func (s *Session) handle(ctx context.Context, data []byte) {
 	if err := s.srv.dispatch(ctx, s, req); err != nil {
 		perr = toProto(err, req.Target)
 		if perr.code == protocol.CodeInternal {
-			s.log.Error("request failed", "type", req.Type, "action", req.Action, "err", err)
+			s.logger().Error("request failed", "type", req.Type, "action", req.Action, "err", err)
 		} else if perr.code == protocol.CodeUnavailable {
-			s.log.Warn("request failed: backend unavailable", "type", req.Type, "action", req.Action, "err", err)
+			s.logger().Warn("request failed: backend unavailable", "type", req.Type, "action", req.Action, "err", err)
 		}
 	}
 	s.reply(id, perr)
