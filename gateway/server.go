@@ -401,7 +401,7 @@ func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, c
 	welcome, err := s.attach(sess)
 	if err != nil {
 		perr := toProto(err, "")
-		sess.logger().Warn("attach session failed", "err", err)
+		sess.log(slog.LevelWarn, "attach session failed", "err", err)
 		if perr.code == protocol.CodeUnavailable {
 			conn.Close(websocket.StatusTryAgainLater, "backend unavailable")
 		} else {
@@ -415,7 +415,7 @@ func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, c
 		conn.CloseNow()
 		return nil, end
 	}
-	sess.debug("session open")
+	sess.log(slog.LevelDebug, "session open")
 
 	// The timer is armed only after the field is set: pingPeer reads it.
 	sess.ping = time.AfterFunc(time.Hour, sess.pingPeer)

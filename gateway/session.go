@@ -73,18 +73,16 @@ type Session struct {
 
 func (s *Session) closedLocked() bool { return s.gone }
 
-// logger is the node's logger with the connection and the user. It is made
-// when something is logged rather than kept: every idle connection would
-// pay a few hundred bytes for it.
-func (s *Session) logger() *slog.Logger {
-	return s.srv.log.With("conn", s.id, "user", s.login.UserID)
-}
-
-// debug logs at debug level, making the logger only if that level is on.
-func (s *Session) debug(msg string, args ...any) {
-	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.logger().Debug(msg, args...)
+// log writes a line with the connection and the user, at level. The
+// session keeps no logger of its own: a clone with those attributes would
+// cost every idle connection a few hundred bytes, and each line that is
+// written (or not, below the level) nothing more than its arguments.
+func (s *Session) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !s.srv.log.Enabled(ctx, level) {
+		return
 	}
+	s.srv.log.Log(ctx, level, msg, append([]any{"conn", s.id, "user", s.login.UserID}, args...)...)
 }
 
 // send queues frame for the writer without blocking. A full queue means the
@@ -98,12 +96,12 @@ func (s *Session) send(frame []byte) {
 		s.qmu.Unlock()
 		if s.close(statusPolicy, "too slow: send queue overflow") {
 			s.srv.metrics.slowConsumers.Inc()
-			s.logger().Warn("slow consumer closed", "queue", s.srv.cfg.SendQueue)
+			s.log(slog.LevelWarn, "slow consumer closed", "queue", s.srv.cfg.SendQueue)
 		}
 		return
 	}
 	s.queue = append(s.queue, frame)
-	if s.pausing && len(s.queue) >= s.srv.cfg.SendQueue/2 {
+	if s.pausing && len(s.queue) >= s.pauseLimit() {
 		s.wakeLocked() // the delay must never be what overflows the queue
 	}
 	start := !s.writing
@@ -193,7 +191,7 @@ func (s *Session) writeRun() {
 // the writer writes as if there were no delay) and when the session closes.
 func (s *Session) pause(d time.Duration) {
 	s.qmu.Lock()
-	if s.closing.Load() || len(s.queue) >= s.srv.cfg.SendQueue/2 {
+	if s.closing.Load() || len(s.queue) >= s.pauseLimit() {
 		s.qmu.Unlock()
 		return
 	}
@@ -203,6 +201,8 @@ func (s *Session) pause(d time.Duration) {
 	s.pausing = true
 	s.qmu.Unlock()
 
+	// Timers are synchronous since Go 1.23 (go.mod says 1.26): after Stop
+	// or Reset no stale tick is left in the channel.
 	if s.pauseTimer == nil {
 		s.pauseTimer = time.NewTimer(d)
 	} else {
@@ -222,6 +222,9 @@ func (s *Session) pause(d time.Duration) {
 	}
 	s.qmu.Unlock()
 }
+
+// pauseLimit is the queue length that ends a pause: half the send queue.
+func (s *Session) pauseLimit() int { return max(s.srv.cfg.SendQueue/2, 1) }
 
 // busy records a write of n frames and reports whether the connection gets
 // more than two frames per delay d on average, recently: only then does the
@@ -268,7 +271,7 @@ func (s *Session) pingPeer() {
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
 		if !s.closing.Load() {
-			s.logger().Info("peer did not answer ping", "err", err)
+			s.log(slog.LevelInfo, "peer did not answer ping", "err", err)
 			s.close(0, "")
 		}
 		return
@@ -319,12 +322,12 @@ func (s *Session) readLoop(ctx context.Context) {
 			return
 		}
 		if typ != websocket.MessageText {
-			s.logger().Warn("binary frame, closing")
+			s.log(slog.LevelWarn, "binary frame, closing")
 			s.close(statusUnsupported, "binary frames are not accepted")
 			return
 		}
 		if !utf8.Valid(data) {
-			s.logger().Warn("invalid UTF-8, closing")
+			s.log(slog.LevelWarn, "invalid UTF-8, closing")
 			s.close(statusInvalidData, "text frame is not valid UTF-8")
 			return
 		}
@@ -340,12 +343,12 @@ func (s *Session) endRead(err error) {
 		// same code lets the handshake drain the rest of the oversized
 		// frame and wait for the client's answer, instead of resetting
 		// the connection under it (frameConn drops the second close frame).
-		s.logger().Warn("frame over the size limit, closing")
+		s.log(slog.LevelWarn, "frame over the size limit, closing")
 		s.close(websocket.StatusMessageTooBig, "frame too big")
 		return
 	case code == statusNormal || code == statusGoingAway:
 	case code == -1 && !errors.Is(err, context.Canceled):
-		s.debug("connection ended", "err", err)
+		s.log(slog.LevelDebug, "connection ended", "err", err)
 	}
 	s.close(0, "")
 }
@@ -377,9 +380,9 @@ func (s *Session) handle(ctx context.Context, data []byte) {
 	if err := s.srv.dispatch(ctx, s, req); err != nil {
 		perr = toProto(err, req.Target)
 		if perr.code == protocol.CodeInternal {
-			s.logger().Error("request failed", "type", req.Type, "action", req.Action, "err", err)
+			s.log(slog.LevelError, "request failed", "type", req.Type, "action", req.Action, "err", err)
 		} else if perr.code == protocol.CodeUnavailable {
-			s.logger().Warn("request failed: backend unavailable", "type", req.Type, "action", req.Action, "err", err)
+			s.log(slog.LevelWarn, "request failed: backend unavailable", "type", req.Type, "action", req.Action, "err", err)
 		}
 	}
 	s.reply(id, perr)

@@ -445,11 +445,13 @@ func TestWriteDelayNeverOverflowsTheQueue(t *testing.T) {
 			}
 		}()
 	}
-	// A millisecond apart: the clients keep up with that, but a pause of a
-	// whole delay would let the queue's 256 frames pile up several times
-	// over.
+	// Ten every 10 ms, about 1000 a second however coarse the sleeps: the
+	// clients keep up with that, but a pause of a whole delay would let
+	// the queue's 256 frames pile up several times over.
 	for i := range burst {
-		time.Sleep(time.Millisecond)
+		if i%10 == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
 		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d"}`, i))
 	}
 	wg.Wait()
