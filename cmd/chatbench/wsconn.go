@@ -569,9 +569,21 @@ func (c *wsConn) writeClose(code int, reason string) error {
 	p := buf[:0]
 	if code != closeNoStatus {
 		p = binary.BigEndian.AppendUint16(p, uint16(code))
-		p = append(p, reason[:min(len(reason), maxControlPayload-2)]...)
+		p = append(p, truncateUTF8(reason, maxControlPayload-2)...)
 	}
 	return c.writeFrame(opClose, p, time.Now().Add(controlWriteTimeout))
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character: a
+// close reason must be valid UTF-8 (RFC 6455 section 5.5.1).
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // writeFrame writes one frame with wmu held. The socket's write deadline

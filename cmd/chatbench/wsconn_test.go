@@ -694,3 +694,21 @@ func TestWSConnAgainstChatd(t *testing.T) {
 		t.Errorf("read loop ended with %v, want the server's close 1000", err)
 	}
 }
+
+func TestTruncateUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"done", 10, "done"},
+		{"done", 2, "do"},
+		{"héllo", 2, "h"}, // é is two bytes: not split
+		{"héllo", 3, "hé"},
+		{"€", 2, ""},
+	} {
+		if got := truncateUTF8(tc.in, tc.n); got != tc.want {
+			t.Errorf("truncateUTF8(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
