@@ -47,6 +47,7 @@ type bench struct {
 
 	open  atomic.Int64
 	hist  atomic.Pointer[Histogram] // latency of the current phase
+	win   atomic.Pointer[Histogram] // latency since the last progress line
 	sent  atomic.Uint64             // messages written, for progress
 	stage atomic.Pointer[string]
 
@@ -73,6 +74,7 @@ func newBench(cfg Config) *bench {
 		disconnectsAt: make(map[string]uint64),
 	}
 	b.hist.Store(new(Histogram))
+	b.win.Store(new(Histogram))
 	b.setStage("start")
 	return b
 }
@@ -457,9 +459,15 @@ func (b *bench) progress(ctx context.Context, w io.Writer) {
 		errs, disc := sum(b.errs), sum(b.disconnects)
 		b.mu.Unlock()
 		sent := b.sent.Load()
-		fmt.Fprintf(w, "chatbench %s %5.0fs %-14s conns %d  sent %d (%d/s)  delivered %d (%d/s)  events %d  errors %d  disconnects %d\n",
+		// The window's p99 and max tell a steady tail from a stall.
+		win := b.win.Swap(new(Histogram))
+		lat := ""
+		if win.Count() > 0 {
+			lat = fmt.Sprintf("  p99 %.1f ms  max %.1f ms", ms(win.Quantile(0.99)), ms(win.Max()))
+		}
+		fmt.Fprintf(w, "chatbench %s %5.0fs %-14s conns %d  sent %d (%d/s)  delivered %d (%d/s)%s  events %d  errors %d  disconnects %d\n",
 			b.cfg.Scenario, time.Since(start).Seconds(), *b.stage.Load(), b.open.Load(),
-			sent, sent-lastSent, del, del-lastDel, events, errs, disc)
+			sent, sent-lastSent, del, del-lastDel, lat, events, errs, disc)
 		lastSent, lastDel = sent, del
 	}
 }

@@ -221,7 +221,9 @@ func (c *client) onMessage(target, text []byte) {
 	if d != duplicate {
 		c.fresh.Add(1)
 		c.lastFresh.Store(now)
-		c.b.hist.Load().Record(time.Duration(now - sentAt))
+		lat := time.Duration(now - sentAt)
+		c.b.hist.Load().Record(lat)
+		c.b.win.Load().Record(lat)
 	}
 }
 
