@@ -71,6 +71,7 @@ const (
 	closeProtocol    = 1002
 	closeUnsupported = 1003
 	closeNoStatus    = 1005 // not on the wire: the peer's close frame had no code
+	closeInvalidData = 1007
 	closeTooBig      = 1009
 )
 
@@ -320,6 +321,12 @@ func (c *wsConn) Read() ([]byte, error) {
 		c.consumed = 0
 	}
 	p, err := c.readMessage()
+	if err == nil && !utf8.Valid(p) {
+		// Section 8.1: a text message that is not UTF-8 fails the
+		// connection. chatd must never send one; if it does, the run
+		// reports the disconnect rather than counting garbage.
+		err = &streamError{closeInvalidData, "text message is not valid UTF-8"}
+	}
 	if err != nil {
 		c.endRead(err)
 		return nil, err
@@ -341,6 +348,9 @@ func (c *wsConn) endRead(err error) {
 
 // readMessage reads frames until a data message is complete.
 func (c *wsConn) readMessage() ([]byte, error) {
+	if cap(c.msg) > keptMessageBuffer {
+		c.msg = nil // one large message does not cost the connection for good
+	}
 	c.msg = c.msg[:0]
 	fragmented := false
 	for {
@@ -390,6 +400,10 @@ func checkDataFrame(h frameHeader, fragmented bool) error {
 	}
 	return nil
 }
+
+// keptMessageBuffer is the largest message buffer a connection keeps
+// between messages.
+const keptMessageBuffer = 64 << 10
 
 // readHeader parses the next frame's header from the read buffer, without
 // consuming it (section 5.2).

@@ -512,6 +512,48 @@ func TestWSConnMessageOverTheReadLimit(t *testing.T) {
 	}
 }
 
+func TestWSConnRefusesInvalidUTF8(t *testing.T) {
+	bad := frame(true, opText, []byte("caf\xc3"))
+	// A fragment may end inside a character; the message must not.
+	split := append(frame(false, opText, []byte("caf\xc3")), frame(true, opContinuation, []byte("\xa9"))...)
+	got := make(chan clientFrame, 1)
+	base := rawPeer(t, append(split, bad...), func(nc net.Conn, br *bufio.Reader) {
+		defer nc.Close()
+		f, _ := readClientFrame(br)
+		got <- f
+	})
+	c := dialTest(t, base, "t")
+	if p, err := c.Read(); err != nil || string(p) != "café" {
+		t.Fatalf("Read = %q, %v; want café", p, err)
+	}
+	_, err := c.Read()
+	var se *streamError
+	if !errors.As(err, &se) || se.code != closeInvalidData {
+		t.Fatalf("Read error %v, want a stream error 1007", err)
+	}
+	if f := recv(t, got); f.op != opClose || len(f.payload) < 2 || binary.BigEndian.Uint16(f.payload) != closeInvalidData {
+		t.Errorf("peer got op %#x payload %q, want a close frame with 1007", f.op, f.payload)
+	}
+}
+
+func TestWSConnDropsALargeMessageBuffer(t *testing.T) {
+	base := coderPeer(t, func(ctx context.Context, conn *websocket.Conn) {
+		conn.Write(ctx, websocket.MessageText, bytes.Repeat([]byte("x"), keptMessageBuffer+1))
+		conn.Write(ctx, websocket.MessageText, []byte("small"))
+		conn.Read(ctx)
+	})
+	c := dialTest(t, base, "t")
+	if p, err := c.Read(); err != nil || len(p) != keptMessageBuffer+1 {
+		t.Fatalf("Read = %d bytes, %v; want %d", len(p), err, keptMessageBuffer+1)
+	}
+	if p, err := c.Read(); err != nil || string(p) != "small" {
+		t.Fatalf("Read = %q, %v; want small", p, err)
+	}
+	if cap(c.msg) > keptMessageBuffer {
+		t.Errorf("the connection kept a %d-byte message buffer", cap(c.msg))
+	}
+}
+
 func TestWSConnWritesMaskedFrames(t *testing.T) {
 	sizes := []int{0, 1, 7, 8, 9, 125, 126, 127, 65535, 65536, 200000}
 	got := make(chan []byte, len(sizes))
