@@ -62,11 +62,13 @@ type Config struct {
 	WriteTimeout time.Duration
 
 	// WriteDelay (at most MaxWriteDelay) is the least time between two
-	// writes to a busy socket, one that gets more than two frames per
-	// WriteDelay on average: frames queued meanwhile wait and go out
-	// together in one system call. Other sockets, and the first frame
-	// after a quiet spell, are written at once. Zero writes whenever a
-	// frame is queued and no write is in progress.
+	// writes to a socket that is busy and behind: it gets more than two
+	// frames per WriteDelay on average, and its writes already carry two
+	// and a half frames or more on average (frames come faster than the
+	// node writes them one by one). Frames queued meanwhile wait and go out
+	// together in one system call. Every other socket, however busy, and
+	// the first frame after a quiet spell, is written at once. Zero writes
+	// whenever a frame is queued and no write is in progress.
 	WriteDelay time.Duration
 
 	// AllowedOrigins are host patterns (path.Match syntax, e.g.

@@ -49,13 +49,15 @@ type Session struct {
 	spare   [][]byte // owned by the writer role: the last batch, reused
 
 	// For Config.WriteDelay. Owned by the writer role: when the last batch
-	// was written and the average time between the frames written
-	// (exponentially weighted), both in nanoseconds of the monotonic clock,
-	// and the timer of its pauses. pausing and wake are guarded by qmu:
-	// the writer is waiting out a delay, and wakes early on a token in wake
-	// (made at the first pause).
+	// was written and the average time between the frames written, both in
+	// nanoseconds of the monotonic clock; the average number of frames per
+	// write, times 16 (both averages exponentially weighted); and the timer
+	// of its pauses. pausing and wake are guarded by qmu: the writer is
+	// waiting out a delay, and wakes early on a token in wake (made at the
+	// first pause).
 	lastWrite  int64
 	frameGap   int64
+	batch16    int64
 	pauseTimer *time.Timer
 	pausing    bool
 	wake       chan struct{}
@@ -178,7 +180,7 @@ func (s *Session) writeRun() {
 			s.close(0, "")
 			continue
 		}
-		if d := s.srv.cfg.WriteDelay; d > 0 && s.busy(n, d) {
+		if d := s.srv.cfg.WriteDelay; d > 0 && s.behind(int64(time.Since(monoEpoch)), n, d) {
 			s.pause(d)
 		}
 	}
@@ -226,14 +228,26 @@ func (s *Session) pause(d time.Duration) {
 // pauseLimit is the queue length that ends a pause: half the send queue.
 func (s *Session) pauseLimit() int { return max(s.srv.cfg.SendQueue/2, 1) }
 
-// busy records a write of n frames and reports whether the connection gets
-// more than two frames per delay d on average, recently: only then does the
-// writer wait d before its next write, so that what arrives meanwhile (two
-// frames or more, expectedly) shares one system call. A connection that gets
-// an ack and an echo together now and then is not busy, and its frames are
-// never held back.
-func (s *Session) busy(n int, d time.Duration) bool {
-	now := int64(time.Since(monoEpoch))
+// behind records a write of n frames at now (monotonic nanoseconds) and
+// reports whether the writer should wait d before its next write, so that
+// what arrives meanwhile shares one system call. It should when, recently,
+// the connection is both
+//
+//   - busy: it gets more than two frames per delay d on average, so a
+//     pause gathers a few of them; and
+//   - behind: its writes carry two and a half frames or more on average,
+//     so frames already arrive faster than the node writes them one by
+//     one, which is what a node short of CPU looks like from a socket.
+//
+// A connection that keeps up is never held back, however busy: every frame
+// is written alone, or with the one that came with it (an ack and its
+// echo). A member of a large, busy channel on a node that cannot write
+// each delivery on its own falls behind, and only then do the pauses trade
+// a few milliseconds for far fewer system calls. Once pausing, its writes
+// carry about rate times d frames, so it keeps pausing while that is two
+// and a half or more (125 frames a second at 20 ms), and stops when the
+// stream thins out or goes quiet.
+func (s *Session) behind(now int64, n int, d time.Duration) bool {
 	quiet := 4 * int64(d) // a first write, or one after a quiet spell, counts as this
 	gap := quiet
 	if s.lastWrite != 0 {
@@ -245,8 +259,17 @@ func (s *Session) busy(n int, d time.Duration) bool {
 	} else {
 		s.frameGap += (gap - s.frameGap) / 8
 	}
-	return s.frameGap < int64(d)/2
+	if s.batch16 == 0 {
+		s.batch16 = 16 * int64(n)
+	} else {
+		s.batch16 += (16*int64(n) - s.batch16) / 8
+	}
+	return s.frameGap < int64(d)/2 && s.batch16 >= behindBatch16
 }
+
+// behindBatch16 is the average number of frames per write, times 16, from
+// which a busy connection counts as behind: two and a half.
+const behindBatch16 = 40
 
 // monoEpoch is the origin of the session's monotonic write times.
 var monoEpoch = time.Now()

@@ -1,0 +1,21 @@
+package gateway
+
+// QueueFrames queues frames back to back for every session on this node of
+// the user with that username, as a fan-out does, and returns how many
+// sessions got them.
+func (s *Server) QueueFrames(username string, frames ...[]byte) int {
+	var to []*Session
+	s.mu.Lock()
+	for sess := range s.sessions {
+		if sess.login.Username == username {
+			to = append(to, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range to {
+		for _, f := range frames {
+			sess.send(f)
+		}
+	}
+	return len(to)
+}
