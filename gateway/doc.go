@@ -27,7 +27,8 @@
 // queues a frame for a session that nobody is writing to starts a writer
 // goroutine, which sends each batch with one system call (frameConn) and
 // exits when the queue is empty. With Config.WriteDelay, the writer of a
-// busy connection keeps the role for the delay after each write (pause),
+// connection that is busy and behind (Session.behind) keeps the role for
+// the delay after each write (pause),
 // so that what arrives meanwhile shares the next one; send and close end
 // the pause early. Only the role holder writes data frames
 // and only it performs the close handshake. Everyone else hands frames over

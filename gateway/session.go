@@ -45,6 +45,7 @@ type Session struct {
 
 	qmu     sync.Mutex
 	queue   [][]byte // guarded by qmu: frames waiting for the writer
+	replies int      // guarded by qmu: how many of them are replies (sendReply)
 	writing bool     // guarded by qmu: someone holds the writer role
 	spare   [][]byte // owned by the writer role: the last batch, reused
 
@@ -89,7 +90,13 @@ func (s *Session) log(level slog.Level, msg string, args ...any) {
 
 // send queues frame for the writer without blocking. A full queue means the
 // client cannot keep up: the session closes with 1008.
-func (s *Session) send(frame []byte) {
+func (s *Session) send(frame []byte) { s.enqueue(frame, false) }
+
+// sendReply is send for a reply to the client's own request (an ack or an
+// error): the write delay does not count replies (see behind).
+func (s *Session) sendReply(frame []byte) { s.enqueue(frame, true) }
+
+func (s *Session) enqueue(frame []byte, reply bool) {
 	if s.closing.Load() {
 		return
 	}
@@ -103,6 +110,9 @@ func (s *Session) send(frame []byte) {
 		return
 	}
 	s.queue = append(s.queue, frame)
+	if reply {
+		s.replies++
+	}
 	if s.pausing && len(s.queue) >= s.pauseLimit() {
 		s.wakeLocked() // the delay must never be what overflows the queue
 	}
@@ -174,8 +184,9 @@ func (s *Session) writeRun() {
 			return
 		}
 		s.queue, s.spare = s.spare[:0], nil
+		n := len(batch) - s.replies
+		s.replies = 0
 		s.qmu.Unlock()
-		n := len(batch)
 		if err := s.writeBatch(batch); err != nil {
 			s.close(0, "")
 			continue
@@ -228,8 +239,8 @@ func (s *Session) pause(d time.Duration) {
 // pauseLimit is the queue length that ends a pause: half the send queue.
 func (s *Session) pauseLimit() int { return max(s.srv.cfg.SendQueue/2, 1) }
 
-// behind records a write of n frames at now (monotonic nanoseconds) and
-// reports whether the writer should wait d before its next write, so that
+// behind records a write of n frames (replies not counted) at now
+// (monotonic nanoseconds) and reports whether the writer should wait d before its next write, so that
 // what arrives meanwhile shares one system call. It should when, recently,
 // the connection is both
 //
@@ -240,14 +251,24 @@ func (s *Session) pauseLimit() int { return max(s.srv.cfg.SendQueue/2, 1) }
 //     one, which is what a node short of CPU looks like from a socket.
 //
 // A connection that keeps up is never held back, however busy: every frame
-// is written alone, or with the one that came with it (an ack and its
-// echo). A member of a large, busy channel on a node that cannot write
-// each delivery on its own falls behind, and only then do the pauses trade
-// a few milliseconds for far fewer system calls. Once pausing, its writes
-// carry about rate times d frames, so it keeps pausing while that is two
-// and a half or more (125 frames a second at 20 ms), and stops when the
-// stream thins out or goes quiet.
+// is written alone, or with the one that came with it. A member of a
+// large, busy channel on a node that cannot write each delivery on its own
+// falls behind, and only then do the pauses trade a few milliseconds for
+// far fewer system calls. Once pausing, its writes carry about rate times
+// d frames, so it keeps pausing while that is two and a half or more (125
+// frames a second at 20 ms), and stops when the stream thins out or goes
+// quiet.
+//
+// Replies (acks and errors) are not counted: the client paces them with
+// its own requests, and they arrive with the copies of its messages, so
+// counting them made a client that sends 100 messages a second to a quiet
+// channel look busy and behind (an ack and an echo per write), and a
+// burst of join events at its start kept it pausing, echoes late by a
+// delay, for as long as it kept sending.
 func (s *Session) behind(now int64, n int, d time.Duration) bool {
+	if n == 0 {
+		return false // replies only: nothing to tell
+	}
 	quiet := 4 * int64(d) // a first write, or one after a quiet spell, counts as this
 	gap := quiet
 	if s.lastWrite != 0 {
@@ -415,10 +436,10 @@ func (s *Session) handle(ctx context.Context, data []byte) {
 func (s *Session) reply(id string, perr *protoError) {
 	if perr != nil {
 		s.srv.metrics.errors.WithLabelValues(string(perr.code)).Inc()
-		s.send(mustJSON(protocol.Error{Type: protocol.TypeError, Code: perr.code, Message: perr.msg, ID: id}))
+		s.sendReply(mustJSON(protocol.Error{Type: protocol.TypeError, Code: perr.code, Message: perr.msg, ID: id}))
 		return
 	}
 	if id != "" {
-		s.send(mustJSON(protocol.Ack{Type: protocol.TypeAck, ID: id}))
+		s.sendReply(mustJSON(protocol.Ack{Type: protocol.TypeAck, ID: id}))
 	}
 }

@@ -429,6 +429,57 @@ func TestWriteDelayLeavesBusyConnectionThatKeepsUp(t *testing.T) {
 	t.Logf("%v writes for %d frames", writes()-before, frames)
 }
 
+// TestWriteDelayDoesNotCountReplies: a client that sends 100 messages a
+// second gets an ack and a copy of each, 200 frames a second, but only the
+// copies count towards the write delay: after a burst of events (as when
+// it joins a channel) it does not stay paused, holding its copies back,
+// for as long as it keeps sending. Counted with the acks, each pause
+// gathered four frames, which looked behind, and it paused on.
+func TestWriteDelayDoesNotCountReplies(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{WriteDelay: 20 * time.Millisecond, RateLimit: 1000}, reg)
+	alice, bob := n.user("alice"), n.user("bob")
+	writes := func() float64 { return counter(t, reg, "chat_socket_writes_total", "") }
+
+	const burst = 64
+	for i := range 4 {
+		frames := make([][]byte, burst/4)
+		for j := range frames {
+			frames[j] = fmt.Appendf(nil, `{"type":"joined","channel":"#c","user":"u%d"}`, i*len(frames)+j)
+		}
+		n.gw.QueueFrames("bob", frames...)
+		time.Sleep(time.Millisecond)
+	}
+	for range burst {
+		bob.expect("joined")
+	}
+	eventually(t, 5*time.Second, "the burst's writes", func() bool { return writes() >= 3 })
+	before := writes()
+
+	// 1.5 s at 100 messages a second. Without pauses: a write per frame
+	// to alice (150) and one or two per message to bob (150-300). Paused
+	// on, bob's writes would be one per 20 ms (75).
+	const msgs = 150
+	for i := range msgs {
+		time.Sleep(10 * time.Millisecond)
+		bob.send(fmt.Sprintf(`{"type":"message","target":"@alice","message":"m%d","id":"i%d"}`, i, i))
+	}
+	for i := range msgs {
+		if m := alice.expect("message"); m["message"] != fmt.Sprintf("m%d", i) {
+			t.Fatalf("alice got %v, want m%d", m, i)
+		}
+	}
+	for i := range msgs {
+		id := fmt.Sprintf("i%d", i)
+		bob.expectAck(id)
+		if m := bob.expect("message"); m["message"] != fmt.Sprintf("m%d", i) {
+			t.Fatalf("bob got %v, want m%d", m, i)
+		}
+	}
+	eventually(t, 5*time.Second, "the messages' writes", func() bool { return writes()-before >= 2*msgs*9/10 })
+	t.Logf("%v writes for %d messages", writes()-before, msgs)
+}
+
 // TestWriteDelayHoldsBackNothingOnQuietConnection: a connection that gets
 // frames now and then (an ack and the sender's copy of a private message,
 // together) is not busy, and the delay never holds its frames back.

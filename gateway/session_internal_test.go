@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+)
+
+// writes drives Session.behind as writeRun does, for frames (not replies)
+// arriving at the given times: a write takes every frame that has arrived;
+// it comes at the next arrival, or, after a write that behind said to pause
+// after, the delay d later (if anything arrived meanwhile). It returns, per
+// write, its time and whether the writer paused after it.
+func writes(arrivals []time.Duration, d time.Duration) (at []time.Duration, paused []bool) {
+	s := &Session{}
+	next, pause := 0, false
+	var last time.Duration
+	for next < len(arrivals) {
+		w := arrivals[next]
+		if pause && last+d > w {
+			w = last + d
+		}
+		n := 0
+		for next < len(arrivals) && arrivals[next] <= w {
+			next++
+			n++
+		}
+		pause = s.behind(int64(w)+1, n, d) // +1: 0 means no write yet
+		last = w
+		at, paused = append(at, w), append(paused, pause)
+	}
+	return at, paused
+}
+
+// every returns n arrival times, one every gap from start, each repeated
+// per times (a burst of that many frames).
+func every(start, gap time.Duration, n, per int) []time.Duration {
+	var ts []time.Duration
+	for i := range n {
+		for range per {
+			ts = append(ts, start+time.Duration(i)*gap)
+		}
+	}
+	return ts
+}
+
+// TestBehindPausesAMemberThatFallsBehind: a member of a busy channel on a
+// node that cannot write each frame alone (frames come in threes, 200 a
+// second) is paused, and keeps pausing while the channel stays busy.
+func TestBehindPausesAMemberThatFallsBehind(t *testing.T) {
+	const d = 20 * time.Millisecond
+	at, paused := writes(every(0, 15*time.Millisecond, 200, 3), d)
+	first := -1
+	for i, p := range paused {
+		if p && first < 0 {
+			first = i
+		}
+		if first >= 0 && !p && i < len(paused)-1 {
+			t.Fatalf("write %d at %v: stopped pausing while the channel is still busy", i, at[i])
+		}
+	}
+	if first < 0 || at[first] > 500*time.Millisecond {
+		t.Fatalf("first pause after write %d: want one within 500 ms", first)
+	}
+}
+
+// TestBehindLeavesAConnectionThatKeepsUp: a frame every 5 ms, each written
+// on its own, is busy but never behind.
+func TestBehindLeavesAConnectionThatKeepsUp(t *testing.T) {
+	_, paused := writes(every(0, 5*time.Millisecond, 400, 1), 20*time.Millisecond)
+	for i, p := range paused {
+		if p {
+			t.Fatalf("write %d paused: a connection that keeps up was held back", i)
+		}
+	}
+}
+
+// TestBehindLetsGoOfAPublisher: a client sending 100 messages a second gets
+// its copies 100 a second (its acks are replies, which writeRun does not
+// count). After a burst of join events at its start it may pause, but a
+// pause gathers two copies, which is not behind, so it does not pause for
+// long. Fed its acks too (twice the frames), this connection paused for as
+// long as it kept sending.
+func TestBehindLetsGoOfAPublisher(t *testing.T) {
+	const d = 20 * time.Millisecond
+	arrivals := append(every(0, time.Millisecond, 4, 16), every(10*time.Millisecond, 10*time.Millisecond, 300, 1)...)
+	at, paused := writes(arrivals, d)
+	for i, p := range paused {
+		if p && at[i] > 500*time.Millisecond {
+			t.Fatalf("write %d at %v paused: still holding back a publisher's copies", i, at[i])
+		}
+	}
+}
