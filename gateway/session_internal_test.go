@@ -90,3 +90,16 @@ func TestBehindLetsGoOfAPublisher(t *testing.T) {
 		}
 	}
 }
+
+// TestBehindNoPauseAfterABurst: writes of a burst (here forty frames every
+// 5 ms, as when a channel fills up and every member gets the join events)
+// batch well on their own and are not followed by a pause, which would
+// only leave the queue fuller when the machine stalls.
+func TestBehindNoPauseAfterABurst(t *testing.T) {
+	_, paused := writes(every(0, 5*time.Millisecond, 100, 40), 20*time.Millisecond)
+	for i, p := range paused {
+		if p {
+			t.Fatalf("write %d of a burst paused", i)
+		}
+	}
+}
