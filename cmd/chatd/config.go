@@ -170,7 +170,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SendQueue:       e.positive("CHAT_SEND_QUEUE", 256),
 		PingInterval:    e.duration("CHAT_PING_INTERVAL", 20*time.Second),
 		WriteTimeout:    e.duration("CHAT_WRITE_TIMEOUT", 10*time.Second),
-		WriteDelay:      e.delay("CHAT_WRITE_DELAY", 0, gateway.MaxWriteDelay),
+		WriteDelay:      e.delay("CHAT_WRITE_DELAY", 20*time.Millisecond, gateway.MaxWriteDelay),
 		LogFormat:       e.oneOf("CHAT_LOG_FORMAT", "text", "text", "json"),
 		LogLevel:        e.oneOf("CHAT_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		DebugAddr:       e.str("CHAT_DEBUG_ADDR", ""),

@@ -20,7 +20,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Addr != ":8080" || c.RedisURL != "" || c.RedisPrefix != "chat:" || c.DevLogin ||
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
-		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 0 {
+		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
