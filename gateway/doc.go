@@ -28,10 +28,10 @@
 // goroutine, which sends each batch with one system call (frameConn) and
 // exits when the queue is empty. With Config.WriteDelay, the writer of a
 // connection that is busy and behind (Session.behind) keeps the role for
-// the delay after each write (pause),
-// so that what arrives meanwhile shares the next one; send and close end
-// the pause early. Only the role holder writes data frames
-// and only it performs the close handshake. Everyone else hands frames over
+// the delay after each write (pause), so that what arrives meanwhile shares
+// the next one; a queue half full and close end the pause early. Only the
+// role holder writes data frames and only it performs the close handshake.
+// Everyone else hands frames over
 // through send, which never blocks: a full queue closes the session with
 // 1008 (the client cannot keep up) and leaves everyone else untouched.
 //

@@ -19,3 +19,19 @@ func (s *Server) QueueFrames(username string, frames ...[]byte) int {
 	}
 	return len(to)
 }
+
+// Pauses returns how many write-delay pauses the sessions on this node of
+// the user with that username have begun.
+func (s *Server) Pauses(username string) int {
+	n := 0
+	s.mu.Lock()
+	for sess := range s.sessions {
+		if sess.login.Username == username {
+			sess.qmu.Lock()
+			n += int(sess.pauses)
+			sess.qmu.Unlock()
+		}
+	}
+	s.mu.Unlock()
+	return n
+}

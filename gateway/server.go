@@ -65,10 +65,13 @@ type Config struct {
 	// writes to a socket that is busy and behind: it gets more than two
 	// frames per WriteDelay on average, and its writes already carry two
 	// and a half frames or more on average (frames come faster than the
-	// node writes them one by one). Frames queued meanwhile wait and go out
-	// together in one system call. Every other socket, however busy, and
-	// the first frame after a quiet spell, is written at once. Zero writes
-	// whenever a frame is queued and no write is in progress.
+	// node writes them one by one). Replies (acks and errors) do not count.
+	// Frames queued meanwhile wait and go out together in one system call;
+	// a pause ends early when the queue is half full, and a write of 32
+	// frames or more (a burst) is followed by none. Every other socket,
+	// however busy, and the first frame after a quiet spell, is written at
+	// once. Zero writes whenever a frame is queued and no write is in
+	// progress.
 	WriteDelay time.Duration
 
 	// AllowedOrigins are host patterns (path.Match syntax, e.g.

@@ -52,15 +52,16 @@ type Session struct {
 	// For Config.WriteDelay. Owned by the writer role: when the last batch
 	// was written and the average time between the frames written, both in
 	// nanoseconds of the monotonic clock; the average number of frames per
-	// write, times 16 (both averages exponentially weighted); and the timer
-	// of its pauses. pausing and wake are guarded by qmu: the writer is
-	// waiting out a delay, and wakes early on a token in wake (made at the
-	// first pause).
+	// write, times 256 (both averages exponentially weighted); and the
+	// timer of its pauses. pausing, pauses and wake are guarded by qmu: the
+	// writer is waiting out a delay, how many pauses it began, and a token
+	// in wake (made at the first pause) ends a pause early.
 	lastWrite  int64
 	frameGap   int64
-	batch16    int64
+	batchAvg   int64
 	pauseTimer *time.Timer
 	pausing    bool
+	pauses     uint32
 	wake       chan struct{}
 
 	closing     atomic.Bool // set by close: send drops frames from then on
@@ -212,6 +213,7 @@ func (s *Session) pause(d time.Duration) {
 		s.wake = make(chan struct{}, 1)
 	}
 	s.pausing = true
+	s.pauses++
 	s.qmu.Unlock()
 
 	// Timers are synchronous since Go 1.23 (go.mod says 1.26): after Stop
@@ -250,26 +252,18 @@ func (s *Session) pauseLimit() int { return max(s.srv.cfg.SendQueue/2, 1) }
 //     so frames already arrive faster than the node writes them one by
 //     one, which is what a node short of CPU looks like from a socket.
 //
-// A connection that keeps up is never held back, however busy: every frame
-// is written alone, or with the one that came with it. A member of a
-// large, busy channel on a node that cannot write each delivery on its own
-// falls behind, and only then do the pauses trade a few milliseconds for
-// far fewer system calls. Once pausing, its writes carry about rate times
-// d frames, so it keeps pausing while that is two and a half or more (125
-// frames a second at 20 ms), and stops when the stream thins out or goes
-// quiet.
+// A connection that keeps up is never held back, however busy. Once
+// pausing, a write carries about rate times d frames, so the connection
+// keeps pausing while that is two and a half or more (125 frames a second
+// at 20 ms), and stops when the stream thins out or goes quiet.
 //
-// Replies (acks and errors) are not counted: the client paces them with
-// its own requests, and they arrive with the copies of its messages, so
-// counting them made a client that sends 100 messages a second to a quiet
-// channel look busy and behind (an ack and an echo per write), and a
-// burst of join events at its start kept it pausing, echoes late by a
-// delay, for as long as it kept sending.
-//
-// A write of burstBatch frames or more is never followed by a pause: a
-// burst batches well on its own. With pauses in the join storm of a
-// 1000-member channel, the queues sat fuller, and a stall of the machine
-// closed 19 members with 1008 in one sitting of five.
+// Replies (acks and errors) are not counted: the client paces them with its
+// own requests, and an ack comes with the copy of the client's message, so
+// with them a steady publisher looked behind. A write of burstBatch frames
+// or more is never followed by a pause: a burst (the join events of a
+// channel filling up) batches well on its own, and a pause would only leave
+// its queue fuller when the machine stalls. docs/performance.md has the
+// measurements behind each rule.
 func (s *Session) behind(now int64, n int, d time.Duration) bool {
 	if n == 0 {
 		return false // replies only: nothing to tell
@@ -285,21 +279,20 @@ func (s *Session) behind(now int64, n int, d time.Duration) bool {
 	} else {
 		s.frameGap += (gap - s.frameGap) / 8
 	}
-	if s.batch16 == 0 {
-		s.batch16 = 16 * int64(n)
+	// Times 256, so that the integer steps stop within 7/256 of a frame of
+	// a steady batch size, well clear of the threshold.
+	if s.batchAvg == 0 {
+		s.batchAvg = 256 * int64(n)
 	} else {
-		s.batch16 += (16*int64(n) - s.batch16) / 8
+		s.batchAvg += (256*int64(n) - s.batchAvg) / 8
 	}
-	// A burst (the join events of a channel filling up) batches well
-	// without a pause, and a pause would only leave its queue fuller when
-	// the machine stalls.
-	return n < burstBatch && s.frameGap < int64(d)/2 && s.batch16 >= behindBatch16
+	return n < burstBatch && s.frameGap < int64(d)/2 && s.batchAvg >= behindBatch
 }
 
 const (
-	// behindBatch16 is the average number of frames per write, times 16,
+	// behindBatch is the average number of frames per write, times 256,
 	// from which a busy connection counts as behind: two and a half.
-	behindBatch16 = 40
+	behindBatch = 640
 	// burstBatch is the smallest write that is not followed by a pause.
 	burstBatch = 32
 )
@@ -357,7 +350,7 @@ func (s *Session) finish() {
 	case statusNormal, statusGoingAway:
 		s.qmu.Lock()
 		batch := s.queue
-		s.queue = nil
+		s.queue, s.replies = nil, 0
 		s.qmu.Unlock()
 		if len(batch) > 0 {
 			if err := s.writeBatch(batch); err != nil {
