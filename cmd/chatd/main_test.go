@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,13 +176,10 @@ func TestProcess(t *testing.T) {
 				seen++
 			}
 		}
-		resp, err := http.Get(base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, want := range []string{
+		// A writer counts its frames just after the write returns, so the
+		// client may have read them before they are counted: look again
+		// for a few seconds before calling a line missing.
+		wants := []string{
 			"chat_connections 1",
 			"chat_connections_opened_total 1",
 			`chat_frames_in_total{type="message"} 1`,
@@ -195,14 +193,28 @@ func TestProcess(t *testing.T) {
 			"chat_pubsub_subscriptions 2",
 			"go_goroutines",
 			"process_resident_memory_bytes",
-		} {
-			found := false
-			for _, line := range strings.Split(string(b), "\n") {
-				found = found || line == want || strings.HasPrefix(line, want+" ")
+		}
+		var missing []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			resp, err := http.Get(base + "/metrics")
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !found {
-				t.Errorf("metrics lack %q", want)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			lines := strings.Split(string(b), "\n")
+			missing = missing[:0]
+			for _, want := range wants {
+				if !slices.ContainsFunc(lines, func(line string) bool { return line == want || strings.HasPrefix(line, want+" ") }) {
+					missing = append(missing, want)
+				}
 			}
+			if len(missing) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		for _, want := range missing {
+			t.Errorf("metrics lack %q", want)
 		}
 	})
 
