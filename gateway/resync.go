@@ -34,12 +34,7 @@ func (s *Server) watchHealth(ctx context.Context) {
 // broker restores the node's subscriptions, this restores which sessions
 // they serve.
 func (s *Server) resync(ctx context.Context) {
-	byUser := make(map[string][]*Session)
-	s.mu.Lock()
-	for sess := range s.sessions {
-		byUser[sess.login.UserID] = append(byUser[sess.login.UserID], sess)
-	}
-	s.mu.Unlock()
+	byUser := s.sessionsBy(func(sess *Session) string { return sess.login.UserID })
 	for uid, sessions := range byUser {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		joined, _, err := s.registry.Memberships(rctx, uid)

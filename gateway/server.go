@@ -540,15 +540,22 @@ func (s *Server) refreshPlaces(ctx context.Context) {
 	}
 }
 
+// sessionsBy returns the node's sessions grouped by key.
+func (s *Server) sessionsBy(key func(*Session) string) map[string][]*Session {
+	by := make(map[string][]*Session)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		k := key(sess)
+		by[k] = append(by[k], sess)
+	}
+	return by
+}
+
 // checkLogins closes the websockets of login sessions that are no longer
 // valid: 1008 if expired, 1000 if revoked.
 func (s *Server) checkLogins(ctx context.Context) {
-	byLogin := make(map[string][]*Session)
-	s.mu.Lock()
-	for sess := range s.sessions {
-		byLogin[sess.login.ID] = append(byLogin[sess.login.ID], sess)
-	}
-	s.mu.Unlock()
+	byLogin := s.sessionsBy(func(sess *Session) string { return sess.login.ID })
 	for _, sessions := range byLogin {
 		login := sessions[0].login
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
