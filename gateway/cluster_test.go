@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,32 +26,39 @@ import (
 // of a cluster on a Redis of t's own prefix.
 func redisCluster(t *testing.T) func() backend {
 	url, prefix := redistest.URL(t)
-	return func() backend {
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pubsub.TuneOptions(opts, 0)
-		client := redis.NewClient(opts)
-		t.Cleanup(func() { client.Close() }) // after the node, which is cleaned up first
-		return backend{
-			connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				r, err := pubsub.NewRedis(ctx, pubsub.RedisOptions{
-					Client:  client,
-					Prefix:  prefix,
-					NodeID:  fmt.Sprintf("node-%p", h),
-					Handler: h,
-					Logger:  testLogger(t),
-				})
-				if err != nil {
-					return nil, nil, err
-				}
-				return r, r, nil
-			},
-			store: auth.NewRedis(client, auth.RedisOptions{Prefix: prefix}),
-		}
+	return func() backend { return redisBackend(t, url, prefix, "") }
+}
+
+// redisBackend is the backend of a node on the Redis at url under prefix;
+// if addr is set, the node reaches that Redis at addr instead (a proxy).
+func redisBackend(t *testing.T, url, prefix, addr string) backend {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr != "" {
+		opts.Addr = addr
+	}
+	pubsub.TuneOptions(opts, 0)
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() }) // after the node, which is cleaned up first
+	return backend{
+		connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r, err := pubsub.NewRedis(ctx, pubsub.RedisOptions{
+				Client:  client,
+				Prefix:  prefix,
+				NodeID:  fmt.Sprintf("node-%p", h),
+				Handler: h,
+				Logger:  testLogger(t),
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			return r, r, nil
+		},
+		store: auth.NewRedis(client, auth.RedisOptions{Prefix: prefix}),
 	}
 }
 
@@ -445,4 +454,55 @@ func TestClusterJoinReachesOtherSessions(t *testing.T) {
 			expectEvent(t, c, "destroy", ch)
 		}
 	}
+}
+
+// TestClusterMissedChannelEvents: channels created and destroyed while a
+// node was cut off from Redis are told to the node's clients, once each,
+// when it is back.
+func TestClusterMissedChannelEvents(t *testing.T) {
+	url, prefix := redistest.URL(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := redistest.Proxy(t, opts.Addr)
+	n0 := startNode(t, redisBackend(t, url, prefix, ""), gateway.Config{NodeID: "n0"})
+	n1 := startNode(t, redisBackend(t, url, prefix, proxy.Listen), gateway.Config{NodeID: "n1"})
+	bob := n0.user("bob")
+	alice := n1.user("alice")
+	bob.do("create", "#old")
+	expectEvent(t, bob, "create", "#old")
+	expectEvent(t, alice, "create", "#old")
+
+	proxy.Stop()
+	eventually(t, 15*time.Second, "n1 not ready", func() bool { return !ready(t, n1) })
+	bob.do("create", "#new")
+	expectEvent(t, bob, "create", "#new")
+	bob.do("destroy", "#old")
+	expectEvent(t, bob, "destroy", "#old")
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "n1 ready again", func() bool { return ready(t, n1) })
+
+	var got []string
+	for range 2 {
+		m := alice.expect("event")
+		got = append(got, fmt.Sprint(m["event"], " ", m["identifier"]))
+	}
+	slices.Sort(got)
+	if want := []string{"create #new", "destroy #old"}; !slices.Equal(got, want) {
+		t.Fatalf("alice was told %q after the outage, want %q", got, want)
+	}
+	sentinel(t, bob, alice)
+}
+
+// ready reports whether n's /readyz answers 200.
+func ready(t *testing.T, n *node) bool {
+	resp, err := http.Get(n.http.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

@@ -84,7 +84,8 @@ func (s *Server) checkText(text string) error {
 // and only if the change was made.
 func (s *Server) create(ctx context.Context, sess *Session, channel string) error {
 	ev := channelEvent(channel, protocol.EventCreate)
-	return s.registry.CreateChannel(ctx, channel, sess.login.UserID, pubsub.Notice{Topic: clusterTopic, Payload: ev})
+	n := pubsub.Notice{Topic: clusterTopic, Payload: control(opCreate, channel, ev)}
+	return s.registry.CreateChannel(ctx, channel, sess.login.UserID, n)
 }
 
 func (s *Server) destroy(ctx context.Context, sess *Session, channel string) error {
@@ -93,7 +94,10 @@ func (s *Server) destroy(ctx context.Context, sess *Session, channel string) err
 		n := pubsub.Notice{Topic: clusterTopic, Payload: control(opDestroy, channel+" "+id, ev)}
 		_, err := s.registry.DestroyChannel(ctx, channel, sess.login.UserID, n)
 		return err
-	}, func() { s.router.drop(channelTopic(channel)) })
+	}, func() {
+		s.router.told.tell(channel, false, func() { s.router.forward(clusterTopic, ev) })
+		s.router.drop(channelTopic(channel))
+	})
 }
 
 func (s *Server) join(ctx context.Context, sess *Session, channel string) error {

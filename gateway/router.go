@@ -40,6 +40,9 @@ const (
 	// The arg may be followed by " " and a wait id, which the publishing
 	// node signals when it applies the notice.
 	opLeft = "left"
+	// opCreate on cluster: channel arg now exists; the frame (the create
+	// event) goes to every session.
+	opCreate = "create"
 	// opDestroy on cluster: channel arg is gone; the frame (the destroy
 	// event) goes to every session, then nobody receives c:arg any more.
 	// A wait id may follow, as for opLeft.
@@ -76,6 +79,9 @@ type router struct {
 
 	mu     sync.RWMutex
 	topics map[string]*topic // guarded by mu
+
+	// told is which channels the node's sessions have been told exist.
+	told channelBook
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{} // topics whose subscription needs a look
@@ -454,10 +460,30 @@ func (r *router) forward(name string, frame []byte) {
 func (r *router) control(name string, payload []byte) {
 	line, frame, _ := bytes.Cut(payload[1:], []byte{'\n'})
 	op, arg, _ := bytes.Cut(line, []byte{' '})
-	if len(frame) > 0 {
-		r.forward(name, frame)
+	send := func() {
+		if len(frame) > 0 {
+			r.forward(name, frame)
+		}
 	}
 	switch string(op) {
+	case opCreate:
+		r.told.tell(string(arg), true, send)
+	case opDestroy:
+		channel, id, _ := strings.Cut(string(arg), " ")
+		r.told.tell(channel, false, send)
+		r.drop(channelTopic(channel))
+		if id != "" {
+			r.signal(id)
+		}
+	default:
+		send()
+		r.apply(name, string(op), arg)
+	}
+}
+
+// apply carries out a control notice other than create and destroy.
+func (r *router) apply(name, op string, arg []byte) {
+	switch op {
 	case opJoin:
 		fields := strings.Fields(string(arg))
 		if len(fields) == 0 {
@@ -476,12 +502,6 @@ func (r *router) control(name string, payload []byte) {
 	case opLeft:
 		user, id, _ := strings.Cut(string(arg), " ")
 		r.remove(name, r.sessionsOf(userTopic(user))...)
-		if id != "" {
-			r.signal(id)
-		}
-	case opDestroy:
-		channel, id, _ := strings.Cut(string(arg), " ")
-		r.drop(channelTopic(channel))
 		if id != "" {
 			r.signal(id)
 		}

@@ -201,6 +201,11 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 			return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 		}
 	}
+	// The book starts from the registry; the notices take it from there.
+	if err := s.router.told.settle(func() ([]string, error) { return registry.Channels(ctx) }, func(string, bool) {}); err != nil {
+		broker.Close()
+		return nil, fmt.Errorf("read channels: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.router.reconcileLoop(s.ctx) }()

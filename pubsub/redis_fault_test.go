@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/wirechat/chat/internal/redistest"
 	"github.com/wirechat/chat/pubsub"
@@ -172,7 +169,7 @@ func TestRedisClientKillPubSub(t *testing.T) {
 // nothing. Only the heartbeat can tell.
 func TestRedisBlackhole(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	proxy := startProxy(t, srv.Addr)
+	proxy := redistest.Proxy(t, srv.Addr)
 	const prefix = "blackhole:"
 	rec := pubsubtest.NewRecorder()
 	a := newRedis(t, "redis://"+proxy.Listen+"/0", prefix, rec.Handle, nil)
@@ -222,19 +219,6 @@ func TestRedisBlackhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDelivery(t, b, rec, "v", 10)
-}
-
-// startProxy starts an embedded toxiproxy on 127.0.0.1 in front of
-// upstream.
-func startProxy(t *testing.T, upstream string) *toxiproxy.Proxy {
-	t.Helper()
-	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	proxy := toxiproxy.NewProxy(server, "redis", "127.0.0.1:0", upstream)
-	if err := proxy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Stop)
-	return proxy
 }
 
 func drain(ch chan bool) string {
