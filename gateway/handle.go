@@ -135,7 +135,7 @@ func (s *Server) join(ctx context.Context, sess *Session, channel string) error 
 		s.rollback(uid, channel)
 		return err
 	}
-	return s.publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))
+	return s.broker.Publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))
 }
 
 // rollback undoes a join whose subscription failed, so that the failed
@@ -178,17 +178,12 @@ func (s *Server) privateMessage(ctx context.Context, sess *Session, username, te
 	}
 	frame := s.message(sess, "@"+to.Username, text)
 	s.metrics.published.WithLabelValues("private").Inc()
-	if err := s.publish(ctx, userTopic(to.ID), frame); err != nil {
-		return err
+	topics := []string{userTopic(to.ID)}
+	if to.ID != sess.login.UserID {
+		// The sender's copy goes out with the recipient's, in one step.
+		topics = append(topics, userTopic(sess.login.UserID))
 	}
-	if to.ID == sess.login.UserID {
-		return nil
-	}
-	return s.publish(ctx, userTopic(sess.login.UserID), frame)
-}
-
-func (s *Server) publish(ctx context.Context, topic string, payload []byte) error {
-	return s.broker.Publish(ctx, topic, payload)
+	return s.broker.PublishAll(ctx, topics, frame)
 }
 
 func (s *Server) message(sess *Session, target, text string) []byte {

@@ -40,6 +40,12 @@ type Broker interface {
 	// caller must not modify payload afterwards.
 	Publish(ctx context.Context, topic string, payload []byte) error
 
+	// PublishAll is Publish to each of topics (distinct names), in that
+	// order and in one atomic step: no other publish comes between them,
+	// and either all of them happen or none does. A private message uses
+	// it, so that the recipient's copy and the sender's go out together.
+	PublishAll(ctx context.Context, topics []string, payload []byte) error
+
 	// Subscribe starts delivery of topic to the Handler. It returns only
 	// once the backend has confirmed the subscription, so that a payload
 	// published by any node after Subscribe returns reaches this node.

@@ -55,17 +55,26 @@ func NewMemory(handler Handler) *Memory {
 // Publish delivers payload to the handler before it returns, if topic is
 // subscribed.
 func (m *Memory) Publish(ctx context.Context, topic string, payload []byte) error {
+	return m.PublishAll(ctx, []string{topic}, payload)
+}
+
+// PublishAll implements Broker.
+func (m *Memory) PublishAll(ctx context.Context, topics []string, payload []byte) error {
 	m.pubMu.Lock()
 	defer m.pubMu.Unlock()
 	m.mu.Lock()
 	closed := m.closed
-	_, ok := m.subs[topic]
 	m.mu.Unlock()
 	if closed {
 		return ErrClosed
 	}
-	if ok {
-		m.handler(topic, payload)
+	for _, topic := range topics {
+		m.mu.Lock()
+		_, ok := m.subs[topic]
+		m.mu.Unlock()
+		if ok {
+			m.handler(topic, payload)
+		}
 	}
 	return nil
 }

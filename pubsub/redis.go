@@ -134,9 +134,14 @@ type receiver struct {
 
 type pubReq struct {
 	channel string
+	more    []string // further channels, published with channel in one script
 	payload []byte
 	err     chan error // buffered: the batcher never waits for the caller
 }
+
+// publishAllScript publishes ARGV[1] on each channel of KEYS, in order, as
+// one atomic step.
+var publishAllScript = `for _, c in ipairs(KEYS) do redis.call('PUBLISH', c, ARGV[1]) end return #KEYS`
 
 var (
 	_ Broker   = (*Redis)(nil)
@@ -241,7 +246,25 @@ func TuneOptions(o *redis.Options, timeout time.Duration) {
 // Publish implements Broker. Concurrent publishes are sent to Redis
 // together, in one pipeline.
 func (r *Redis) Publish(ctx context.Context, topic string, payload []byte) error {
-	req := &pubReq{channel: r.topicPrefix + topic, payload: payload, err: make(chan error, 1)}
+	return r.publish(ctx, &pubReq{channel: r.topicPrefix + topic, payload: payload, err: make(chan error, 1)}, topic)
+}
+
+// PublishAll implements Broker: one script (EVAL, in the same pipeline as
+// other publishes) publishes on every topic.
+func (r *Redis) PublishAll(ctx context.Context, topics []string, payload []byte) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	req := &pubReq{channel: r.topicPrefix + topics[0], payload: payload, err: make(chan error, 1)}
+	for _, t := range topics[1:] {
+		req.more = append(req.more, r.topicPrefix+t)
+	}
+	return r.publish(ctx, req, strings.Join(topics, ","))
+}
+
+// publish hands req to the batcher and waits for its outcome; topic names
+// it in errors.
+func (r *Redis) publish(ctx context.Context, req *pubReq, topic string) error {
 	select {
 	case <-r.stop:
 		return ErrClosed
@@ -272,7 +295,7 @@ func (r *Redis) Publish(ctx context.Context, topic string, payload []byte) error
 func (r *Redis) batcher() {
 	defer r.wg.Done()
 	batch := make([]*pubReq, 0, maxBatch)
-	cmds := make([]*redis.IntCmd, 0, maxBatch)
+	cmds := make([]redis.Cmder, 0, maxBatch)
 	for {
 		select {
 		case req := <-r.pubs:
@@ -294,7 +317,12 @@ func (r *Redis) batcher() {
 		pipe := r.client.Pipeline()
 		cmds = cmds[:0]
 		for _, req := range batch {
-			cmds = append(cmds, pipe.Publish(ctx, req.channel, req.payload))
+			if len(req.more) == 0 {
+				cmds = append(cmds, pipe.Publish(ctx, req.channel, req.payload))
+				continue
+			}
+			keys := append([]string{req.channel}, req.more...)
+			cmds = append(cmds, pipe.Eval(ctx, publishAllScript, keys, req.payload))
 		}
 		_, err := pipe.Exec(ctx)
 		cancel()

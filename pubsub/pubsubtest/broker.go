@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ type BrokerFactory struct {
 func RunBroker(t *testing.T, f BrokerFactory) {
 	t.Run("PublishSubscribe", func(t *testing.T) { testPublishSubscribe(t, f) })
 	t.Run("PublishIfMember", func(t *testing.T) { testPublishIfMember(t, f) })
+	t.Run("PublishAll", func(t *testing.T) { testPublishAll(t, f) })
 	t.Run("RegistryNotices", func(t *testing.T) { testRegistryNotices(t, f) })
 	t.Run("NotSubscribed", func(t *testing.T) { testNotSubscribed(t, f) })
 	t.Run("Unsubscribe", func(t *testing.T) { testUnsubscribe(t, f) })
@@ -217,6 +219,59 @@ func testPublishSubscribe(t *testing.T, f BrokerFactory) {
 	got := rec.WaitTopic(t, "c:#go", 1)
 	if !slices.Equal(got, []string{"hello"}) {
 		t.Fatalf("got %q, want [hello]", got)
+	}
+}
+
+// PublishAll publishes on each topic in order, skips unsubscribed ones
+// like Publish, and lets no other publish come between its topics, even
+// one racing it on the same topic from another node.
+func testPublishAll(t *testing.T, f BrokerFactory) {
+	ctx := ctxT(t)
+	newNode := f.Cluster(t)
+	rec := NewRecorder()
+	b := newNode(rec.Handle)
+	racer := b // publishes on a while b publishes pairs
+	if !f.SingleNode {
+		racer = newNode(NewRecorder().Handle)
+	}
+	for _, topic := range []string{"a", "b", "marker"} {
+		must(t, b.Subscribe(ctx, topic))
+	}
+	must(t, b.PublishAll(ctx, []string{"a", "unsubscribed", "b"}, []byte("both")))
+	must(t, b.PublishAll(ctx, []string{"b"}, []byte("one")))
+	must(t, b.PublishAll(ctx, nil, []byte("none")))
+	must(t, b.Publish(ctx, "marker", []byte("m")))
+	rec.WaitTopic(t, "marker", 1)
+	want := []Delivery{{"a", "both"}, {"b", "both"}, {"b", "one"}, {"marker", "m"}}
+	if got := rec.All(); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+
+	const n = 200
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range n {
+			must(t, racer.Publish(ctx, "a", []byte("racer-"+strconv.Itoa(i))))
+		}
+	})
+	for i := range n {
+		must(t, b.PublishAll(ctx, []string{"a", "b"}, []byte("pair-"+strconv.Itoa(i))))
+	}
+	wg.Wait()
+	must(t, b.Publish(ctx, "marker", []byte("end")))
+	rec.WaitTopic(t, "marker", 2)
+	all := rec.All()
+	pairs := 0
+	for i, d := range all {
+		if d.Topic == "a" && strings.HasPrefix(d.Payload, "pair-") {
+			pairs++
+			if i+1 == len(all) || all[i+1] != (Delivery{"b", d.Payload}) {
+				t.Fatalf("%v on a is not followed at once by the same on b: %v", d, all[i:min(i+3, len(all))])
+			}
+		}
+	}
+	if pairs != n {
+		t.Fatalf("%d pairs arrived, want %d", pairs, n)
 	}
 }
 
