@@ -41,12 +41,14 @@
 // without holding router.mu across a network round trip.
 //
 // The router keeps a book of the channels the node's sessions have been
-// told exist (channelBook), kept by the !create and !destroy notices. When
-// the node's pub/sub path comes back after an outage, the book is compared
-// with the registry and the events missed meanwhile are sent (resync.go).
+// told exist (channelBook): welcomes list it, and the !create and !destroy
+// notices keep it. When the node's pub/sub path comes back after an outage
+// (the broker's outage count moved), the book is compared with the
+// registry and the events missed meanwhile are sent (resync.go).
 //
-// Lock order: channelBook.mu before router.subMu[i] before router.mu
-// before Session.qmu, and Server.mu alone. A Session's closeOnce is taken under router.mu (the
+// Lock order: channelBook.mu before router.mu before Session.qmu;
+// router.subMu[i] before router.mu; router.dirtyMu is taken alone or last;
+// Server.mu alone. A Session's closeOnce is taken under router.mu (the
 // fan-out closes slow consumers) and takes Session.qmu. frameConn.mu is
 // taken last, by the writer and by the websocket library.
 package gateway

@@ -95,7 +95,7 @@ func (s *Server) destroy(ctx context.Context, sess *Session, channel string) err
 		_, err := s.registry.DestroyChannel(ctx, channel, sess.login.UserID, n)
 		return err
 	}, func() {
-		s.router.told.tell(channel, false, func() { s.router.forward(clusterTopic, ev) })
+		s.router.book.tell(channel, false, func() { s.router.forward(clusterTopic, ev) })
 		s.router.drop(channelTopic(channel))
 	})
 }

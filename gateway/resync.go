@@ -10,39 +10,62 @@ import (
 	"github.com/wirechat/chat/protocol"
 )
 
-// watchHealth resyncs the node's channel subscriptions each time its
-// pub/sub path comes back after being down, until ctx ends.
-func (s *Server) watchHealth(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
+// Resync timing: how often the node looks for an outage of its pub/sub
+// path, and how long it waits before it tries a failed resync again.
+const (
+	healthPoll  = 250 * time.Millisecond
+	resyncRetry = time.Second
+)
+
+// watchHealth resyncs the node's sessions after each outage of its pub/sub
+// path, once the path is healthy again, until ctx ends. It goes by the
+// broker's count of outages, not by sampling Healthy, so that an outage
+// shorter than the poll is not missed; seen is the count that New saw
+// before it read the channel set. A resync that fails is tried again.
+func (s *Server) watchHealth(ctx context.Context, seen uint64) {
+	t := time.NewTicker(healthPoll)
 	defer t.Stop()
-	healthy := true
+	pending := false
+	var retryAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		now := s.broker.Healthy()
-		if now && !healthy {
+		case now := <-t.C:
+			if n := s.broker.Outages(); n != seen {
+				seen, pending, retryAt = n, true, time.Time{}
+			}
+			if !pending || !s.broker.Healthy() || now.Before(retryAt) {
+				continue
+			}
 			s.log.Info("pub/sub path back: resyncing channels and memberships")
-			s.resync(ctx)
+			if s.resync(ctx) {
+				pending = false
+			} else {
+				retryAt = now.Add(resyncRetry)
+			}
 		}
-		healthy = now
 	}
 }
 
 // resync brings the node's sessions back in line with the registry after
-// the node's pub/sub path was down. What was published meanwhile never
-// arrived: create and destroy events, which resync sends now for the
-// channels whose existence changed, and membership notices (a join or
-// leave made on another node): the broker restores the node's
-// subscriptions, resync restores which sessions they serve.
-func (s *Server) resync(ctx context.Context) {
+// the node's pub/sub path was down, and reports whether it fully did. What
+// was published meanwhile never arrived: create and destroy events, which
+// resync sends now for the channels whose existence changed, and
+// membership notices (a join or leave made on another node): the broker
+// restores the node's subscriptions, resync restores which sessions they
+// serve. Both steps are idempotent, so a failed resync is simply repeated.
+func (s *Server) resync(ctx context.Context) bool {
+	ok := true
 	if err := s.resyncChannels(ctx); err != nil {
 		s.log.Warn("resync channels", "err", err)
-		return // the backend is failing again; the next recovery retries
+		ok = false
 	}
-	s.resyncMemberships(ctx)
+	if err := s.resyncMemberships(ctx); err != nil {
+		s.log.Warn("resync memberships", "err", err)
+		ok = false
+	}
+	return ok
 }
 
 // resyncChannels tells every session of the channels created and destroyed
@@ -50,7 +73,7 @@ func (s *Server) resync(ctx context.Context) {
 func (s *Server) resyncChannels(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	return s.router.told.settle(func() ([]string, error) { return s.registry.Channels(ctx) },
+	return s.router.book.settle(func() ([]string, error) { return s.registry.Channels(ctx) },
 		func(channel string, exists bool) {
 			event := protocol.EventDestroy
 			if exists {
@@ -63,15 +86,17 @@ func (s *Server) resyncChannels(ctx context.Context) error {
 		})
 }
 
-func (s *Server) resyncMemberships(ctx context.Context) {
+// resyncMemberships puts each local session on exactly the channels its
+// user belongs to. It stops at the first failure: the backend is failing
+// again.
+func (s *Server) resyncMemberships(ctx context.Context) error {
 	byUser := s.sessionsBy(func(sess *Session) string { return sess.login.UserID })
 	for uid, sessions := range byUser {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		joined, _, err := s.registry.Memberships(rctx, uid)
 		cancel()
 		if err != nil {
-			s.log.Warn("resync memberships", "user", uid, "err", err)
-			return // the backend is failing again; the next recovery retries
+			return err
 		}
 		want := make(map[string]bool, len(joined))
 		for _, c := range joined {
@@ -92,13 +117,17 @@ func (s *Server) resyncMemberships(ctx context.Context) {
 			}
 		}
 	}
+	return nil
 }
 
 // channelBook is which channels a node's sessions have been told exist:
-// the node's view of the registry's channel set, kept by the create and
-// destroy notices it receives. The notices published while the node's
-// pub/sub path was down are lost; comparing the book with the registry
-// afterwards finds them.
+// the channel list of each session's welcome and every create and destroy
+// event sent since. The create and destroy notices keep it, and so do
+// settle and the local fallback of a destroy. The notices published while
+// the node's pub/sub path was down are lost; comparing the book with the
+// registry afterwards (settle) finds the changes. Because welcomes are
+// built from the book, too, every session has the same view, and one
+// event per change brings all of them up to date.
 type channelBook struct {
 	mu    sync.Mutex
 	names map[string]struct{} // guarded by mu
@@ -139,9 +168,11 @@ func (b *channelBook) setLocked(channel string, exists bool) {
 // settle reads the registry's channels with read and brings the book in
 // line with them, calling change (under the book's lock) for each channel
 // whose existence differs. A channel whose notice arrives while read runs
-// is left as the notice put it: the notice is at least as recent as the
-// read, since the node is subscribed to the notices before settle starts.
-// If read fails, the book is unchanged. Calls of settle must not overlap.
+// is left as the notice put it: the read may predate the notice, and if it
+// is the notice that is older, the later change's own notice is still on
+// its way (the node is subscribed before settle starts) and will set the
+// book right. If read fails, the book is unchanged. Calls of settle must
+// not overlap.
 func (b *channelBook) settle(read func() ([]string, error), change func(channel string, exists bool)) error {
 	b.mu.Lock()
 	b.heard = make(map[string]struct{})
@@ -176,6 +207,27 @@ func (b *channelBook) settle(read func() ([]string, error), change func(channel 
 		}
 	}
 	return nil
+}
+
+// seed fills the book from the registry, telling nobody: New calls it
+// before any session exists.
+func (b *channelBook) seed(read func() ([]string, error)) error {
+	return b.settle(read, func(string, bool) {})
+}
+
+// snapshot calls add, which puts a session on the cluster topic, and
+// returns the book's channels, sorted, for the session's welcome: every
+// change after the snapshot reaches the session as an event.
+func (b *channelBook) snapshot(add func()) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	add()
+	out := make([]string, 0, len(b.names))
+	for c := range b.names {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // channelTopicsOf returns the channel topics sess receives.

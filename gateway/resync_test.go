@@ -7,36 +7,88 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/protocol"
 	"github.com/wirechat/chat/pubsub"
 )
 
-// TestResync: changes whose notices a node missed (made here straight in
-// the registry, so no notice is published) are applied to the node's
-// sessions when it resyncs after its pub/sub path came back: membership
-// changes put the session on the right channels, and creates and destroys
-// are told as events, once each.
-func TestResync(t *testing.T) {
-	ctx := context.Background()
-	var mem *pubsub.Memory
-	s, err := New(ctx, Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
-		mem = pubsub.NewMemory(h)
-		return mem, mem, nil
+// flakyBackend is the in-memory backend with the faults of a real one: an
+// outage count that can move while Healthy stays true (an outage shorter
+// than the node's health poll), and a channel read that fails.
+type flakyBackend struct {
+	*pubsub.Memory
+	outages      atomic.Uint64
+	failChannels atomic.Int32 // Channels fails while this is above zero, counting down
+}
+
+func (f *flakyBackend) Outages() uint64 { return f.outages.Load() }
+
+func (f *flakyBackend) Channels(ctx context.Context) ([]string, error) {
+	if f.failChannels.Add(-1) >= 0 {
+		return nil, errors.New("flaky: channels not read")
+	}
+	return f.Memory.Channels(ctx)
+}
+
+// newResyncServer starts a node on a flakyBackend.
+func newResyncServer(t *testing.T) (*Server, *flakyBackend) {
+	t.Helper()
+	var f *flakyBackend
+	s, err := New(t.Context(), Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+		f = &flakyBackend{Memory: pubsub.NewMemory(h)}
+		return f, f, nil
 	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Shutdown(ctx)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s, f
+}
 
-	const uid = "00000000-0000-4000-8000-00000000000a"
-	sess := &Session{login: auth.Session{UserID: uid}, srv: s, topics: make(map[string]struct{}), writing: true}
+// newResyncSession registers a session of user uid that writes nothing:
+// what the node sends it stays in its queue (see toldTo).
+func newResyncSession(t *testing.T, s *Server, uid string) *Session {
+	t.Helper()
+	sess := &Session{login: auth.Session{UserID: uid, Username: "u" + uid[len(uid)-2:]}, srv: s, topics: make(map[string]struct{}), writing: true}
 	if !s.register(sess) {
 		t.Fatal("register")
 	}
-	defer s.unregister(sess)
+	t.Cleanup(func() { s.unregister(sess) })
+	return sess
+}
+
+// toldTo takes the channel events queued for sess, as "event #name".
+func toldTo(t *testing.T, sess *Session) []string {
+	t.Helper()
+	sess.qmu.Lock()
+	defer sess.qmu.Unlock()
+	var out []string
+	for _, f := range sess.queue {
+		var ev protocol.Event
+		if err := json.Unmarshal(f, &ev); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev.Event+" "+ev.Identifier)
+	}
+	sess.queue = sess.queue[:0]
+	return out
+}
+
+// TestResync: changes whose notices a node missed (made here straight in
+// the registry, so no notice is published) are applied to the node's
+// sessions when it resyncs after its pub/sub path came back: membership
+// changes put the session on the right channels, and creates and destroys
+// are told as events, once each, also to a session that connected while
+// the node was cut off.
+func TestResync(t *testing.T) {
+	ctx := t.Context()
+	s, mem := newResyncServer(t)
+	const uid = "00000000-0000-4000-8000-00000000000a"
+	sess := newResyncSession(t, s, uid)
 	s.router.addLocal(userTopic(uid), []*Session{sess})
 	s.router.addLocal(clusterTopic, []*Session{sess})
 	for _, c := range []string{"#kept", "#left", "#joined", "#gone"} {
@@ -64,38 +116,90 @@ func TestResync(t *testing.T) {
 	if _, err := mem.DestroyChannel(ctx, "#gone", uid, pubsub.Notice{}); err != nil {
 		t.Fatal(err)
 	}
-
-	told := func() []string {
-		sess.qmu.Lock()
-		defer sess.qmu.Unlock()
-		var out []string
-		for _, f := range sess.queue {
-			var ev protocol.Event
-			if err := json.Unmarshal(f, &ev); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, ev.Event+" "+ev.Identifier)
-		}
-		sess.queue = sess.queue[:0]
-		return out
+	// A session that connects meanwhile gets the node's view in its
+	// welcome, so that the resync's events are right for it too, and its
+	// user's own channels.
+	late := newResyncSession(t, s, "00000000-0000-4000-8000-00000000000b")
+	if _, err := mem.Join(ctx, "#new", late.login.UserID); err != nil {
+		t.Fatal(err)
 	}
-	if got, want := told(), []string{"create #kept", "create #left", "create #joined", "create #gone"}; !slices.Equal(got, want) {
+	frame, err := s.attach(late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var welcome protocol.Welcome
+	if err := json.Unmarshal(frame, &welcome); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"#gone", "#joined", "#kept", "#left", "#new"}; !slices.Equal(welcome.Channels, want) {
+		t.Fatalf("welcome during the outage lists %q, want the node's view and the user's own %q", welcome.Channels, want)
+	}
+
+	if got, want := toldTo(t, sess), []string{"create #kept", "create #left", "create #joined", "create #gone"}; !slices.Equal(got, want) {
 		t.Fatalf("before resync the session was told %q, want %q", got, want)
 	}
-	s.resync(ctx)
-	got := told()
-	slices.Sort(got)
-	if want := []string{"create #new", "destroy #gone"}; !slices.Equal(got, want) {
-		t.Fatalf("resync told the session %q, want %q", got, want)
+	if !s.resync(ctx) {
+		t.Fatal("resync failed")
 	}
-	s.resync(ctx)
-	if got := told(); len(got) > 0 {
+	for _, c := range []*Session{sess, late} {
+		got := toldTo(t, c)
+		slices.Sort(got)
+		if want := []string{"create #new", "destroy #gone"}; !slices.Equal(got, want) {
+			t.Fatalf("resync told %s %q, want %q", c.login.Username, got, want)
+		}
+	}
+	if !s.resync(ctx) {
+		t.Fatal("second resync failed")
+	}
+	if got := toldTo(t, sess); len(got) > 0 {
 		t.Fatalf("a second resync told the session %q, want nothing", got)
 	}
-	got = s.router.channelTopicsOf(sess)
+	got := s.router.channelTopicsOf(sess)
 	slices.Sort(got)
 	if want := []string{"c:#joined", "c:#kept"}; !slices.Equal(got, want) {
 		t.Fatalf("after resync the session receives %v, want %v", got, want)
+	}
+}
+
+// TestResyncAfterShortOutage: an outage that is over before the node's
+// health poll sees it still leads to a resync, and a resync that fails is
+// tried again.
+func TestResyncAfterShortOutage(t *testing.T) {
+	ctx := t.Context()
+	s, f := newResyncServer(t)
+	const uid = "00000000-0000-4000-8000-00000000000a"
+	sess := newResyncSession(t, s, uid)
+	s.router.addLocal(clusterTopic, []*Session{sess})
+	if err := f.CreateChannel(ctx, "#missed", uid, pubsub.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	f.failChannels.Store(2)
+	f.outages.Add(1) // Healthy stays true throughout
+	deadline := time.Now().Add(10 * time.Second)
+	var got []string
+	for len(got) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		got = toldTo(t, sess)
+	}
+	if want := []string{"create #missed"}; !slices.Equal(got, want) {
+		t.Fatalf("after a short outage the session was told %q, want %q", got, want)
+	}
+	if n := f.failChannels.Load(); n > 0 {
+		t.Fatalf("the resync succeeded with %d failures still to come", n)
+	}
+}
+
+// TestLegacyCreate: a create event that a node of an earlier version
+// publishes as a bare frame is passed on and recorded, so that the destroy
+// that follows is passed on too.
+func TestLegacyCreate(t *testing.T) {
+	s, _ := newResyncServer(t)
+	sess := newResyncSession(t, s, "00000000-0000-4000-8000-00000000000a")
+	s.router.addLocal(clusterTopic, []*Session{sess})
+	s.router.deliver(clusterTopic, channelEvent("#old", protocol.EventCreate))
+	s.router.deliver(clusterTopic, control(opDestroy, "#old", channelEvent("#old", protocol.EventDestroy)))
+	if got, want := toldTo(t, sess), []string{"create #old", "destroy #old"}; !slices.Equal(got, want) {
+		t.Fatalf("the session was told %q, want %q", got, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"hash/maphash"
 	"log/slog"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/wirechat/chat/protocol"
 	"github.com/wirechat/chat/pubsub"
 )
 
@@ -80,8 +82,8 @@ type router struct {
 	mu     sync.RWMutex
 	topics map[string]*topic // guarded by mu
 
-	// told is which channels the node's sessions have been told exist.
-	told channelBook
+	// book is which channels the node's sessions have been told exist.
+	book channelBook
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{} // topics whose subscription needs a look
@@ -436,7 +438,24 @@ func (r *router) deliver(name string, payload []byte) {
 		r.control(name, payload)
 		return
 	}
+	if name == clusterTopic {
+		r.legacyCreate(payload)
+		return
+	}
 	r.forward(name, payload)
+}
+
+// legacyCreate takes a create event that a node of an earlier version
+// published as a bare frame, not as a !create notice, during a rolling
+// upgrade: it goes into the book like a notice, or a later destroy would
+// not be news to the book and would be dropped.
+func (r *router) legacyCreate(frame []byte) {
+	var ev protocol.Event
+	if err := json.Unmarshal(frame, &ev); err == nil && ev.Emitter == protocol.EmitterChannel && ev.Event == protocol.EventCreate {
+		r.book.tell(ev.Identifier, true, func() { r.forward(clusterTopic, frame) })
+		return
+	}
+	r.forward(clusterTopic, frame)
 }
 
 // forward writes one encoded frame to every local session on topic name:
@@ -467,10 +486,10 @@ func (r *router) control(name string, payload []byte) {
 	}
 	switch string(op) {
 	case opCreate:
-		r.told.tell(string(arg), true, send)
+		r.book.tell(string(arg), true, send)
 	case opDestroy:
 		channel, id, _ := strings.Cut(string(arg), " ")
-		r.told.tell(channel, false, send)
+		r.book.tell(channel, false, send)
 		r.drop(channelTopic(channel))
 		if id != "" {
 			r.signal(id)

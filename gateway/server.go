@@ -202,7 +202,9 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		}
 	}
 	// The book starts from the registry; the notices take it from there.
-	if err := s.router.told.settle(func() ([]string, error) { return registry.Channels(ctx) }, func(string, bool) {}); err != nil {
+	// An outage from here on is one that the book may have missed.
+	outages := broker.Outages()
+	if err := s.router.book.seed(func() ([]string, error) { return registry.Channels(ctx) }); err != nil {
 		broker.Close()
 		return nil, fmt.Errorf("read channels: %w", err)
 	}
@@ -210,7 +212,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.router.reconcileLoop(s.ctx) }()
 	go func() { defer s.wg.Done(); s.refreshPlaces(s.ctx) }()
-	go func() { defer s.wg.Done(); s.watchHealth(s.ctx) }()
+	go func() { defer s.wg.Done(); s.watchHealth(s.ctx, outages) }()
 	return s, nil
 }
 
@@ -442,7 +444,10 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	uid := sess.login.UserID
-	s.router.addLocal(clusterTopic, []*Session{sess})
+	// The welcome lists the channels the node's other sessions know of,
+	// not the registry's: after an outage the node's resync then tells
+	// every session of the same changes (resync.go).
+	channels := s.router.book.snapshot(func() { s.router.addLocal(clusterTopic, []*Session{sess}) })
 	if err := s.router.add(ctx, userTopic(uid), sess); err != nil {
 		return nil, err
 	}
@@ -471,10 +476,12 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 		}
 		joined = now
 	}
-	channels, err := s.registry.Channels(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// The user's own channels exist, even if their create notice has not
+	// reached this node yet (it then follows the welcome as an event).
+	channels = append(channels, joined...)
+	channels = append(channels, owned...)
+	slices.Sort(channels)
+	channels = slices.Compact(channels)
 	return mustJSON(protocol.Welcome{
 		Type:       protocol.TypeWelcome,
 		Identifier: uid,

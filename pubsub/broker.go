@@ -66,6 +66,12 @@ type Broker interface {
 	// failing heartbeat makes it false.
 	Healthy() bool
 
+	// Outages counts the times the node's pub/sub path has gone down
+	// since the broker started. What was published meanwhile may be lost
+	// for this node; a changed count tells the caller to look for what it
+	// missed, even if Healthy is true again by the time it looks.
+	Outages() uint64
+
 	// Close stops delivery and releases the broker's connections. Calls
 	// after Close return ErrClosed.
 	Close() error

@@ -101,6 +101,9 @@ func (m *Memory) Unsubscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
+// Outages implements Broker: the in-memory path never goes down.
+func (m *Memory) Outages() uint64 { return 0 }
+
 // Subscribers implements Broker: 1 if this node is subscribed, else 0.
 func (m *Memory) Subscribers(ctx context.Context, topic string) (int, error) {
 	m.mu.Lock()

@@ -97,6 +97,7 @@ type Redis struct {
 	seed        maphash.Seed
 
 	healthy   atomic.Bool
+	outages   atomic.Uint64 // times healthy turned false, Close aside
 	lastBeat  atomic.Int64  // unix nanoseconds of the last heartbeat received
 	lastRecv  atomic.Int64  // unix nanoseconds of the last reply of any kind received
 	stop      chan struct{} // closed by Close
@@ -525,11 +526,15 @@ func (r *Redis) Subscribers(ctx context.Context, topic string) (int, error) {
 // heartbeats.
 func (r *Redis) Healthy() bool { return r.healthy.Load() }
 
+// Outages implements Broker: how many times Healthy turned false.
+func (r *Redis) Outages() uint64 { return r.outages.Load() }
+
 func (r *Redis) setHealthy(ok bool) {
 	if r.healthy.Swap(ok) != ok {
 		if ok {
 			r.log.Info("pubsub healthy")
 		} else {
+			r.outages.Add(1)
 			r.log.Warn("pubsub unhealthy")
 		}
 		if r.onHealth != nil {
