@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wirechat/chat/auth"
@@ -467,7 +468,8 @@ func TestClusterMissedChannelEvents(t *testing.T) {
 	}
 	proxy := redistest.Proxy(t, opts.Addr)
 	n0 := startNode(t, redisBackend(t, url, prefix, ""), gateway.Config{NodeID: "n0"})
-	n1 := startNode(t, redisBackend(t, url, prefix, proxy.Listen), gateway.Config{NodeID: "n1"})
+	reg := prometheus.NewRegistry()
+	n1 := startNodeWithMetrics(t, redisBackend(t, url, prefix, proxy.Listen), gateway.Config{NodeID: "n1"}, reg)
 	bob := n0.user("bob")
 	alice := n1.user("alice")
 	bob.do("create", "#old")
@@ -495,6 +497,12 @@ func TestClusterMissedChannelEvents(t *testing.T) {
 		t.Fatalf("alice was told %q after the outage, want %q", got, want)
 	}
 	sentinel(t, bob, alice)
+	if n := counter(t, reg, "chat_resyncs_total", "ok"); n < 1 {
+		t.Errorf("chat_resyncs_total{result=ok} = %v, want at least 1", n)
+	}
+	if n := counter(t, reg, "chat_resync_events_total", ""); n != 2 {
+		t.Errorf("chat_resync_events_total = %v, want 2", n)
+	}
 }
 
 // ready reports whether n's /readyz answers 200.

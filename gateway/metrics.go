@@ -26,6 +26,8 @@ type metrics struct {
 	rateLimited   prometheus.Counter
 	slowConsumers prometheus.Counter
 	subscriptions prometheus.Gauge
+	resyncs       *prometheus.CounterVec // by result: ok, failed
+	lateEvents    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,13 +60,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chat_slow_consumer_closes_total", Help: "Websockets closed with 1008 because their send queue overflowed."}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chat_pubsub_subscriptions", Help: "Broker topics this node is subscribed to, besides the cluster topic."}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_resyncs_total", Help: "Resyncs of channels and memberships after an outage of the pub/sub path, by result (ok, failed)."}, []string{"result"}),
+		lateEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_resync_events_total", Help: "Create and destroy events that a resync found missed and sent late (one per channel, not per session)."}),
 	}
 	for i, t := range frameTypes {
 		m.outByType[i] = m.framesOut.WithLabelValues(t.name)
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.socketWrites, m.published,
-			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions)
+			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions, m.resyncs, m.lateEvents)
 	}
 	return m
 }

@@ -41,8 +41,10 @@ func (s *Server) watchHealth(ctx context.Context, seen uint64) {
 			s.log.Info("pub/sub path back: resyncing channels and memberships")
 			if s.resync(ctx) {
 				pending = false
+				s.metrics.resyncs.WithLabelValues("ok").Inc()
 			} else {
 				retryAt = now.Add(resyncRetry)
+				s.metrics.resyncs.WithLabelValues("failed").Inc()
 			}
 		}
 	}
@@ -80,6 +82,7 @@ func (s *Server) resyncChannels(ctx context.Context) error {
 				event = protocol.EventCreate
 			}
 			s.router.forward(clusterTopic, channelEvent(channel, event))
+			s.metrics.lateEvents.Inc()
 			if !exists {
 				s.router.drop(channelTopic(channel))
 			}
