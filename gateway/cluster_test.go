@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -513,4 +514,37 @@ func ready(t *testing.T, n *node) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// TestClusterRateLimitAcrossNodes: a user with sessions on two nodes has
+// one rate limit, not one per node (spec 3.3); alone on a node again, the
+// user is limited by that node's bucket only.
+func TestClusterRateLimitAcrossNodes(t *testing.T) {
+	// A burst of one and a token every 50 s: nothing refills meanwhile.
+	// Places refresh (and the nodes count a shared user's nodes) every
+	// 200 ms.
+	cfg := gateway.Config{RateLimit: 0.02, PlaceTTL: 600 * time.Millisecond}
+	nodes := startCluster(t, 2, cfg)
+	l := nodes[0].login("alice")
+	on0 := nodes[0].dial(l)
+	on1 := nodes[1].dial(l) // n1 counts n0; n0 hears n1's !here
+	if !nodes[1].gw.Shared("alice") {
+		t.Fatal("n1 does not count alice as shared after attaching her second node")
+	}
+	eventually(t, 5*time.Second, "n0 to count alice as shared", func() bool { return nodes[0].gw.Shared("alice") })
+
+	// Requests that change nothing: allowed, they fail with not_found.
+	on1.send(`{"type":"command","action":"leave","target":"#nope","id":"1"}`)
+	on1.expectError("not_found", "1")
+	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"2"}`)
+	on0.expectError("rate_limited", "2") // n0's own bucket is still full
+	on1.send(`{"type":"command","action":"leave","target":"#nope","id":"3"}`)
+	on1.expectError("rate_limited", "3")
+
+	on1.conn.Close(websocket.StatusNormalClosure, "bye")
+	eventually(t, 10*time.Second, "n0 to count alice as local again", func() bool { return !nodes[0].gw.Shared("alice") })
+	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"4"}`)
+	on0.expectError("not_found", "4") // the refused request took no token
+	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"5"}`)
+	on0.expectError("rate_limited", "5")
 }

@@ -35,3 +35,16 @@ func (s *Server) Pauses(username string) int {
 	s.mu.Unlock()
 	return n
 }
+
+// Shared reports whether this node counts the user with that username as
+// holding sessions on other nodes too (ratelimit.go).
+func (s *Server) Shared(username string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		if sess.login.Username == username {
+			return sess.user.shared.Load()
+		}
+	}
+	return false
+}

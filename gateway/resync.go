@@ -67,6 +67,7 @@ func (s *Server) resync(ctx context.Context) bool {
 		s.log.Warn("resync memberships", "err", err)
 		ok = false
 	}
+	s.recheckShared(ctx, true) // !here notices may have been lost too
 	return ok
 }
 

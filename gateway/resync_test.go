@@ -23,9 +23,19 @@ type flakyBackend struct {
 	*pubsub.Memory
 	outages      atomic.Uint64
 	failChannels atomic.Int32 // Channels fails while this is above zero, counting down
+	duringCount  func(topic string)
 }
 
 func (f *flakyBackend) Outages() uint64 { return f.outages.Load() }
+
+// Subscribers calls duringCount, if set, before it answers.
+func (f *flakyBackend) Subscribers(ctx context.Context, topic string) (int, error) {
+	n, err := f.Memory.Subscribers(ctx, topic)
+	if f.duringCount != nil {
+		f.duringCount(topic)
+	}
+	return n, err
+}
 
 func (f *flakyBackend) Channels(ctx context.Context) ([]string, error) {
 	if f.failChannels.Add(-1) >= 0 {
@@ -282,4 +292,31 @@ func TestChannelBook(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("settle with nothing new")
+}
+
+// TestSharedCountRace: an !here notice that arrives while the node counts
+// a user's nodes keeps the user shared, though the count (taken before the
+// other node subscribed) says one node.
+func TestSharedCountRace(t *testing.T) {
+	s, f := newResyncServer(t)
+	const uid = "00000000-0000-4000-8000-00000000000a"
+	sess := newResyncSession(t, s, uid)
+	s.heardHere(userTopic(uid))
+	if !sess.user.shared.Load() {
+		t.Fatal("an !here notice did not make the user shared")
+	}
+	f.duringCount = s.heardHere
+	if err := s.checkShared(t.Context(), uid, false); err != nil {
+		t.Fatal(err)
+	}
+	if !sess.user.shared.Load() {
+		t.Fatal("a count of one node cleared shared although an !here notice arrived meanwhile")
+	}
+	f.duringCount = nil
+	if err := s.checkShared(t.Context(), uid, false); err != nil {
+		t.Fatal(err)
+	}
+	if sess.user.shared.Load() {
+		t.Fatal("a count of one node with no notice meanwhile left the user shared")
+	}
 }

@@ -52,6 +52,9 @@ const (
 	// opLogout on u:<uuid>: login session arg was revoked; its websockets
 	// close with 1000.
 	opLogout = "logout"
+	// opHere on u:<uuid>: the node whose reply topic is arg now holds a
+	// session of the user, too (ratelimit.go).
+	opHere = "here"
 )
 
 // control builds a control payload.
@@ -89,6 +92,10 @@ type router struct {
 	dirty   map[string]struct{} // topics whose subscription needs a look
 	answers map[string][]answer // guarded by dirtyMu: owed once a topic is reconciled
 	wake    chan struct{}       // capacity 1: dirty has news
+
+	// onHere is called with the topic of an !here notice from another
+	// node; set once before any session exists.
+	onHere func(topic string)
 
 	// reply is this node's own topic, on which other nodes answer its
 	// join notices; immutable after newRouter.
@@ -523,6 +530,10 @@ func (r *router) apply(name, op string, arg []byte) {
 		r.remove(name, r.sessionsOf(userTopic(user))...)
 		if id != "" {
 			r.signal(id)
+		}
+	case opHere:
+		if string(arg) != r.reply {
+			r.onHere(name)
 		}
 	case opLogout:
 		for _, s := range r.sessionsOf(name) {

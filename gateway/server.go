@@ -47,7 +47,7 @@ type Config struct {
 	MaxConnections int
 
 	// RateLimit is how many requests per second a user may send, with a
-	// burst of twice that. If zero, 20.
+	// burst of twice that, across the cluster (ratelimit.go). If zero, 20.
 	RateLimit float64
 
 	// SendQueue is how many frames may wait for a slow client before it is
@@ -168,11 +168,6 @@ type Server struct {
 	closed   bool                  // guarded by mu
 }
 
-type localUser struct {
-	limiter *rate.Limiter
-	refs    int
-}
-
 // New connects the backend, subscribes the node to the cluster topic and
 // starts the node's background work. Close undoes it.
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
@@ -190,6 +185,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		locals:   make(map[string]*localUser),
 	}
 	s.router = newRouter(log, s.metrics)
+	s.router.onHere = s.heardHere
 	broker, registry, err := deps.Connect(s.router.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("connect backend: %w", err)
@@ -451,6 +447,13 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 	if err := s.router.add(ctx, userTopic(uid), sess); err != nil {
 		return nil, err
 	}
+	if sess.first {
+		// Subscribed to the user topic: a node that attaches the user
+		// from now on counts this one (ratelimit.go).
+		if err := s.checkShared(ctx, uid, true); err != nil {
+			return nil, err
+		}
+	}
 	joined, owned, err := s.registry.Memberships(ctx, uid)
 	if err != nil {
 		return nil, err
@@ -506,7 +509,8 @@ func (s *Server) register(sess *Session) bool {
 		s.locals[sess.login.UserID] = u
 	}
 	u.refs++
-	sess.limiter = u.limiter
+	sess.user = u
+	sess.first = u.refs == 1
 	return true
 }
 
@@ -549,6 +553,7 @@ func (s *Server) refreshPlaces(ctx context.Context) {
 		}
 		cancel()
 		s.checkLogins(ctx)
+		s.recheckShared(ctx, false)
 	}
 }
 

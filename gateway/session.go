@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/protocol"
@@ -36,12 +35,13 @@ const (
 // close frame never race. The handler goroutine holds the role while it
 // writes the welcome.
 type Session struct {
-	id      string       // immutable: this connection's id
-	login   auth.Session // immutable: who is connected
-	srv     *Server      // immutable
-	conn    *websocket.Conn
-	frames  *frameConn    // the socket under conn; data frames go here
-	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
+	id     string       // immutable: this connection's id
+	login  auth.Session // immutable: who is connected
+	srv    *Server      // immutable
+	conn   *websocket.Conn
+	frames *frameConn // the socket under conn; data frames go here
+	user   *localUser // immutable: the user's rate limit on this node
+	first  bool       // immutable: the user's first session here when it registered
 
 	qmu     sync.Mutex
 	queue   [][]byte // guarded by qmu: frames waiting for the writer
@@ -410,9 +410,11 @@ func (s *Session) handle(ctx context.Context, data []byte) {
 	if errors.As(err, &de) {
 		id = de.ID
 	}
-	if !s.limiter.Allow() {
-		s.srv.metrics.rateLimited.Inc()
-		s.reply(id, &protoError{protocol.CodeRateLimited, "too many requests, slow down"})
+	if err := s.srv.allow(ctx, s); err != nil {
+		if err == errRateLimited {
+			s.srv.metrics.rateLimited.Inc()
+		}
+		s.reply(id, toProto(err, ""))
 		return
 	}
 	if err != nil {

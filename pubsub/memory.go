@@ -34,6 +34,7 @@ type memChannel struct {
 type memUser struct {
 	joined map[string]struct{}
 	places map[string]time.Time // conn -> lapses at
+	tat    time.Time            // the rate bucket: when it is full again
 }
 
 var (
@@ -395,6 +396,28 @@ func (m *Memory) ReleasePlace(ctx context.Context, user, conn string) error {
 		delete(u.places, conn)
 	}
 	return nil
+}
+
+// Allow implements Registry with the same cell rate algorithm as Redis.
+func (m *Memory) Allow(ctx context.Context, user string, rate float64, burst int) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrClosed
+	}
+	u := m.userLocked(user)
+	now := m.now()
+	interval := time.Duration(float64(time.Second) / rate)
+	tat := u.tat
+	if tat.Before(now) {
+		tat = now
+	}
+	tat = tat.Add(interval)
+	if tat.Sub(now) > interval*time.Duration(burst) {
+		return false, nil
+	}
+	u.tat = tat
+	return true, nil
 }
 
 func (m *Memory) userLocked(user string) *memUser {

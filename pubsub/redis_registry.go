@@ -18,6 +18,8 @@ import (
 //	members:{channel} SET   the UUIDs of channel's members
 //	joined:{user}     SET   the channels user is a member of
 //	places:{user}     ZSET  conn -> lapses at (Unix ms, Redis's clock)
+//	rate:{user}       STRING the user's rate bucket: when it is full again
+//	                  (Unix µs, Redis's clock); gone once it is
 //
 // A script touches keys that it derives from the prefix (a member's
 // joined set), so the registry needs a single Redis (or a primary with
@@ -127,6 +129,22 @@ end
 redis.call('ZADD', key, now + tonumber(ARGV[3]), ARGV[1])
 ` + placesExpire + `
 return 0
+`)
+
+// allowScript is the generic cell rate algorithm: the key holds the
+// theoretical arrival time (TAT) of the next request; a request is allowed
+// if, after it, the TAT is at most burst intervals ahead of now.
+// KEYS: rate:{user}. ARGV: interval between requests in µs, burst.
+var allowScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) + interval
+if tat - now > interval * tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return 1
 `)
 
 // refreshScript sets the places of many users to lapse ttl from now.
@@ -281,6 +299,16 @@ func (r *Redis) PublishIfMember(ctx context.Context, channel, user, topic string
 		return fmt.Errorf("publish to %s: %w", channel, err)
 	}
 	return resultError(v)
+}
+
+// Allow implements Registry with allowScript, on Redis's clock.
+func (r *Redis) Allow(ctx context.Context, user string, rate float64, burst int) (bool, error) {
+	v, err := r.run(ctx, allowScript, []string{r.key("rate:", user)}, 1e6/rate, burst)
+	if err != nil {
+		return false, fmt.Errorf("rate of %s: %w", user, err)
+	}
+	n, _ := v.(int64)
+	return n == 1, nil
 }
 
 // Channels implements Registry.

@@ -73,6 +73,12 @@ type Registry interface {
 	// held is not an error.
 	ReleasePlace(ctx context.Context, user, conn string) error
 
+	// Allow takes one token from user's rate bucket, which refills at
+	// rate tokens a second up to burst, and reports whether there was
+	// one; a refusal takes nothing. Every node shares a user's bucket: the
+	// gateway uses it while the user has sessions on more than one node.
+	Allow(ctx context.Context, user string, rate float64, burst int) (bool, error)
+
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
 }

@@ -36,6 +36,7 @@ func RunRegistry(t *testing.T, f RegistryFactory) {
 	t.Run("PlacesLimit", func(t *testing.T) { testPlacesLimit(t, f) })
 	t.Run("PlacesLapse", func(t *testing.T) { testPlacesLapse(t, f) })
 	t.Run("PlacesRefresh", func(t *testing.T) { testPlacesRefresh(t, f) })
+	t.Run("Allow", func(t *testing.T) { testAllow(t, f) })
 	t.Run("Ping", func(t *testing.T) { must(t, f.Cluster(t)().Ping(ctxT(t))) })
 	if f.Close != nil {
 		t.Run("Closed", func(t *testing.T) { testRegistryClosed(t, f) })
@@ -351,6 +352,48 @@ func testPlacesLapse(t *testing.T, f RegistryFactory) {
 	wantErr(t, "acquire beyond limit", r.AcquirePlace(ctx, alice, "old", 1, time.Hour), pubsub.ErrTooManySessions)
 }
 
+// A user's bucket holds burst tokens, shared by every node's registry, and
+// refills at the rate; a refusal takes nothing.
+func testAllow(t *testing.T, f RegistryFactory) {
+	ctx := ctxT(t)
+	open := f.Cluster(t)
+	a, b := open(), open()
+	allow := func(r pubsub.Registry, user string, rate float64, burst int, want bool) {
+		t.Helper()
+		ok, err := r.Allow(ctx, user, rate, burst)
+		must(t, err)
+		if ok != want {
+			t.Fatalf("Allow(%s, %v/s, burst %d) = %v, want %v", user, rate, burst, ok, want)
+		}
+	}
+	// One token a day: nothing refills while the test runs.
+	const slow = 1.0 / 86400
+	allow(a, alice, slow, 3, true)
+	allow(b, alice, slow, 3, true)
+	allow(a, alice, slow, 3, true)
+	for range 3 {
+		allow(b, alice, slow, 3, false)
+	}
+	allow(a, bob, slow, 3, true) // each user has a bucket of their own
+
+	// Fast enough to refill at once: 20 tokens take 20 ms at 1000/s.
+	for range 2 {
+		allow(a, carol, 1000, 2, true)
+	}
+	deadline := time.Now().Add(waitFor)
+	for {
+		ok, err := a.Allow(ctx, carol, 1000, 2)
+		must(t, err)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a bucket of 1000 tokens a second did not refill")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // A refresh extends places, and takes lapsed ones again.
 func testPlacesRefresh(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
@@ -391,6 +434,7 @@ func testRegistryClosed(t *testing.T, f RegistryFactory) {
 	_, checks["DestroyChannel"] = r.DestroyChannel(ctx, "#go", alice, pubsub.Notice{})
 	_, checks["Channels"] = r.Channels(ctx)
 	_, _, checks["Memberships"] = r.Memberships(ctx, bob)
+	_, checks["Allow"] = r.Allow(ctx, bob, 1, 1)
 	for name, err := range checks {
 		if !errors.Is(err, pubsub.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
