@@ -548,3 +548,29 @@ func TestClusterRateLimitAcrossNodes(t *testing.T) {
 	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"5"}`)
 	on0.expectError("rate_limited", "5")
 }
+
+// TestClusterRateLimitAfterOutage: a node that found a user local while
+// the user's other node was cut off (that node could not be counted) hears
+// of the user again when the other node is back.
+func TestClusterRateLimitAfterOutage(t *testing.T) {
+	url, prefix := redistest.URL(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := redistest.Proxy(t, opts.Addr)
+	cfg := gateway.Config{PlaceTTL: 600 * time.Millisecond} // count shared users every 200 ms
+	n0 := startNode(t, redisBackend(t, url, prefix, ""), cfg)
+	n1 := startNode(t, redisBackend(t, url, prefix, proxy.Listen), cfg)
+	l := n0.login("alice")
+	n0.dial(l)
+	n1.dial(l)
+	eventually(t, 5*time.Second, "n0 to count alice as shared", func() bool { return n0.gw.Shared("alice") })
+
+	proxy.Stop()
+	eventually(t, 15*time.Second, "n0 to count alice as local while n1 is cut off", func() bool { return !n0.gw.Shared("alice") })
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "n0 to count alice as shared again", func() bool { return n0.gw.Shared("alice") })
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 
@@ -14,39 +15,52 @@ import (
 // session of a user is on one node, which is the common case, that node's
 // token bucket is the user's bucket and costs nothing. While the user has
 // sessions on more than one node, the user is shared: each request then
-// also takes its token from the user's bucket in the registry, which
-// every node shares, at the price of a round trip to Redis.
+// is charged to the user's bucket in the registry, which every node
+// shares, at the price of a round trip to Redis.
 //
-// A node learns that a user is shared in two ways. When it attaches the
-// first local session of a user, it counts the nodes subscribed to the
-// user's topic (the nodes holding sessions of the user); if there are
-// others, it tells them with an !here notice on that topic. A node that
-// attaches a user later sees this node in its count. Every place-refresh
-// tick, and after each outage of the pub/sub path, the node counts again
-// for the users it thinks shared (after an outage: for all), so that a
-// user whose other sessions have gone is local again.
+// A node learns that a user is shared by counting the nodes subscribed to
+// the user's topic (the nodes that hold sessions of the user), and tells
+// the others with an !here notice on that topic whenever its count finds
+// more than one. It counts when it attaches a user until one count has
+// succeeded (a node that attaches the user later sees this one in its own
+// count), on every place-refresh tick for the users it holds shared, and
+// after each outage of its pub/sub path for all its users. So a user whose
+// other sessions have gone is local again within a tick or two, and a node
+// that cleared a user while another node could not be counted (that node
+// was cut off) hears of the user again from that node's next count.
+//
+// The slack: the registry's bucket knows only the requests charged to it,
+// and a node's bucket only its own. So each time a user becomes shared,
+// and each time it becomes local again, the user can get up to one burst
+// more than the limit.
 
 // localUser is a user with sessions on this node.
 type localUser struct {
 	limiter *rate.Limiter // shared by the user's sessions on this node
 	refs    int           // guarded by Server.mu: the user's sessions here
-	shared  atomic.Bool   // the user has sessions on other nodes too
-	// heres counts the !here notices received for the user, so that a
+	counted bool          // guarded by Server.mu: a count of nodes succeeded
+	// shared is whether the user has sessions on other nodes too; set by
+	// checkShared and heardHere.
+	shared atomic.Bool
+	// hereGen counts the !here notices received for the user, so that a
 	// count of nodes taken before one of them cannot clear shared.
-	heres uint64 // guarded by Server.mu
+	hereGen uint64 // guarded by Server.mu
 }
 
 // errRateLimited answers a request over the user's rate limit.
 var errRateLimited = &protoError{protocol.CodeRateLimited, "too many requests, slow down"}
 
-// allow charges one request of sess to its user's rate limit. It returns
-// errRateLimited when the user is over the limit, or the registry's error
-// when the shared bucket cannot be read; a refused request takes no token.
+// allow charges one request of sess to its user's rate limit, and returns
+// errRateLimited when the user is over it; a refused request takes no
+// token.
 //
 // While the user is shared, the registry's bucket decides. The node's own
 // bucket only spares the round trip when it is empty, since the node's
 // requests alone then used up the burst; it is charged for each request
-// allowed, so that it is right again when the user is local again.
+// allowed, so that it is right when the user is local again. If the
+// registry cannot be asked, the node's bucket decides alone: the request
+// itself then meets the failing backend and gets its own error, in the
+// order of spec 3.4.
 func (s *Server) allow(ctx context.Context, sess *Session) error {
 	u := sess.user
 	if !u.shared.Load() {
@@ -60,24 +74,46 @@ func (s *Server) allow(ctx context.Context, sess *Session) error {
 	}
 	ok, err := s.registry.Allow(ctx, sess.login.UserID, s.cfg.RateLimit, u.limiter.Burst())
 	if err != nil {
-		return err
+		sess.log(slog.LevelDebug, "shared rate limit not read", "err", err)
+		if !u.limiter.Allow() {
+			return errRateLimited
+		}
+		return nil
 	}
 	if !ok {
 		return errRateLimited
 	}
-	u.limiter.Allow()
+	u.limiter.Allow() // keep the node's bucket in step; the registry decided
+	return nil
+}
+
+// countNodes counts the nodes of user uid if no count has succeeded since
+// the user's first session here registered: attach calls it.
+func (s *Server) countNodes(ctx context.Context, uid string) error {
+	s.mu.Lock()
+	u := s.locals[uid]
+	done := u == nil || u.counted
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := s.checkShared(ctx, uid); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	u.counted = true
+	s.mu.Unlock()
 	return nil
 }
 
 // checkShared counts the nodes that hold sessions of user uid and records
-// whether the user is shared. If it is and announce is set, it tells the
-// other nodes (a node attaching the user's first local session does).
-func (s *Server) checkShared(ctx context.Context, uid string, announce bool) error {
+// whether the user is shared; if it is, it tells the other nodes.
+func (s *Server) checkShared(ctx context.Context, uid string) error {
 	s.mu.Lock()
 	u := s.locals[uid]
-	var heres uint64
+	var gen uint64
 	if u != nil {
-		heres = u.heres
+		gen = u.hereGen
 	}
 	s.mu.Unlock()
 	if u == nil {
@@ -90,21 +126,18 @@ func (s *Server) checkShared(ctx context.Context, uid string, announce bool) err
 	}
 	if n > 1 {
 		u.shared.Store(true)
-		if announce {
-			return s.broker.Publish(ctx, topic, control(opHere, s.router.reply, nil))
-		}
-		return nil
+		return s.broker.Publish(ctx, topic, control(opHere, s.router.reply, nil))
 	}
 	s.mu.Lock()
-	if u.heres == heres { // no node announced itself meanwhile
+	if u.hereGen == gen { // no node announced itself meanwhile
 		u.shared.Store(false)
 	}
 	s.mu.Unlock()
 	return nil
 }
 
-// heardHere handles an !here notice on a user topic: another node now
-// holds a session of the user.
+// heardHere handles an !here notice on a user topic: another node holds a
+// session of the user.
 func (s *Server) heardHere(topic string) {
 	uid, ok := strings.CutPrefix(topic, userTopic(""))
 	if !ok {
@@ -113,15 +146,15 @@ func (s *Server) heardHere(topic string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if u := s.locals[uid]; u != nil {
-		u.heres++
+		u.hereGen++
 		u.shared.Store(true)
 	}
 }
 
 // recheckShared counts the nodes again for the local users that are shared
-// (all of them, if all is set), so that a user whose sessions elsewhere
-// have gone is local again, and one whose !here notice was lost is found.
-func (s *Server) recheckShared(ctx context.Context, all bool) {
+// (all of them, if all is set). It stops at the first failure: the backend
+// is failing.
+func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	var uids []string
 	s.mu.Lock()
 	for uid, u := range s.locals {
@@ -132,11 +165,11 @@ func (s *Server) recheckShared(ctx context.Context, all bool) {
 	s.mu.Unlock()
 	for _, uid := range uids {
 		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := s.checkShared(cctx, uid, false)
+		err := s.checkShared(cctx, uid)
 		cancel()
 		if err != nil {
-			s.log.Warn("count the nodes of a user", "user", uid, "err", err)
-			return // the backend is failing; the next tick tries again
+			return err
 		}
 	}
+	return nil
 }

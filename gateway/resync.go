@@ -67,7 +67,12 @@ func (s *Server) resync(ctx context.Context) bool {
 		s.log.Warn("resync memberships", "err", err)
 		ok = false
 	}
-	s.recheckShared(ctx, true) // !here notices may have been lost too
+	// !here notices may have been lost too, and a node that counted this
+	// one's users meanwhile could not see this node.
+	if err := s.recheckShared(ctx, true); err != nil {
+		s.log.Warn("resync shared users", "err", err)
+		ok = false
+	}
 	return ok
 }
 

@@ -23,7 +23,7 @@ type flakyBackend struct {
 	*pubsub.Memory
 	outages      atomic.Uint64
 	failChannels atomic.Int32 // Channels fails while this is above zero, counting down
-	duringCount  func(topic string)
+	duringCount  atomic.Pointer[func(topic string)]
 }
 
 func (f *flakyBackend) Outages() uint64 { return f.outages.Load() }
@@ -31,8 +31,8 @@ func (f *flakyBackend) Outages() uint64 { return f.outages.Load() }
 // Subscribers calls duringCount, if set, before it answers.
 func (f *flakyBackend) Subscribers(ctx context.Context, topic string) (int, error) {
 	n, err := f.Memory.Subscribers(ctx, topic)
-	if f.duringCount != nil {
-		f.duringCount(topic)
+	if during := f.duringCount.Load(); during != nil {
+		(*during)(topic)
 	}
 	return n, err
 }
@@ -305,15 +305,16 @@ func TestSharedCountRace(t *testing.T) {
 	if !sess.user.shared.Load() {
 		t.Fatal("an !here notice did not make the user shared")
 	}
-	f.duringCount = s.heardHere
-	if err := s.checkShared(t.Context(), uid, false); err != nil {
+	here := s.heardHere
+	f.duringCount.Store(&here)
+	if err := s.checkShared(t.Context(), uid); err != nil {
 		t.Fatal(err)
 	}
 	if !sess.user.shared.Load() {
 		t.Fatal("a count of one node cleared shared although an !here notice arrived meanwhile")
 	}
-	f.duringCount = nil
-	if err := s.checkShared(t.Context(), uid, false); err != nil {
+	f.duringCount.Store(nil)
+	if err := s.checkShared(t.Context(), uid); err != nil {
 		t.Fatal(err)
 	}
 	if sess.user.shared.Load() {

@@ -447,12 +447,10 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 	if err := s.router.add(ctx, userTopic(uid), sess); err != nil {
 		return nil, err
 	}
-	if sess.first {
-		// Subscribed to the user topic: a node that attaches the user
-		// from now on counts this one (ratelimit.go).
-		if err := s.checkShared(ctx, uid, true); err != nil {
-			return nil, err
-		}
+	// Subscribed to the user topic: a node that attaches the user from
+	// now on counts this one (ratelimit.go).
+	if err := s.countNodes(ctx, uid); err != nil {
+		return nil, err
 	}
 	joined, owned, err := s.registry.Memberships(ctx, uid)
 	if err != nil {
@@ -510,7 +508,6 @@ func (s *Server) register(sess *Session) bool {
 	}
 	u.refs++
 	sess.user = u
-	sess.first = u.refs == 1
 	return true
 }
 
@@ -553,7 +550,9 @@ func (s *Server) refreshPlaces(ctx context.Context) {
 		}
 		cancel()
 		s.checkLogins(ctx)
-		s.recheckShared(ctx, false)
+		if err := s.recheckShared(ctx, false); err != nil {
+			s.log.Warn("count the nodes of shared users", "err", err)
+		}
 	}
 }
 

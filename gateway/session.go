@@ -41,7 +41,6 @@ type Session struct {
 	conn   *websocket.Conn
 	frames *frameConn // the socket under conn; data frames go here
 	user   *localUser // immutable: the user's rate limit on this node
-	first  bool       // immutable: the user's first session here when it registered
 
 	qmu     sync.Mutex
 	queue   [][]byte // guarded by qmu: frames waiting for the writer
@@ -411,7 +410,7 @@ func (s *Session) handle(ctx context.Context, data []byte) {
 		id = de.ID
 	}
 	if err := s.srv.allow(ctx, s); err != nil {
-		if err == errRateLimited {
+		if errors.Is(err, errRateLimited) {
 			s.srv.metrics.rateLimited.Inc()
 		}
 		s.reply(id, toProto(err, ""))

@@ -407,7 +407,7 @@ func (m *Memory) Allow(ctx context.Context, user string, rate float64, burst int
 	}
 	u := m.userLocked(user)
 	now := m.now()
-	interval := time.Duration(float64(time.Second) / rate)
+	interval := max(time.Duration(float64(time.Second)/rate), time.Microsecond) // as Redis
 	tat := u.tat
 	if tat.Before(now) {
 		tat = now

@@ -303,7 +303,8 @@ func (r *Redis) PublishIfMember(ctx context.Context, channel, user, topic string
 
 // Allow implements Registry with allowScript, on Redis's clock.
 func (r *Redis) Allow(ctx context.Context, user string, rate float64, burst int) (bool, error) {
-	v, err := r.run(ctx, allowScript, []string{r.key("rate:", user)}, 1e6/rate, burst)
+	// At least 1 µs between requests: the script counts in whole µs.
+	v, err := r.run(ctx, allowScript, []string{r.key("rate:", user)}, max(1e6/rate, 1), burst)
 	if err != nil {
 		return false, fmt.Errorf("rate of %s: %w", user, err)
 	}

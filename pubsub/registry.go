@@ -77,6 +77,7 @@ type Registry interface {
 	// rate tokens a second up to burst, and reports whether there was
 	// one; a refusal takes nothing. Every node shares a user's bucket: the
 	// gateway uses it while the user has sessions on more than one node.
+	// Rates above a million a second count as a million.
 	Allow(ctx context.Context, user string, rate float64, burst int) (bool, error)
 
 	// Ping checks that the backend answers.

@@ -353,7 +353,7 @@ func testPlacesLapse(t *testing.T, f RegistryFactory) {
 }
 
 // A user's bucket holds burst tokens, shared by every node's registry, and
-// refills at the rate; a refusal takes nothing.
+// refills at the rate.
 func testAllow(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	open := f.Cluster(t)
