@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -462,15 +463,8 @@ func TestClusterJoinReachesOtherSessions(t *testing.T) {
 // node was cut off from Redis are told to the node's clients, once each,
 // when it is back.
 func TestClusterMissedChannelEvents(t *testing.T) {
-	url, prefix := redistest.URL(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := redistest.Proxy(t, opts.Addr)
-	n0 := startNode(t, redisBackend(t, url, prefix, ""), gateway.Config{NodeID: "n0"})
 	reg := prometheus.NewRegistry()
-	n1 := startNodeWithMetrics(t, redisBackend(t, url, prefix, proxy.Listen), gateway.Config{NodeID: "n1"}, reg)
+	n0, n1, proxy := startCutPair(t, gateway.Config{}, reg)
 	bob := n0.user("bob")
 	alice := n1.user("alice")
 	bob.do("create", "#old")
@@ -498,12 +492,32 @@ func TestClusterMissedChannelEvents(t *testing.T) {
 		t.Fatalf("alice was told %q after the outage, want %q", got, want)
 	}
 	sentinel(t, bob, alice)
-	if n := counter(t, reg, "chat_resyncs_total", "ok"); n < 1 {
-		t.Errorf("chat_resyncs_total{result=ok} = %v, want at least 1", n)
-	}
+	// The resync counts itself once all its steps are done, after the
+	// events went out.
+	eventually(t, 5*time.Second, "chat_resyncs_total{result=ok} to count the resync", func() bool {
+		return counter(t, reg, "chat_resyncs_total", "ok") >= 1
+	})
 	if n := counter(t, reg, "chat_resync_events_total", ""); n != 2 {
 		t.Errorf("chat_resync_events_total = %v, want 2", n)
 	}
+}
+
+// startCutPair starts two nodes of a cluster: n0 reaches Redis directly,
+// n1 through proxy, which a test stops to cut n1 alone off. n1's metrics
+// go to reg1, if set.
+func startCutPair(t *testing.T, cfg gateway.Config, reg1 prometheus.Registerer) (n0, n1 *node, proxy *toxiproxy.Proxy) {
+	t.Helper()
+	url, prefix := redistest.URL(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy = redistest.Proxy(t, opts.Addr)
+	cfg.NodeID = "n0"
+	n0 = startNode(t, redisBackend(t, url, prefix, ""), cfg)
+	cfg.NodeID = "n1"
+	n1 = startNodeWith(t, redisBackend(t, url, prefix, proxy.Listen), cfg, nodeOptions{metrics: reg1})
+	return n0, n1, proxy
 }
 
 // ready reports whether n's /readyz answers 200.
@@ -553,15 +567,8 @@ func TestClusterRateLimitAcrossNodes(t *testing.T) {
 // the user's other node was cut off (that node could not be counted) hears
 // of the user again when the other node is back.
 func TestClusterRateLimitAfterOutage(t *testing.T) {
-	url, prefix := redistest.URL(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := redistest.Proxy(t, opts.Addr)
-	cfg := gateway.Config{PlaceTTL: 600 * time.Millisecond} // count shared users every 200 ms
-	n0 := startNode(t, redisBackend(t, url, prefix, ""), cfg)
-	n1 := startNode(t, redisBackend(t, url, prefix, proxy.Listen), cfg)
+	// Shared users are counted every 200 ms.
+	n0, n1, proxy := startCutPair(t, gateway.Config{PlaceTTL: 600 * time.Millisecond}, nil)
 	l := n0.login("alice")
 	n0.dial(l)
 	n1.dial(l)
