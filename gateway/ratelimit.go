@@ -19,15 +19,17 @@ import (
 // shares, at the price of a round trip to Redis.
 //
 // A node learns that a user is shared by counting the nodes subscribed to
-// the user's topic (the nodes that hold sessions of the user), and tells
-// the others with an !here notice on that topic whenever its count finds
-// more than one. It counts when it attaches a user until one count has
-// succeeded (a node that attaches the user later sees this one in its own
-// count), on every place-refresh tick for the users it holds shared, and
-// after each outage of its pub/sub path for all its users. So a user whose
-// other sessions have gone is local again within a tick or two, and a node
-// that cleared a user while another node could not be counted (that node
-// was cut off) hears of the user again from that node's next count.
+// the user's topic (the nodes that hold sessions of the user). It counts
+// when it attaches a user until one count has succeeded (a node that
+// attaches the user later sees this one in its own count), after each
+// outage of its pub/sub path for all its users, and on every
+// place-refresh tick for the users it holds shared, so that a user whose
+// other sessions have gone is local again within a tick or two. When a
+// count from an attach or a resync finds more than one node, or any count
+// finds a user newly shared, the node tells the others with an !here
+// notice on the user's topic: so a node that cleared a user while another
+// node could not be counted (it was cut off) hears of the user again from
+// that node's resync.
 //
 // The slack: the registry's bucket knows only the requests charged to it,
 // and a node's bucket only its own. So each time a user becomes shared,
@@ -72,6 +74,13 @@ func (s *Server) allow(ctx context.Context, sess *Session) error {
 	if u.limiter.Tokens() < 1 {
 		return errRateLimited
 	}
+	if !s.broker.Healthy() {
+		// Redis is failing: do not make the request wait for it twice.
+		if !u.limiter.Allow() {
+			return errRateLimited
+		}
+		return nil
+	}
 	ok, err := s.registry.Allow(ctx, sess.login.UserID, s.cfg.RateLimit, u.limiter.Burst())
 	if err != nil {
 		sess.log(slog.LevelDebug, "shared rate limit not read", "err", err)
@@ -97,7 +106,7 @@ func (s *Server) countNodes(ctx context.Context, uid string) error {
 	if done {
 		return nil
 	}
-	if err := s.checkShared(ctx, uid); err != nil {
+	if err := s.checkShared(ctx, uid, true); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -107,8 +116,9 @@ func (s *Server) countNodes(ctx context.Context, uid string) error {
 }
 
 // checkShared counts the nodes that hold sessions of user uid and records
-// whether the user is shared; if it is, it tells the other nodes.
-func (s *Server) checkShared(ctx context.Context, uid string) error {
+// whether the user is shared. If it is, it tells the other nodes when
+// announce is set or the user was not shared before.
+func (s *Server) checkShared(ctx context.Context, uid string, announce bool) error {
 	s.mu.Lock()
 	u := s.locals[uid]
 	var gen uint64
@@ -125,7 +135,9 @@ func (s *Server) checkShared(ctx context.Context, uid string) error {
 		return err
 	}
 	if n > 1 {
-		u.shared.Store(true)
+		if was := u.shared.Swap(true); was && !announce {
+			return nil
+		}
 		return s.broker.Publish(ctx, topic, control(opHere, s.router.reply, nil))
 	}
 	s.mu.Lock()
@@ -152,8 +164,9 @@ func (s *Server) heardHere(topic string) {
 }
 
 // recheckShared counts the nodes again for the local users that are shared
-// (all of them, if all is set). It stops at the first failure: the backend
-// is failing.
+// or, after an outage (all is set), for all of them, telling the other
+// nodes of every shared user then. It stops at the first failure: the
+// backend is failing.
 func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	var uids []string
 	s.mu.Lock()
@@ -165,7 +178,7 @@ func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	s.mu.Unlock()
 	for _, uid := range uids {
 		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := s.checkShared(cctx, uid)
+		err := s.checkShared(cctx, uid, all)
 		cancel()
 		if err != nil {
 			return err

@@ -483,6 +483,19 @@ func (r *router) forward(name string, frame []byte) {
 	}
 }
 
+// forwardExcept is forward to every local session on topic name but one.
+func (r *router) forwardExcept(name string, frame []byte, except *Session) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if t := r.topics[name]; t != nil {
+		for _, s := range t.list {
+			if s != except {
+				s.send(frame)
+			}
+		}
+	}
+}
+
 func (r *router) control(name string, payload []byte) {
 	line, frame, _ := bytes.Cut(payload[1:], []byte{'\n'})
 	op, arg, _ := bytes.Cut(line, []byte{' '})

@@ -164,7 +164,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
-	locals   map[string]*localUser // guarded by mu: user id -> shared limiter
+	locals   map[string]*localUser // guarded by mu: user id -> the user's limiter on this node
 	closed   bool                  // guarded by mu
 }
 
@@ -478,9 +478,19 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 		joined = now
 	}
 	// The user's own channels exist, even if their create notice has not
-	// reached this node yet (it then follows the welcome as an event).
-	channels = append(channels, joined...)
-	channels = append(channels, owned...)
+	// reached this node yet (or was lost in an outage): the book learns of
+	// them now and tells the node's other sessions, so that the welcome
+	// stays the book's view; the notice, when it comes, is no news.
+	told := channels // sorted
+	for _, c := range slices.Concat(joined, owned) {
+		if _, known := slices.BinarySearch(told, c); known {
+			continue
+		}
+		s.router.book.tell(c, true, func() {
+			s.router.forwardExcept(clusterTopic, channelEvent(c, protocol.EventCreate), sess)
+		})
+		channels = append(channels, c)
+	}
 	slices.Sort(channels)
 	channels = slices.Compact(channels)
 	return mustJSON(protocol.Welcome{

@@ -254,6 +254,9 @@ func (r *Redis) Publish(ctx context.Context, topic string, payload []byte) error
 // other publishes) publishes on every topic.
 func (r *Redis) PublishAll(ctx context.Context, topics []string, payload []byte) error {
 	if len(topics) == 0 {
+		if r.isClosed() {
+			return ErrClosed
+		}
 		return nil
 	}
 	req := &pubReq{channel: r.topicPrefix + topics[0], payload: payload, err: make(chan error, 1)}

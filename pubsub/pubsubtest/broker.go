@@ -249,15 +249,19 @@ func testPublishAll(t *testing.T, f BrokerFactory) {
 
 	const n = 200
 	var wg sync.WaitGroup
+	var racerErr error
 	wg.Go(func() {
 		for i := range n {
-			must(t, racer.Publish(ctx, "a", []byte("racer-"+strconv.Itoa(i))))
+			if racerErr = racer.Publish(ctx, "a", []byte("racer-"+strconv.Itoa(i))); racerErr != nil {
+				return
+			}
 		}
 	})
 	for i := range n {
 		must(t, b.PublishAll(ctx, []string{"a", "b"}, []byte("pair-"+strconv.Itoa(i))))
 	}
 	wg.Wait()
+	must(t, racerErr)
 	must(t, b.Publish(ctx, "marker", []byte("end")))
 	rec.WaitTopic(t, "marker", 2)
 	all := rec.All()
@@ -477,6 +481,11 @@ func testClosed(t *testing.T, f BrokerFactory) {
 	must(t, b.Close())
 	if err := b.Publish(ctx, "t", []byte("x")); !errors.Is(err, pubsub.ErrClosed) {
 		t.Errorf("Publish after Close: %v, want ErrClosed", err)
+	}
+	for _, topics := range [][]string{{"t", "u"}, nil} {
+		if err := b.PublishAll(ctx, topics, []byte("x")); !errors.Is(err, pubsub.ErrClosed) {
+			t.Errorf("PublishAll(%q) after Close: %v, want ErrClosed", topics, err)
+		}
 	}
 	if err := b.Subscribe(ctx, "u"); !errors.Is(err, pubsub.ErrClosed) {
 		t.Errorf("Subscribe after Close: %v, want ErrClosed", err)
