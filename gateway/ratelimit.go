@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -106,7 +107,7 @@ func (s *Server) countNodes(ctx context.Context, uid string) error {
 	if done {
 		return nil
 	}
-	if err := s.checkShared(ctx, uid, true); err != nil {
+	if err := s.checkShared(ctx, []string{uid}, true); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -115,37 +116,47 @@ func (s *Server) countNodes(ctx context.Context, uid string) error {
 	return nil
 }
 
-// checkShared counts the nodes that hold sessions of user uid and records
-// whether the user is shared. If it is, it tells the other nodes when
-// announce is set or the user was not shared before.
-func (s *Server) checkShared(ctx context.Context, uid string, announce bool) error {
+// checkShared counts, in one round trip, the nodes that hold sessions of
+// each of the users uids and records whether each is shared. It tells the
+// other nodes of a shared user when announce is set or the user was not
+// shared before.
+func (s *Server) checkShared(ctx context.Context, uids []string, announce bool) error {
+	users := make([]*localUser, len(uids))
+	gens := make([]uint64, len(uids))
+	topics := make([]string, len(uids))
 	s.mu.Lock()
-	u := s.locals[uid]
-	var gen uint64
-	if u != nil {
-		gen = u.hereGen
+	for i, uid := range uids {
+		if u := s.locals[uid]; u != nil {
+			users[i], gens[i] = u, u.hereGen
+		}
+		topics[i] = userTopic(uid)
 	}
 	s.mu.Unlock()
-	if u == nil {
-		return nil
-	}
-	topic := userTopic(uid)
-	n, err := s.broker.Subscribers(ctx, topic)
+	counts, err := s.broker.Subscribers(ctx, topics...)
 	if err != nil {
 		return err
 	}
-	if n > 1 {
-		if was := u.shared.Swap(true); was && !announce {
-			return nil
+	var tell []string
+	for i, u := range users {
+		switch {
+		case u == nil: // gone meanwhile
+		case counts[i] > 1:
+			if was := u.shared.Swap(true); !was || announce {
+				tell = append(tell, topics[i])
+			}
+		default:
+			s.mu.Lock()
+			if u.hereGen == gens[i] { // no node announced itself meanwhile
+				u.shared.Store(false)
+			}
+			s.mu.Unlock()
 		}
-		return s.broker.Publish(ctx, topic, control(opHere, s.router.reply, nil))
 	}
-	s.mu.Lock()
-	if u.hereGen == gen { // no node announced itself meanwhile
-		u.shared.Store(false)
+	if len(tell) == 0 {
+		return nil
 	}
-	s.mu.Unlock()
-	return nil
+	// The notice is the same on every topic: one publish for them all.
+	return s.broker.PublishAll(ctx, tell, control(opHere, s.router.reply, nil))
 }
 
 // heardHere handles an !here notice on a user topic: another node holds a
@@ -165,8 +176,8 @@ func (s *Server) heardHere(topic string) {
 
 // recheckShared counts the nodes again for the local users that are shared
 // or, after an outage (all is set), for all of them, telling the other
-// nodes of every shared user then. It stops at the first failure: the
-// backend is failing.
+// nodes of every shared user then. It counts countBatch users per round
+// trip, and stops at the first failure: the backend is failing.
 func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	var uids []string
 	s.mu.Lock()
@@ -176,9 +187,9 @@ func (s *Server) recheckShared(ctx context.Context, all bool) error {
 		}
 	}
 	s.mu.Unlock()
-	for _, uid := range uids {
+	for batch := range slices.Chunk(uids, countBatch) {
 		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := s.checkShared(cctx, uid, all)
+		err := s.checkShared(cctx, batch, all)
 		cancel()
 		if err != nil {
 			return err
@@ -186,3 +197,6 @@ func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	}
 	return nil
 }
+
+// countBatch is how many users' nodes one PUBSUB NUMSUB counts.
+const countBatch = 500

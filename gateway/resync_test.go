@@ -29,10 +29,12 @@ type flakyBackend struct {
 func (f *flakyBackend) Outages() uint64 { return f.outages.Load() }
 
 // Subscribers calls duringCount, if set, before it answers.
-func (f *flakyBackend) Subscribers(ctx context.Context, topic string) (int, error) {
-	n, err := f.Memory.Subscribers(ctx, topic)
+func (f *flakyBackend) Subscribers(ctx context.Context, topics ...string) ([]int, error) {
+	n, err := f.Memory.Subscribers(ctx, topics...)
 	if during := f.duringCount.Load(); during != nil {
-		(*during)(topic)
+		for _, t := range topics {
+			(*during)(t)
+		}
 	}
 	return n, err
 }
@@ -310,14 +312,14 @@ func TestSharedCountRace(t *testing.T) {
 	}
 	here := s.heardHere
 	f.duringCount.Store(&here)
-	if err := s.checkShared(t.Context(), uid, false); err != nil {
+	if err := s.checkShared(t.Context(), []string{uid}, false); err != nil {
 		t.Fatal(err)
 	}
 	if !sess.user.shared.Load() {
 		t.Fatal("a count of one node cleared shared although an !here notice arrived meanwhile")
 	}
 	f.duringCount.Store(nil)
-	if err := s.checkShared(t.Context(), uid, false); err != nil {
+	if err := s.checkShared(t.Context(), []string{uid}, false); err != nil {
 		t.Fatal(err)
 	}
 	if sess.user.shared.Load() {

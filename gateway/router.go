@@ -416,10 +416,11 @@ func (r *router) publishApplied(ctx context.Context, publish func(id string) err
 // next reaches every session of the user.
 func (r *router) spreadJoin(ctx context.Context, user, channel string) error {
 	ut := userTopic(user)
-	n, err := r.broker.Subscribers(ctx, ut)
+	counts, err := r.broker.Subscribers(ctx, ut)
 	if err != nil {
 		return err
 	}
+	n := counts[0]
 	if n <= 1 { // only this node, whose sessions are on the topic already
 		return r.broker.Publish(ctx, ut, control(opJoin, channel, nil))
 	}

@@ -43,7 +43,8 @@ type Broker interface {
 	// PublishAll is Publish to each of topics (distinct names), in that
 	// order and in one atomic step: no other publish comes between them,
 	// and either all of them happen or none does. A private message uses
-	// it, so that the recipient's copy and the sender's go out together.
+	// it, so that the recipient's copy and the sender's go out together;
+	// the gateway also sends one notice to many users' topics with it.
 	PublishAll(ctx context.Context, topics []string, payload []byte) error
 
 	// Subscribe starts delivery of topic to the Handler. It returns only
@@ -56,10 +57,12 @@ type Broker interface {
 	// may still arrive.
 	Unsubscribe(ctx context.Context, topic string) error
 
-	// Subscribers reports how many nodes are subscribed to topic, this
-	// one included: how many would receive a payload published now. The
-	// gateway uses it to know how many nodes must answer a control notice.
-	Subscribers(ctx context.Context, topic string) (int, error)
+	// Subscribers reports, for each of topics, how many nodes are
+	// subscribed to it, this one included: how many would receive a
+	// payload published now. The gateway uses it to know how many nodes
+	// must answer a control notice, and how many hold a user's sessions.
+	// Many topics cost one round trip.
+	Subscribers(ctx context.Context, topics ...string) ([]int, error)
 
 	// Healthy reports whether the node's pub/sub path works end to end.
 	// For a backend that can fail independently of its caller (Redis), a

@@ -105,17 +105,21 @@ func (m *Memory) Unsubscribe(ctx context.Context, topic string) error {
 // Outages implements Broker: the in-memory path never goes down.
 func (m *Memory) Outages() uint64 { return 0 }
 
-// Subscribers implements Broker: 1 if this node is subscribed, else 0.
-func (m *Memory) Subscribers(ctx context.Context, topic string) (int, error) {
+// Subscribers implements Broker: 1 for a topic this node is subscribed
+// to, else 0.
+func (m *Memory) Subscribers(ctx context.Context, topics ...string) ([]int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
-	if _, ok := m.subs[topic]; ok {
-		return 1, nil
+	counts := make([]int, len(topics))
+	for i, topic := range topics {
+		if _, ok := m.subs[topic]; ok {
+			counts[i] = 1
+		}
 	}
-	return 0, nil
+	return counts, nil
 }
 
 // Healthy is true until Close.

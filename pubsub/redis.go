@@ -509,20 +509,30 @@ func (r *Redis) topicLock(channel string) *sync.Mutex {
 	return &r.topicLocks[maphash.String(r.seed, channel)%uint64(len(r.topicLocks))]
 }
 
-// Subscribers implements Broker with PUBSUB NUMSUB: every node holds one
-// pub/sub connection, so subscribers are nodes.
-func (r *Redis) Subscribers(ctx context.Context, topic string) (int, error) {
+// Subscribers implements Broker with one PUBSUB NUMSUB: every node holds
+// one pub/sub connection, so subscribers are nodes.
+func (r *Redis) Subscribers(ctx context.Context, topics ...string) ([]int, error) {
 	if r.isClosed() {
-		return 0, ErrClosed
+		return nil, ErrClosed
+	}
+	if len(topics) == 0 {
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	channel := r.topicPrefix + topic
-	counts, err := r.client.PubSubNumSub(ctx, channel).Result()
-	if err != nil {
-		return 0, fmt.Errorf("subscribers %q: %w", topic, r.wrap(err))
+	channels := make([]string, len(topics))
+	for i, t := range topics {
+		channels[i] = r.topicPrefix + t
 	}
-	return int(counts[channel]), nil
+	byChannel, err := r.client.PubSubNumSub(ctx, channels...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("subscribers of %d topics (%q...): %w", len(topics), topics[0], r.wrap(err))
+	}
+	counts := make([]int, len(topics))
+	for i, c := range channels {
+		counts[i] = int(byChannel[c])
+	}
+	return counts, nil
 }
 
 // Healthy implements Broker: true while the node receives its own
