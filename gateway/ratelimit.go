@@ -66,34 +66,23 @@ var errRateLimited = &protoError{protocol.CodeRateLimited, "too many requests, s
 // order of spec 3.4.
 func (s *Server) allow(ctx context.Context, sess *Session) error {
 	u := sess.user
-	if !u.shared.Load() {
-		if !u.limiter.Allow() {
+	if u.shared.Load() && s.broker.Healthy() { // while Redis fails, do not wait for it twice
+		if u.limiter.Tokens() < 1 {
 			return errRateLimited
 		}
-		return nil
-	}
-	if u.limiter.Tokens() < 1 {
-		return errRateLimited
-	}
-	if !s.broker.Healthy() {
-		// Redis is failing: do not make the request wait for it twice.
-		if !u.limiter.Allow() {
-			return errRateLimited
+		ok, err := s.registry.Allow(ctx, sess.login.UserID, s.cfg.RateLimit, u.limiter.Burst())
+		if err == nil {
+			if !ok {
+				return errRateLimited
+			}
+			u.limiter.Allow() // keep the node's bucket in step; the registry decided
+			return nil
 		}
-		return nil
-	}
-	ok, err := s.registry.Allow(ctx, sess.login.UserID, s.cfg.RateLimit, u.limiter.Burst())
-	if err != nil {
 		sess.log(slog.LevelDebug, "shared rate limit not read", "err", err)
-		if !u.limiter.Allow() {
-			return errRateLimited
-		}
-		return nil
 	}
-	if !ok {
+	if !u.limiter.Allow() {
 		return errRateLimited
 	}
-	u.limiter.Allow() // keep the node's bucket in step; the registry decided
 	return nil
 }
 
