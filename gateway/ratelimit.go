@@ -186,6 +186,3 @@ func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	}
 	return nil
 }
-
-// countBatch is how many users' nodes one PUBSUB NUMSUB counts.
-const countBatch = 500

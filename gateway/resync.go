@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -10,11 +11,13 @@ import (
 	"github.com/wirechat/chat/protocol"
 )
 
-// Resync timing: how often the node looks for an outage of its pub/sub
-// path, and how long it waits before it tries a failed resync again.
+// Resync timing and size: how often the node looks for an outage of its
+// pub/sub path, how long it waits before it tries a failed resync again,
+// and for how many users one round trip reads memberships or counts nodes.
 const (
 	healthPoll  = 250 * time.Millisecond
 	resyncRetry = time.Second
+	countBatch  = 500
 )
 
 // watchHealth resyncs the node's sessions after each outage of its pub/sub
@@ -96,37 +99,44 @@ func (s *Server) resyncChannels(ctx context.Context) error {
 }
 
 // resyncMemberships puts each local session on exactly the channels its
-// user belongs to. It stops at the first failure: the backend is failing
-// again.
+// user belongs to, reading the memberships of countBatch users per round
+// trip. It stops at the first failure: the backend is failing again.
 func (s *Server) resyncMemberships(ctx context.Context) error {
 	byUser := s.sessionsBy(func(sess *Session) string { return sess.login.UserID })
-	for uid, sessions := range byUser {
+	for batch := range slices.Chunk(slices.Collect(maps.Keys(byUser)), countBatch) {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		joined, _, err := s.registry.Memberships(rctx, uid)
+		joined, err := s.registry.Joined(rctx, batch...)
 		cancel()
 		if err != nil {
 			return err
 		}
-		want := make(map[string]bool, len(joined))
-		for _, c := range joined {
-			want[channelTopic(c)] = true
-		}
-		for _, sess := range sessions {
-			have := s.router.channelTopicsOf(sess)
-			for _, t := range have {
-				if !want[t] {
-					s.router.remove(t, sess)
-				}
-			}
-			for t := range want {
-				if !slices.Contains(have, t) {
-					s.router.addLocal(t, []*Session{sess})
-					s.router.markDirty(t)
-				}
-			}
+		for i, uid := range batch {
+			s.putOnChannels(byUser[uid], joined[i])
 		}
 	}
 	return nil
+}
+
+// putOnChannels makes sessions receive exactly the topics of channels.
+func (s *Server) putOnChannels(sessions []*Session, channels []string) {
+	want := make(map[string]bool, len(channels))
+	for _, c := range channels {
+		want[channelTopic(c)] = true
+	}
+	for _, sess := range sessions {
+		have := s.router.channelTopicsOf(sess)
+		for _, t := range have {
+			if !want[t] {
+				s.router.remove(t, sess)
+			}
+		}
+		for t := range want {
+			if !slices.Contains(have, t) {
+				s.router.addLocal(t, []*Session{sess})
+				s.router.markDirty(t)
+			}
+		}
+	}
 }
 
 // channelBook is which channels a node's sessions have been told exist:

@@ -424,6 +424,26 @@ func (m *Memory) Allow(ctx context.Context, user string, rate float64, burst int
 	return true, nil
 }
 
+// Joined implements Registry.
+func (m *Memory) Joined(ctx context.Context, users ...string) ([][]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := make([][]string, len(users))
+	for i, user := range users {
+		out[i] = []string{}
+		if u, ok := m.users[user]; ok {
+			for c := range u.joined {
+				out[i] = append(out[i], c)
+			}
+		}
+		slices.Sort(out[i])
+	}
+	return out, nil
+}
+
 func (m *Memory) userLocked(user string) *memUser {
 	u, ok := m.users[user]
 	if !ok {

@@ -349,6 +349,34 @@ func (r *Redis) Memberships(ctx context.Context, user string) (joined, owned []s
 	return joined, owned, nil
 }
 
+// Joined implements Registry with one pipeline of SMEMBERS.
+func (r *Redis) Joined(ctx context.Context, users ...string) ([][]string, error) {
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
+	if len(users) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	cmds := make([]*redis.StringSliceCmd, len(users))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			cmds[i] = p.SMembers(ctx, r.key("joined:", u))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("joined of %d users: %w", len(users), r.wrap(err))
+	}
+	out := make([][]string, len(users))
+	for i, c := range cmds {
+		out[i] = c.Val()
+		slices.Sort(out[i])
+	}
+	return out, nil
+}
+
 // AcquirePlace implements Registry. Places lapse on Redis's clock.
 func (r *Redis) AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error {
 	v, err := r.run(ctx, acquireScript, []string{r.key("places:", user)}, conn, limit, ttlMillis(ttl))

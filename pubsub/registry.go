@@ -58,6 +58,11 @@ type Registry interface {
 	// owns, each sorted.
 	Memberships(ctx context.Context, user string) (joined, owned []string, err error)
 
+	// Joined returns, for each of users, the channels it is a member of,
+	// sorted. Many users cost one round trip: a node resyncing after an
+	// outage reads them all.
+	Joined(ctx context.Context, users ...string) ([][]string, error)
+
 	// AcquirePlace records an open websocket conn of user, unless the user
 	// already holds limit places (ErrTooManySessions). A place not refreshed
 	// within ttl lapses, so that the places of a node that died are freed.

@@ -199,6 +199,12 @@ func testMemberships(t *testing.T, f RegistryFactory) {
 	if !slices.Equal(joined, []string{"#z"}) || !slices.Equal(owned, []string{"#a", "#b", "#c"}) {
 		t.Fatalf("alice: joined %q owned %q", joined, owned)
 	}
+	// Joined reads many users at once, in the order asked.
+	all, err := r.Joined(ctx, bob, carol, alice)
+	must(t, err)
+	if len(all) != 3 || !slices.Equal(all[0], []string{"#a", "#c"}) || len(all[1]) != 0 || !slices.Equal(all[2], []string{"#z"}) {
+		t.Fatalf("Joined(bob, carol, alice) = %q, want [[#a #c] [] [#z]]", all)
+	}
 }
 
 // Nodes racing to create one channel: exactly one wins, every round.
@@ -435,6 +441,7 @@ func testRegistryClosed(t *testing.T, f RegistryFactory) {
 	_, checks["Channels"] = r.Channels(ctx)
 	_, _, checks["Memberships"] = r.Memberships(ctx, bob)
 	_, checks["Allow"] = r.Allow(ctx, bob, 1, 1)
+	_, checks["Joined"] = r.Joined(ctx, bob)
 	for name, err := range checks {
 		if !errors.Is(err, pubsub.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
