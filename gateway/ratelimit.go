@@ -25,12 +25,12 @@ import (
 // attaches the user later sees this one in its own count), after each
 // outage of its pub/sub path for all its users, and on every
 // place-refresh tick for the users it holds shared, so that a user whose
-// other sessions have gone is local again within a tick or two. When a
-// count from an attach or a resync finds more than one node, or any count
-// finds a user newly shared, the node tells the others with an !here
-// notice on the user's topic: so a node that cleared a user while another
-// node could not be counted (it was cut off) hears of the user again from
-// that node's resync.
+// other sessions have gone is local again within a tick or two. Whenever a
+// count finds more than one node, the node tells the others with an !here
+// notice on the user's topic (one publish for all the users of a count):
+// so a node that cleared a user while it could not see this node (this
+// node was cut off, or its subscription to the user's topic was being
+// renewed) hears of the user again within a tick.
 //
 // The slack: the registry's bucket knows only the requests charged to it,
 // and a node's bucket only its own. So each time a user becomes shared,
@@ -60,10 +60,10 @@ var errRateLimited = &protoError{protocol.CodeRateLimited, "too many requests, s
 // While the user is shared, the registry's bucket decides. The node's own
 // bucket only spares the round trip when it is empty, since the node's
 // requests alone then used up the burst; it is charged for each request
-// allowed, so that it is right when the user is local again. If the
-// registry cannot be asked, the node's bucket decides alone: the request
-// itself then meets the failing backend and gets its own error, in the
-// order of spec 3.4.
+// allowed, so that it is right when the user is local again. While the
+// broker is unhealthy, or if the registry cannot be asked, the node's
+// bucket decides alone: the request itself then meets the failing backend
+// and gets its own error, in the order of spec 3.4.
 func (s *Server) allow(ctx context.Context, sess *Session) error {
 	u := sess.user
 	if u.shared.Load() && s.broker.Healthy() { // while Redis fails, do not wait for it twice
@@ -96,7 +96,7 @@ func (s *Server) countNodes(ctx context.Context, uid string) error {
 	if done {
 		return nil
 	}
-	if err := s.checkShared(ctx, []string{uid}, true); err != nil {
+	if err := s.checkShared(ctx, []string{uid}); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -106,10 +106,9 @@ func (s *Server) countNodes(ctx context.Context, uid string) error {
 }
 
 // checkShared counts, in one round trip, the nodes that hold sessions of
-// each of the users uids and records whether each is shared. It tells the
-// other nodes of a shared user when announce is set or the user was not
-// shared before.
-func (s *Server) checkShared(ctx context.Context, uids []string, announce bool) error {
+// each of the users uids (distinct) and records whether each is shared,
+// telling the other nodes of the shared ones.
+func (s *Server) checkShared(ctx context.Context, uids []string) error {
 	users := make([]*localUser, len(uids))
 	gens := make([]uint64, len(uids))
 	topics := make([]string, len(uids))
@@ -126,21 +125,18 @@ func (s *Server) checkShared(ctx context.Context, uids []string, announce bool) 
 		return err
 	}
 	var tell []string
+	s.mu.Lock()
 	for i, u := range users {
 		switch {
 		case u == nil: // gone meanwhile
 		case counts[i] > 1:
-			if was := u.shared.Swap(true); !was || announce {
-				tell = append(tell, topics[i])
-			}
-		default:
-			s.mu.Lock()
-			if u.hereGen == gens[i] { // no node announced itself meanwhile
-				u.shared.Store(false)
-			}
-			s.mu.Unlock()
+			u.shared.Store(true)
+			tell = append(tell, topics[i])
+		case u.hereGen == gens[i]: // no node announced itself meanwhile
+			u.shared.Store(false)
 		}
 	}
+	s.mu.Unlock()
 	if len(tell) == 0 {
 		return nil
 	}
@@ -164,9 +160,9 @@ func (s *Server) heardHere(topic string) {
 }
 
 // recheckShared counts the nodes again for the local users that are shared
-// or, after an outage (all is set), for all of them, telling the other
-// nodes of every shared user then. It counts countBatch users per round
-// trip, and stops at the first failure: the backend is failing.
+// or, after an outage (all is set), for all of them. It counts countBatch
+// users per round trip, and stops at the first failure: the backend is
+// failing.
 func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	var uids []string
 	s.mu.Lock()
@@ -178,7 +174,7 @@ func (s *Server) recheckShared(ctx context.Context, all bool) error {
 	s.mu.Unlock()
 	for batch := range slices.Chunk(uids, countBatch) {
 		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := s.checkShared(cctx, batch, all)
+		err := s.checkShared(cctx, batch)
 		cancel()
 		if err != nil {
 			return err

@@ -11,14 +11,16 @@ import (
 	"github.com/wirechat/chat/protocol"
 )
 
-// Resync timing and size: how often the node looks for an outage of its
-// pub/sub path, how long it waits before it tries a failed resync again,
-// and for how many users one round trip reads memberships or counts nodes.
+// Resync timing: how often the node looks for an outage of its pub/sub
+// path, and how long it waits before it tries a failed resync again.
 const (
 	healthPoll  = 250 * time.Millisecond
 	resyncRetry = time.Second
-	countBatch  = 500
 )
+
+// countBatch is for how many users one round trip reads memberships or
+// counts nodes. A variable, so that a test crosses batches with few users.
+var countBatch = 500
 
 // watchHealth resyncs the node's sessions after each outage of its pub/sub
 // path, once the path is healthy again, until ctx ends. It goes by the
@@ -153,7 +155,22 @@ type channelBook struct {
 	// heard is non-nil while settle reads the registry: the channels whose
 	// notices arrived meanwhile, and which the read may predate.
 	heard map[string]struct{} // guarded by mu
+	// changes counts the changes to names; gone holds, for a minute, when
+	// each channel left the book, so that learn can tell a channel that is
+	// new to the book from one that was destroyed after a snapshot.
+	changes uint64              // guarded by mu
+	gone    map[string]goneMark // guarded by mu
 }
+
+// goneMark is when a channel left the book: after change number seq, at at.
+type goneMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// goneKeep is how long the book remembers that a channel left it: longer
+// than an attach may take (10 s).
+const goneKeep = time.Minute
 
 // tell records that channel now exists or is gone. If that is news to the
 // book, it calls send, which passes the event on to the sessions, under
@@ -176,12 +193,22 @@ func (b *channelBook) tell(channel string, exists bool, send func()) {
 func (b *channelBook) setLocked(channel string, exists bool) {
 	if b.names == nil {
 		b.names = make(map[string]struct{})
+		b.gone = make(map[string]goneMark)
 	}
+	b.changes++
 	if exists {
 		b.names[channel] = struct{}{}
-	} else {
-		delete(b.names, channel)
+		delete(b.gone, channel)
+		return
 	}
+	delete(b.names, channel)
+	now := time.Now()
+	for c, g := range b.gone {
+		if now.Sub(g.at) > goneKeep {
+			delete(b.gone, c)
+		}
+	}
+	b.gone[channel] = goneMark{seq: b.changes, at: now}
 }
 
 // settle reads the registry's channels with read and brings the book in
@@ -221,7 +248,7 @@ func (b *channelBook) settle(read func() ([]string, error), change func(channel 
 			continue
 		}
 		if _, ok := now[c]; !ok {
-			delete(b.names, c)
+			b.setLocked(c, false)
 			change(c, false)
 		}
 	}
@@ -235,18 +262,38 @@ func (b *channelBook) seed(read func() ([]string, error)) error {
 }
 
 // snapshot calls add, which puts a session on the cluster topic, and
-// returns the book's channels, sorted, for the session's welcome: every
-// change after the snapshot reaches the session as an event.
-func (b *channelBook) snapshot(add func()) []string {
+// returns the book's channels, sorted, for the session's welcome (every
+// change after the snapshot reaches the session as an event), and the
+// book's change count, for learn.
+func (b *channelBook) snapshot(add func()) (channels []string, changes uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	add()
-	out := make([]string, 0, len(b.names))
+	channels = make([]string, 0, len(b.names))
 	for c := range b.names {
-		out = append(out, c)
+		channels = append(channels, c)
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(channels)
+	return channels, b.changes
+}
+
+// learn records that channel exists, which the registry said after the
+// snapshot with change count since was taken, and calls send if that is
+// news to the book. If the channel left the book after the snapshot, it
+// does nothing: the registry's word is older than that destroy, which the
+// session has received as an event.
+func (b *channelBook) learn(channel string, since uint64, send func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, known := b.names[channel]; known {
+		return true
+	}
+	if g, ok := b.gone[channel]; ok && g.seq > since {
+		return false
+	}
+	send()
+	b.setLocked(channel, true)
+	return true
 }
 
 // channelTopicsOf returns the channel topics sess receives.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,19 +25,41 @@ type flakyBackend struct {
 	outages      atomic.Uint64
 	failChannels atomic.Int32 // Channels fails while this is above zero, counting down
 	duringCount  atomic.Pointer[func(topic string)]
+
+	mu        sync.Mutex
+	nodes     map[string]int // topic -> nodes Subscribers says
+	counts    int            // calls of Subscribers
+	published [][]string     // the topics of each PublishAll
 }
 
 func (f *flakyBackend) Outages() uint64 { return f.outages.Load() }
 
-// Subscribers calls duringCount, if set, before it answers.
+// Subscribers answers what nodes says for a topic it names (other nodes
+// holding the user, say), and calls duringCount, if set, before it answers.
 func (f *flakyBackend) Subscribers(ctx context.Context, topics ...string) ([]int, error) {
 	n, err := f.Memory.Subscribers(ctx, topics...)
+	f.mu.Lock()
+	f.counts++
+	for i, t := range topics {
+		if c, ok := f.nodes[t]; ok && err == nil {
+			n[i] = c
+		}
+	}
+	f.mu.Unlock()
 	if during := f.duringCount.Load(); during != nil {
 		for _, t := range topics {
 			(*during)(t)
 		}
 	}
 	return n, err
+}
+
+// PublishAll records the topics of each call.
+func (f *flakyBackend) PublishAll(ctx context.Context, topics []string, payload []byte) error {
+	f.mu.Lock()
+	f.published = append(f.published, slices.Clone(topics))
+	f.mu.Unlock()
+	return f.Memory.PublishAll(ctx, topics, payload)
 }
 
 func (f *flakyBackend) Channels(ctx context.Context) ([]string, error) {
@@ -297,6 +320,29 @@ func TestChannelBook(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("settle with nothing new")
+
+	// learn: a welcome's own channels that the book lacks. One created
+	// and destroyed after the snapshot stays out: the registry's word is
+	// older than the destroy, which the session got as an event.
+	_, since := b.snapshot(func() {})
+	b.tell("#f", true, ev.send("#f", true))
+	b.tell("#f", false, ev.send("#f", false))
+	check("create and destroy after the snapshot", "create #f", "destroy #f")
+	if b.learn("#f", since, ev.send("#f", true)) {
+		t.Fatal("learn brought back a channel destroyed after the snapshot")
+	}
+	check("learn of a channel destroyed after the snapshot")
+	// One the book never heard of, or that left it before the snapshot
+	// (created again since; its notice is on its way), is news.
+	if !b.learn("#g", since, ev.send("#g", true)) || !b.learn("#d", since, ev.send("#d", true)) {
+		t.Fatal("learn refused a channel the registry has and the book lacks")
+	}
+	if !b.learn("#g", since, ev.send("#g", true)) {
+		t.Fatal("learn refused a channel the book knows")
+	}
+	check("learn of new channels", "create #d", "create #g")
+	b.tell("#g", true, ev.send("#g", true))
+	check("the notice after learn")
 }
 
 // TestSharedCountRace: an !here notice that arrives while the node counts
@@ -312,17 +358,77 @@ func TestSharedCountRace(t *testing.T) {
 	}
 	here := s.heardHere
 	f.duringCount.Store(&here)
-	if err := s.checkShared(t.Context(), []string{uid}, false); err != nil {
+	if err := s.checkShared(t.Context(), []string{uid}); err != nil {
 		t.Fatal(err)
 	}
 	if !sess.user.shared.Load() {
 		t.Fatal("a count of one node cleared shared although an !here notice arrived meanwhile")
 	}
 	f.duringCount.Store(nil)
-	if err := s.checkShared(t.Context(), []string{uid}, false); err != nil {
+	if err := s.checkShared(t.Context(), []string{uid}); err != nil {
 		t.Fatal(err)
 	}
 	if sess.user.shared.Load() {
 		t.Fatal("a count of one node with no notice meanwhile left the user shared")
+	}
+}
+
+// TestResyncInBatches: the resync reads memberships and counts nodes for
+// countBatch users per round trip, and announces the shared users of a
+// batch with one PublishAll.
+func TestResyncInBatches(t *testing.T) {
+	old := countBatch
+	countBatch = 2
+	t.Cleanup(func() { countBatch = old })
+	ctx := t.Context()
+	s, f := newResyncServer(t)
+	uids := []string{
+		"00000000-0000-4000-8000-00000000000a",
+		"00000000-0000-4000-8000-00000000000b",
+		"00000000-0000-4000-8000-00000000000c",
+	}
+	sessions := make([]*Session, len(uids))
+	for i, uid := range uids {
+		sessions[i] = newResyncSession(t, s, uid)
+		c := "#" + uid[len(uid)-1:]
+		if err := f.CreateChannel(ctx, c, uid, pubsub.Notice{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Join(ctx, c, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	f.nodes = map[string]int{userTopic(uids[0]): 2, userTopic(uids[1]): 1, userTopic(uids[2]): 3}
+	f.counts = 0
+	f.mu.Unlock()
+
+	if !s.resync(ctx) {
+		t.Fatal("resync failed")
+	}
+	for i, sess := range sessions {
+		want := []string{channelTopic("#" + uids[i][len(uids[i])-1:])}
+		if got := s.router.channelTopicsOf(sess); !slices.Equal(got, want) {
+			t.Errorf("user %d receives %v, want %v", i, got, want)
+		}
+		if got, want := sess.user.shared.Load(), i != 1; got != want {
+			t.Errorf("user %d shared = %v, want %v", i, got, want)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counts != 2 {
+		t.Errorf("%d counts of nodes for 3 users in batches of 2, want 2", f.counts)
+	}
+	var told []string
+	for _, topics := range f.published {
+		if len(topics) > 2 {
+			t.Errorf("one PublishAll for %d topics, more than a batch", len(topics))
+		}
+		told = append(told, topics...)
+	}
+	slices.Sort(told)
+	if want := []string{userTopic(uids[0]), userTopic(uids[2])}; !slices.Equal(told, want) {
+		t.Errorf("!here went to %v, want %v", told, want)
 	}
 }

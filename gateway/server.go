@@ -443,7 +443,7 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 	// The welcome lists the channels the node's other sessions know of,
 	// not the registry's: after an outage the node's resync then tells
 	// every session of the same changes (resync.go).
-	channels := s.router.book.snapshot(func() { s.router.addLocal(clusterTopic, []*Session{sess}) })
+	channels, since := s.router.book.snapshot(func() { s.router.addLocal(clusterTopic, []*Session{sess}) })
 	if err := s.router.add(ctx, userTopic(uid), sess); err != nil {
 		return nil, err
 	}
@@ -486,10 +486,11 @@ func (s *Server) attach(sess *Session) ([]byte, error) {
 		if _, known := slices.BinarySearch(told, c); known {
 			continue
 		}
-		s.router.book.tell(c, true, func() {
+		if s.router.book.learn(c, since, func() {
 			s.router.forwardExcept(clusterTopic, channelEvent(c, protocol.EventCreate), sess)
-		})
-		channels = append(channels, c)
+		}) {
+			channels = append(channels, c)
+		}
 	}
 	slices.Sort(channels)
 	channels = slices.Compact(channels)

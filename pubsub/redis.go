@@ -263,7 +263,11 @@ func (r *Redis) PublishAll(ctx context.Context, topics []string, payload []byte)
 	for _, t := range topics[1:] {
 		req.more = append(req.more, r.topicPrefix+t)
 	}
-	return r.publish(ctx, req, strings.Join(topics, ","))
+	name := topics[0]
+	if len(topics) > 1 {
+		name = fmt.Sprintf("%s and %d more", topics[0], len(topics)-1)
+	}
+	return r.publish(ctx, req, name)
 }
 
 // publish hands req to the batcher and waits for its outcome; topic names
