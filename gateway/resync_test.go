@@ -86,7 +86,7 @@ func newResyncServer(t *testing.T) (*Server, *flakyBackend) {
 
 // newResyncSession registers a session of user uid that writes nothing:
 // what the node sends it stays in its queue (see toldTo).
-func newResyncSession(t *testing.T, s *Server, uid string) *Session {
+func newResyncSession(t testing.TB, s *Server, uid string) *Session {
 	t.Helper()
 	sess := &Session{login: auth.Session{UserID: uid, Username: "u" + uid[len(uid)-2:]}, srv: s, topics: make(map[string]struct{}), writing: true}
 	if !s.register(sess) {
