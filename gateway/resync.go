@@ -155,11 +155,13 @@ type channelBook struct {
 	// heard is non-nil while settle reads the registry: the channels whose
 	// notices arrived meanwhile, and which the read may predate.
 	heard map[string]struct{} // guarded by mu
-	// changes counts the changes to names; gone holds, for a minute, when
-	// each channel left the book, so that learn can tell a channel that is
-	// new to the book from one that was destroyed after a snapshot.
+	// changes counts the changes to names and the destroys heard; gone
+	// holds, for a minute, when each channel left the book (or was heard
+	// destroyed), so that learn can tell a channel that is new to the book
+	// from one that was destroyed after a snapshot.
 	changes uint64              // guarded by mu
 	gone    map[string]goneMark // guarded by mu
+	pruned  time.Time           // guarded by mu: when gone was last pruned
 }
 
 // goneMark is when a channel left the book: after change number seq, at at.
@@ -184,6 +186,11 @@ func (b *channelBook) tell(channel string, exists bool, send func()) {
 		b.heard[channel] = struct{}{}
 	}
 	if _, known := b.names[channel]; known == exists {
+		if !exists {
+			// Gone, though the book never had it (its create was lost):
+			// learn must not bring it back either.
+			b.markGoneLocked(channel)
+		}
 		return
 	}
 	send()
@@ -193,7 +200,6 @@ func (b *channelBook) tell(channel string, exists bool, send func()) {
 func (b *channelBook) setLocked(channel string, exists bool) {
 	if b.names == nil {
 		b.names = make(map[string]struct{})
-		b.gone = make(map[string]goneMark)
 	}
 	b.changes++
 	if exists {
@@ -202,12 +208,26 @@ func (b *channelBook) setLocked(channel string, exists bool) {
 		return
 	}
 	delete(b.names, channel)
-	now := time.Now()
-	for c, g := range b.gone {
-		if now.Sub(g.at) > goneKeep {
-			delete(b.gone, c)
-		}
+	b.markGoneLocked(channel)
+}
+
+// markGoneLocked records that channel left the book now. Marks older than
+// goneKeep are dropped once per goneKeep, so the map holds at most about
+// two minutes of destroys.
+func (b *channelBook) markGoneLocked(channel string) {
+	if b.gone == nil {
+		b.gone = make(map[string]goneMark)
 	}
+	now := time.Now()
+	if now.Sub(b.pruned) > goneKeep {
+		for c, g := range b.gone {
+			if now.Sub(g.at) > goneKeep {
+				delete(b.gone, c)
+			}
+		}
+		b.pruned = now
+	}
+	b.changes++
 	b.gone[channel] = goneMark{seq: b.changes, at: now}
 }
 
@@ -285,6 +305,10 @@ func (b *channelBook) snapshot(add func()) (channels []string, changes uint64) {
 func (b *channelBook) learn(channel string, since uint64, send func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.heard != nil {
+		// A settle reading meanwhile may predate this channel, too.
+		b.heard[channel] = struct{}{}
+	}
 	if _, known := b.names[channel]; known {
 		return true
 	}

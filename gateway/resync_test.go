@@ -343,6 +343,26 @@ func TestChannelBook(t *testing.T) {
 	check("learn of new channels", "create #d", "create #g")
 	b.tell("#g", true, ev.send("#g", true))
 	check("the notice after learn")
+
+	// A destroy heard for a channel the book never had (its create was
+	// lost) keeps learn from bringing it back.
+	_, since = b.snapshot(func() {})
+	b.tell("#h", false, ev.send("#h", false))
+	if b.learn("#h", since, ev.send("#h", true)) {
+		t.Fatal("learn brought back a channel heard destroyed after the snapshot")
+	}
+	check("learn after a destroy of a channel the book lacked")
+
+	// A channel learned while settle reads is left alone by that settle,
+	// like one whose notice arrives then.
+	err = b.settle(func() ([]string, error) {
+		b.learn("#i", since, ev.send("#i", true))
+		return []string{"#c", "#d", "#e", "#g"}, nil // from before #i
+	}, ev.change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("settle racing learn", "create #i")
 }
 
 // TestSharedCountRace: an !here notice that arrives while the node counts
