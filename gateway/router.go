@@ -469,31 +469,26 @@ func (r *router) legacyCreate(frame []byte) {
 // forward writes one encoded frame to every local session on topic name:
 // the same bytes to each, without blocking on any.
 func (r *router) forward(name string, frame []byte) {
+	r.forwardExcept(name, frame, nil)
+}
+
+// forwardExcept is forward to every local session on topic name but
+// except (nil: none).
+func (r *router) forwardExcept(name string, frame []byte, except *Session) {
 	start := time.Now()
 	r.mu.RLock()
 	n := 0
 	if t := r.topics[name]; t != nil {
 		for _, s := range t.list {
-			s.send(frame)
+			if s != except {
+				s.send(frame)
+				n++
+			}
 		}
-		n = len(t.list)
 	}
 	r.mu.RUnlock()
 	if n > 0 {
 		r.metrics.delivered(frame, n, time.Since(start))
-	}
-}
-
-// forwardExcept is forward to every local session on topic name but one.
-func (r *router) forwardExcept(name string, frame []byte, except *Session) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if t := r.topics[name]; t != nil {
-		for _, s := range t.list {
-			if s != except {
-				s.send(frame)
-			}
-		}
 	}
 }
 
