@@ -26,99 +26,6 @@ import (
 	"github.com/wirechat/chat/pubsub"
 )
 
-// Config configures a Server. A zero field means its default.
-type Config struct {
-	// NodeID names this node in logs. If empty, a random id.
-	NodeID string
-
-	// MaxFrameBytes is the largest frame a client may send; a larger one
-	// closes the connection with 1009. If zero, 16384.
-	MaxFrameBytes int64
-
-	// MaxMessageBytes is the longest message text. If zero, 4096.
-	MaxMessageBytes int
-
-	// MaxSessionsPerUser bounds a user's open websockets across the
-	// cluster; one more upgrade gets HTTP 429. If zero, 20.
-	MaxSessionsPerUser int
-
-	// MaxConnections bounds this node's websockets; one more upgrade gets
-	// HTTP 503. If zero, no limit.
-	MaxConnections int
-
-	// RateLimit is how many requests per second a user may send, with a
-	// burst of twice that, across the cluster (ratelimit.go). If zero, 20.
-	RateLimit float64
-
-	// SendQueue is how many frames may wait for a slow client before it is
-	// closed with 1008. If zero, 256.
-	SendQueue int
-
-	// PingInterval is how often a peer is pinged; one that does not answer
-	// within the interval is dropped. If zero, 20s.
-	PingInterval time.Duration
-
-	// WriteTimeout bounds a write to one socket. If zero, 10s.
-	WriteTimeout time.Duration
-
-	// WriteDelay (at most MaxWriteDelay) is the least time between two
-	// writes to a socket that is busy and behind: it gets more than two
-	// frames per WriteDelay on average, and its writes already carry two
-	// and a half frames or more on average (frames come faster than the
-	// node writes them one by one). Replies (acks and errors) do not count.
-	// Frames queued meanwhile wait and go out together in one system call;
-	// a pause ends early when the queue is half full, and a write of 32
-	// frames or more (a burst) is followed by none. Every other socket,
-	// however busy, and the first frame after a quiet spell, is written at
-	// once. Zero writes whenever a frame is queued and no write is in
-	// progress.
-	WriteDelay time.Duration
-
-	// AllowedOrigins are host patterns (path.Match syntax, e.g.
-	// "*.example.com") from which cross-origin upgrades are allowed.
-	// Same-origin upgrades and requests without Origin always are.
-	AllowedOrigins []string
-
-	// PlaceTTL is how long a session's place (spec: sessions per user)
-	// outlives a node that died without freeing it. If zero, 45s.
-	PlaceTTL time.Duration
-}
-
-func (c *Config) setDefaults() {
-	if c.NodeID == "" {
-		c.NodeID = uuid.NewString()[:8]
-	}
-	if c.MaxFrameBytes == 0 {
-		c.MaxFrameBytes = 16384
-	}
-	if c.MaxMessageBytes == 0 {
-		c.MaxMessageBytes = 4096
-	}
-	if c.MaxSessionsPerUser == 0 {
-		c.MaxSessionsPerUser = 20
-	}
-	if c.RateLimit == 0 {
-		c.RateLimit = 20
-	}
-	if c.SendQueue == 0 {
-		c.SendQueue = 256
-	}
-	if c.PingInterval == 0 {
-		c.PingInterval = 20 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.PlaceTTL == 0 {
-		c.PlaceTTL = 45 * time.Second
-	}
-}
-
-// MaxWriteDelay bounds Config.WriteDelay: longer would not batch more, only
-// hold frames back, and the send queue would have to hold a second of a
-// busy connection's frames.
-const MaxWriteDelay = time.Second
-
 // Authenticator tells who holds a request's credentials, and whether a
 // session it returned is still valid (auth.ErrNoSession once revoked or
 // expired).
@@ -171,9 +78,9 @@ type Server struct {
 // New connects the backend, subscribes the node to the cluster topic and
 // starts the node's background work. Close undoes it.
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
-	cfg.setDefaults()
-	if cfg.WriteDelay < 0 || cfg.WriteDelay > MaxWriteDelay {
-		return nil, fmt.Errorf("gateway: write delay %v is outside 0-%v", cfg.WriteDelay, MaxWriteDelay)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
 		cfg:      cfg,
