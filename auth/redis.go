@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wirechat/chat/internal/rediserr"
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -232,22 +231,8 @@ func decodeSession(b []byte) (Session, error) {
 // wrap marks a failure to reach Redis in time as ErrUnavailable; an error
 // that Redis itself returned is passed on.
 func wrap(err error) error {
-	var re redis.Error
-	var ne net.Error
-	if errors.As(err, &re) && !errors.As(err, &ne) && !isTransient(err) {
+	if !rediserr.Unavailable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
-// isTransient reports the errors that Redis returns while it is starting,
-// failing over or busy.
-func isTransient(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
 }

@@ -25,6 +25,15 @@ import (
 // alone.
 type Handler func(topic string, payload []byte)
 
+// Backend is a node's whole connection to what it shares with the other
+// nodes: one value is both the Broker and the Registry, so that a change of
+// the registry and the payload that announces it (a notice, a message) can
+// be one atomic step. Memory and Redis are Backends.
+type Backend interface {
+	Broker
+	Registry
+}
+
 // Broker is a node's connection to the cluster's pub/sub.
 //
 // Delivery is at most once: a payload published while a node's connection

@@ -37,10 +37,7 @@ type memUser struct {
 	tat    time.Time            // the rate bucket: when it is full again
 }
 
-var (
-	_ Broker   = (*Memory)(nil)
-	_ Registry = (*Memory)(nil)
-)
+var _ Backend = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory backend that delivers to handler.
 func NewMemory(handler Handler) *Memory {
@@ -263,16 +260,6 @@ func (m *Memory) leave(channel, user string) error {
 	delete(m.channels[channel].members, user)
 	delete(m.users[user].joined, channel)
 	return nil
-}
-
-// CheckMember implements Registry.
-func (m *Memory) CheckMember(ctx context.Context, channel, user string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	return m.checkMemberLocked(channel, user)
 }
 
 func (m *Memory) checkMemberLocked(channel, user string) error {

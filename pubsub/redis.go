@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wirechat/chat/internal/rediserr"
 )
 
 // RedisOptions configure a Redis backend. A zero field means its default.
@@ -144,10 +145,7 @@ type pubReq struct {
 // one atomic step.
 var publishAllScript = `for _, c in ipairs(KEYS) do redis.call('PUBLISH', c, ARGV[1]) end return #KEYS`
 
-var (
-	_ Broker   = (*Redis)(nil)
-	_ Registry = (*Redis)(nil)
-)
+var _ Backend = (*Redis)(nil)
 
 // Batching of publishes: the batcher sends whatever is queued (up to
 // maxBatch) in one pipeline.
@@ -336,7 +334,7 @@ func (r *Redis) batcher() {
 		cancel()
 		for i, req := range batch {
 			e := cmds[i].Err()
-			if e == nil && err != nil && !isRedisError(err) {
+			if e == nil && err != nil && !rediserr.Answered(err) {
 				e = err
 			}
 			req.err <- r.wrap(e)
@@ -787,32 +785,10 @@ func (r *Redis) wrap(err error) error {
 	if errors.Is(err, redis.ErrClosed) && r.isClosed() {
 		return ErrClosed
 	}
-	if isRedisError(err) && !isTransient(err) {
+	if !rediserr.Unavailable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
-func isRedisError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && !isNetError(err)
-}
-
-func isNetError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
-}
-
-// isTransient reports the errors that Redis returns while it is starting,
-// failing over or busy: the caller may retry later.
-func isTransient(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func randomHex(n int) string {

@@ -88,13 +88,6 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 0
 `)
 
-// checkScript. KEYS: channels, members:{channel}. ARGV: channel, user.
-var checkScript = redis.NewScript(`
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 4 end
-return 0
-`)
-
 // publishIfMemberScript publishes ARGV[4] on the pub/sub channel ARGV[3]
 // if the channel ARGV[1] exists and ARGV[2] is a member: the check and the
 // publish are one step. KEYS: channels, members:{channel}.
@@ -278,16 +271,6 @@ func (r *Redis) Leave(ctx context.Context, channel, user string, n Notice) error
 		return fmt.Errorf("leave %s: %w", channel, err)
 	}
 	return nil
-}
-
-// CheckMember implements Registry.
-func (r *Redis) CheckMember(ctx context.Context, channel, user string) error {
-	v, err := r.run(ctx, checkScript,
-		[]string{r.key("channels"), r.key("members:", channel)}, channel, user)
-	if err != nil {
-		return fmt.Errorf("check %s: %w", channel, err)
-	}
-	return resultError(v)
 }
 
 // PublishIfMember implements Registry: one script checks the membership

@@ -37,10 +37,6 @@ type Registry interface {
 	// if user is not a member.
 	Leave(ctx context.Context, channel, user string, n Notice) error
 
-	// CheckMember returns nil if user is a member of channel, ErrNotFound if
-	// the channel does not exist and ErrNotMember otherwise.
-	CheckMember(ctx context.Context, channel, user string) error
-
 	// PublishIfMember publishes payload on the broker topic (as
 	// Broker.Publish does) if user is a member of channel, in one atomic
 	// step with the check, so that a leave or destroy racing the message
