@@ -46,7 +46,7 @@ func redisBackend(t *testing.T, url, prefix, addr string) backend {
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() }) // after the node, which is cleaned up first
 	return backend{
-		connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+		connect: func(h pubsub.Handler) (pubsub.Backend, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			r, err := pubsub.NewRedis(ctx, pubsub.RedisOptions{
@@ -57,9 +57,9 @@ func redisBackend(t *testing.T, url, prefix, addr string) backend {
 				Logger:  testLogger(t),
 			})
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return r, r, nil
+			return r, nil
 		},
 		store: auth.NewRedis(client, auth.RedisOptions{Prefix: prefix}),
 	}

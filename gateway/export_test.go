@@ -1,17 +1,21 @@
 package gateway
 
+// sessionsOf returns this node's sessions of the user with that username.
+func (s *Server) sessionsOf(username string) []*Session {
+	var out []*Session
+	for _, sess := range s.sessions.list() {
+		if sess.login.Username == username {
+			out = append(out, sess)
+		}
+	}
+	return out
+}
+
 // QueueFrames queues frames back to back for every session on this node of
 // the user with that username, as a fan-out does, and returns how many
 // sessions got them.
 func (s *Server) QueueFrames(username string, frames ...[]byte) int {
-	var to []*Session
-	s.mu.Lock()
-	for sess := range s.sessions {
-		if sess.login.Username == username {
-			to = append(to, sess)
-		}
-	}
-	s.mu.Unlock()
+	to := s.sessionsOf(username)
 	for _, sess := range to {
 		for _, f := range frames {
 			sess.send(f)
@@ -24,27 +28,21 @@ func (s *Server) QueueFrames(username string, frames ...[]byte) int {
 // the user with that username have begun.
 func (s *Server) Pauses(username string) int {
 	n := 0
-	s.mu.Lock()
-	for sess := range s.sessions {
-		if sess.login.Username == username {
-			sess.qmu.Lock()
-			n += int(sess.pauses)
-			sess.qmu.Unlock()
-		}
+	for _, sess := range s.sessionsOf(username) {
+		_, p := sess.out.stats()
+		n += int(p)
 	}
-	s.mu.Unlock()
 	return n
 }
 
 // Shared reports whether this node counts the user with that username as
 // holding sessions on other nodes too (ratelimit.go).
 func (s *Server) Shared(username string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sess := range s.sessions {
-		if sess.login.Username == username {
-			return sess.user.shared.Load()
-		}
+	for _, sess := range s.sessionsOf(username) {
+		return s.limits.shared(sess.login.UserID)
 	}
 	return false
 }
+
+// Connections returns the number of open websockets on this node.
+func (s *Server) Connections() int { return int(s.conns.Load()) }

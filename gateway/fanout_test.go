@@ -13,26 +13,23 @@ import (
 // fanoutFixture is a router with n local sessions on one topic, without
 // sockets: it measures the fan-out itself.
 func fanoutFixture(n int) (*router, []*Session) {
-	srv := &Server{cfg: Config{SendQueue: 1 << 20}, metrics: newMetrics(nil), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	r := newRouter(srv.log, srv.metrics)
+	env := &sessionEnv{sendQueue: 1 << 20, metrics: newMetrics(nil), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := newRouter(env.metrics, func(string) {})
 	sessions := make([]*Session, n)
 	for i := range sessions {
-		sessions[i] = &Session{
-			srv:    srv,
-			login:  auth.Session{UserID: fmt.Sprint(i)},
-			topics: make(map[string]struct{}),
-			// As if a writer held the role: the fixture has no socket,
-			// and drain empties the queues instead.
-			writing: true,
-		}
+		sessions[i] = newSession(fmt.Sprint(i), auth.Session{UserID: fmt.Sprint(i)}, env, nil, nil, nil)
+		// As if a writer held the role: the fixture has no socket, and
+		// drain empties the queues instead.
+		sessions[i].out.hold()
+		r.enter(sessions[i])
 	}
-	r.addLocal("c:#bench", sessions)
+	r.add("c:#bench", sessions...)
 	return r, sessions
 }
 
 func drain(sessions []*Session) {
 	for _, s := range sessions {
-		s.queue = s.queue[:0]
+		s.out.queue = s.out.queue[:0]
 	}
 }
 
@@ -48,10 +45,10 @@ var benchFrame = mustJSON(protocol.Message{
 func TestFanoutAllocsPerRecipient(t *testing.T) {
 	allocs := func(n int) float64 {
 		r, sessions := fanoutFixture(n)
-		r.forward("c:#bench", benchFrame) // warm: queues get their capacity
+		r.forward("c:#bench", benchFrame, nil) // warm: queues get their capacity
 		drain(sessions)
 		return testing.AllocsPerRun(50, func() {
-			r.forward("c:#bench", benchFrame)
+			r.forward("c:#bench", benchFrame, nil)
 			drain(sessions)
 		})
 	}
@@ -65,17 +62,16 @@ func BenchmarkFanout1000(b *testing.B) {
 	r, sessions := fanoutFixture(1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		r.forward("c:#bench", benchFrame)
+		r.forward("c:#bench", benchFrame, nil)
 		drain(sessions)
 	}
 	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "deliveries/s")
 }
 
 func BenchmarkEncodeMessage(b *testing.B) {
-	s := &Server{}
 	sess := &Session{login: auth.Session{UserID: "3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", Username: "alice"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		s.message(sess, "#bench", "Hello guys! This is a message of about a hundred bytes, as chat messages go.")
+		messageFrame(sess, "#bench", "Hello guys! This is a message of about a hundred bytes, as chat messages go.")
 	}
 }

@@ -1,63 +1,130 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/wirechat/chat/protocol"
 	"github.com/wirechat/chat/pubsub"
 )
 
-// commands is the table of command actions.
-var commands = map[string]func(s *Server, ctx context.Context, sess *Session, channel string) error{
-	protocol.ActionCreate:  (*Server).create,
-	protocol.ActionDestroy: (*Server).destroy,
-	protocol.ActionJoin:    (*Server).join,
-	protocol.ActionLeave:   (*Server).leave,
-}
-
 // requestTimeout bounds the backend work of one request.
 const requestTimeout = 5 * time.Second
 
-// joinSpreadTimeout bounds how long a join waits for the other nodes that
-// hold sessions of the joiner to subscribe to the channel.
-const joinSpreadTimeout = 2 * time.Second
+// chat carries out the requests of the node's sessions (it is their host)
+// and opens them (welcome.go). The checks of a request run in the order of
+// the error table (spec 3.4): the rate limit, the frame's shape, the
+// target's name, the text, then the state in the registry.
+type chat struct {
+	maxText  int // immutable: Config.MaxMessageBytes
+	log      *slog.Logger
+	metrics  *metrics
+	backend  pubsub.Backend
+	users    Directory
+	router   *router
+	subs     *subscriptions
+	book     *channelBook
+	limits   *limits
+	commands map[string]func(context.Context, *Session, string) error // by action; immutable
+}
 
-// dispatch carries out a decoded request. The checks run in the order of
-// the error table (spec 3.4): the target's name, the text, then the state.
-func (s *Server) dispatch(ctx context.Context, sess *Session, req protocol.Request) error {
+func newChat(c chat, m *membership) *chat {
+	c.commands = map[string]func(context.Context, *Session, string) error{
+		protocol.ActionCreate:  m.create,
+		protocol.ActionDestroy: m.destroy,
+		protocol.ActionJoin:    m.join,
+		protocol.ActionLeave:   m.leave,
+	}
+	return &c
+}
+
+// handle answers one request frame of s.
+func (c *chat) handle(ctx context.Context, s *Session, data []byte) {
+	req, err := protocol.DecodeRequest(data)
+	id := req.ID
+	var de *protocol.DecodeError
+	if errors.As(err, &de) {
+		id = de.ID
+	}
+	if err := c.limits.allow(ctx, s.login.UserID, s.user); err != nil {
+		if errors.Is(err, errRateLimited) {
+			c.metrics.rateLimited.Inc()
+		}
+		c.reply(s, id, toProto(err, ""))
+		return
+	}
+	if err != nil {
+		c.metrics.framesIn.WithLabelValues("invalid").Inc()
+		c.reply(s, id, &protoError{protocol.CodeBadRequest, de.Reason})
+		return
+	}
+	kind := req.Type
+	if kind == protocol.TypeCommand {
+		kind = req.Action
+	}
+	c.metrics.framesIn.WithLabelValues(kind).Inc()
+	var perr *protoError
+	if err := c.dispatch(ctx, s, req); err != nil {
+		perr = toProto(err, req.Target)
+		switch perr.code {
+		case protocol.CodeInternal:
+			s.log(slog.LevelError, "request failed", "type", req.Type, "action", req.Action, "err", err)
+		case protocol.CodeUnavailable:
+			s.log(slog.LevelWarn, "request failed: backend unavailable", "type", req.Type, "action", req.Action, "err", err)
+		}
+	}
+	c.reply(s, id, perr)
+}
+
+// reply acks a request with an id, or reports its error.
+func (c *chat) reply(s *Session, id string, perr *protoError) {
+	if perr != nil {
+		c.metrics.errors.WithLabelValues(string(perr.code)).Inc()
+		s.sendReply(mustJSON(protocol.Error{Type: protocol.TypeError, Code: perr.code, Message: perr.msg, ID: id}))
+		return
+	}
+	if id != "" {
+		s.sendReply(mustJSON(protocol.Ack{Type: protocol.TypeAck, ID: id}))
+	}
+}
+
+// dispatch carries out a decoded request.
+func (c *chat) dispatch(ctx context.Context, s *Session, req protocol.Request) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	switch req.Type {
-	case protocol.TypeCommand:
+	if req.Type == protocol.TypeCommand {
 		channel, err := channelName(req.Target)
 		if err != nil {
 			return err
 		}
-		return commands[req.Action](s, ctx, sess, channel)
-	default: // protocol.TypeMessage; DecodeRequest admits no other
-		switch {
-		case len(req.Target) > 0 && req.Target[0] == '#':
-			channel, err := channelName(req.Target)
-			if err != nil {
-				return err
-			}
-			if err := s.checkText(req.Message); err != nil {
-				return err
-			}
-			return s.channelMessage(ctx, sess, channel, req.Message)
-		case len(req.Target) > 0 && req.Target[0] == '@':
-			name, ok := protocol.NormalizeUsername(req.Target[1:])
-			if !ok {
-				return errorf(protocol.CodeInvalidTarget, "%q is not a valid user: @ and 1 to 39 of a-z 0-9 _ -", clip(req.Target))
-			}
-			if err := s.checkText(req.Message); err != nil {
-				return err
-			}
-			return s.privateMessage(ctx, sess, name, req.Message)
-		default:
-			return errorf(protocol.CodeInvalidTarget, "%q is neither a channel (#name) nor a user (@name)", clip(req.Target))
+		return c.commands[req.Action](ctx, s, channel)
+	}
+	// protocol.TypeMessage; DecodeRequest admits no other
+	switch {
+	case len(req.Target) > 0 && req.Target[0] == '#':
+		channel, err := channelName(req.Target)
+		if err != nil {
+			return err
 		}
+		if err := c.checkText(req.Message); err != nil {
+			return err
+		}
+		return c.sendChannel(ctx, s, channel, req.Message)
+	case len(req.Target) > 0 && req.Target[0] == '@':
+		name, ok := protocol.NormalizeUsername(req.Target[1:])
+		if !ok {
+			return errorf(protocol.CodeInvalidTarget, "%q is not a valid user: @ and 1 to 39 of a-z 0-9 _ -", clip(req.Target))
+		}
+		if err := c.checkText(req.Message); err != nil {
+			return err
+		}
+		return c.sendPrivate(ctx, s, name, req.Message)
+	default:
+		return errorf(protocol.CodeInvalidTarget, "%q is neither a channel (#name) nor a user (@name)", clip(req.Target))
 	}
 }
 
@@ -65,134 +132,53 @@ func channelName(target string) (string, error) {
 	if len(target) > 0 && target[0] == '@' {
 		return "", errorf(protocol.CodeInvalidTarget, "commands take a channel (#name), not a user")
 	}
-	c, ok := protocol.NormalizeChannel(target)
+	ch, ok := protocol.NormalizeChannel(target)
 	if !ok {
 		return "", errorf(protocol.CodeInvalidTarget, "%q is not a valid channel: # and 1 to 64 of A-Z a-z 0-9 _ -", clip(target))
 	}
-	return c, nil
+	return ch, nil
 }
 
-func (s *Server) checkText(text string) error {
-	if !protocol.ValidText(text, s.cfg.MaxMessageBytes) {
-		return errorf(protocol.CodeInvalidMessage, "message text must be 1 to %d bytes and not only white space", s.cfg.MaxMessageBytes)
+func (c *chat) checkText(text string) error {
+	if !protocol.ValidText(text, c.maxText) {
+		return errorf(protocol.CodeInvalidMessage, "message text must be 1 to %d bytes and not only white space", c.maxText)
 	}
 	return nil
 }
 
-// create, destroy and leave hand the registry the event that announces
-// the change: it is published in the same atomic step, so it goes out if
-// and only if the change was made.
-func (s *Server) create(ctx context.Context, sess *Session, channel string) error {
-	ev := channelEvent(channel, protocol.EventCreate)
-	n := pubsub.Notice{Topic: clusterTopic, Payload: control(opCreate, channel, ev)}
-	return s.registry.CreateChannel(ctx, channel, sess.login.UserID, n)
-}
-
-func (s *Server) destroy(ctx context.Context, sess *Session, channel string) error {
-	ev := channelEvent(channel, protocol.EventDestroy)
-	return s.router.publishApplied(ctx, func(id string) error {
-		n := pubsub.Notice{Topic: clusterTopic, Payload: control(opDestroy, channel+" "+id, ev)}
-		_, err := s.registry.DestroyChannel(ctx, channel, sess.login.UserID, n)
-		return err
-	}, func() {
-		s.router.book.tell(channel, false, func() { s.router.forward(clusterTopic, ev) })
-		s.router.drop(channelTopic(channel))
-	})
-}
-
-func (s *Server) join(ctx context.Context, sess *Session, channel string) error {
-	uid := sess.login.UserID
-	added, err := s.registry.Join(ctx, channel, uid)
-	if err != nil {
-		return err
-	}
-	// The ack waits for this node's subscription, so that a message
-	// published anywhere after the ack reaches the joiner here.
-	topic := channelTopic(channel)
-	local := s.router.sessionsOf(userTopic(uid))
-	if err := s.router.add(ctx, topic, local...); err != nil {
-		if added {
-			s.router.remove(topic, local...)
-			s.rollback(uid, channel)
-		} else {
-			// Already a member: the sessions stay on the channel and the
-			// subscription is tried again in the background.
-			s.router.markDirty(topic)
-		}
-		return err
-	}
-	if !added {
-		return nil
-	}
-	// The user's sessions on other nodes follow (their nodes subscribe
-	// before they answer); then every member hears.
-	wctx, cancel := context.WithTimeout(ctx, joinSpreadTimeout)
-	err = s.router.spreadJoin(wctx, uid, channel)
-	cancel()
-	if err != nil {
-		// No other node heard of the join: undo it here and in Redis.
-		s.router.remove(topic, local...)
-		s.rollback(uid, channel)
-		return err
-	}
-	return s.broker.Publish(ctx, topic, s.participantEvent(sess, channel, protocol.EventJoin))
-}
-
-// rollback undoes a join whose subscription failed, so that the failed
-// request changes nothing.
-func (s *Server) rollback(uid, channel string) {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	if err := s.registry.Leave(ctx, channel, uid, pubsub.Notice{}); err != nil {
-		s.log.Error("roll back join", "user", uid, "channel", channel, "err", err)
-	}
-}
-
-func (s *Server) leave(ctx context.Context, sess *Session, channel string) error {
-	uid := sess.login.UserID
-	// One notice: the left event reaches every member and the leaver, then
-	// every node takes the leaver's sessions off the channel.
-	ev := s.participantEvent(sess, channel, protocol.EventLeft)
-	topic := channelTopic(channel)
-	return s.router.publishApplied(ctx, func(id string) error {
-		n := pubsub.Notice{Topic: topic, Payload: control(opLeft, uid+" "+id, ev)}
-		return s.registry.Leave(ctx, channel, uid, n)
-	}, func() { s.router.remove(topic, s.router.sessionsOf(userTopic(uid))...) })
-}
-
-func (s *Server) channelMessage(ctx context.Context, sess *Session, channel, text string) error {
+func (c *chat) sendChannel(ctx context.Context, s *Session, channel, text string) error {
 	// The membership check and the publish are one step in the backend:
 	// a leave or destroy racing this message cannot let it through.
-	frame := s.message(sess, channel, text)
-	if err := s.registry.PublishIfMember(ctx, channel, sess.login.UserID, channelTopic(channel), frame); err != nil {
+	frame := messageFrame(s, channel, text)
+	if err := c.backend.PublishIfMember(ctx, channel, s.login.UserID, channelTopic(channel), frame); err != nil {
 		return err
 	}
-	s.metrics.published.WithLabelValues("channel").Inc()
+	c.metrics.published.WithLabelValues("channel").Inc()
 	return nil
 }
 
-func (s *Server) privateMessage(ctx context.Context, sess *Session, username, text string) error {
-	to, err := s.users.UserByName(ctx, username)
+func (c *chat) sendPrivate(ctx context.Context, s *Session, username, text string) error {
+	to, err := c.users.UserByName(ctx, username)
 	if err != nil {
 		return err
 	}
-	frame := s.message(sess, "@"+to.Username, text)
-	s.metrics.published.WithLabelValues("private").Inc()
+	frame := messageFrame(s, "@"+to.Username, text)
+	c.metrics.published.WithLabelValues("private").Inc()
 	topics := []string{userTopic(to.ID)}
-	if to.ID != sess.login.UserID {
+	if to.ID != s.login.UserID {
 		// The sender's copy goes out with the recipient's, in one step.
-		topics = append(topics, userTopic(sess.login.UserID))
+		topics = append(topics, userTopic(s.login.UserID))
 	}
-	return s.broker.PublishAll(ctx, topics, frame)
+	return c.backend.PublishAll(ctx, topics, frame)
 }
 
-func (s *Server) message(sess *Session, target, text string) []byte {
+func messageFrame(s *Session, target, text string) []byte {
 	return mustJSON(protocol.Message{
 		Type:       protocol.TypeMessage,
 		Emitter:    protocol.EmitterParticipant,
 		Target:     target,
-		Identifier: sess.login.UserID,
-		Username:   sess.login.Username,
+		Identifier: s.login.UserID,
+		Username:   s.login.Username,
 		Message:    text,
 		TS:         time.Now().UTC().Format(protocol.TimeFormat),
 	})
@@ -207,14 +193,14 @@ func channelEvent(channel, event string) []byte {
 	})
 }
 
-func (s *Server) participantEvent(sess *Session, channel, event string) []byte {
+func participantEvent(s *Session, channel, event string) []byte {
 	return mustJSON(protocol.Event{
 		Type:       protocol.TypeEvent,
 		Emitter:    protocol.EmitterParticipant,
-		Identifier: sess.login.UserID,
+		Identifier: s.login.UserID,
 		Event:      event,
 		Target:     channel,
-		Username:   sess.login.Username,
+		Username:   s.login.Username,
 	})
 }
 
@@ -224,4 +210,16 @@ func clip(s string) string {
 		return s[:70] + "…"
 	}
 	return s
+}
+
+// mustJSON encodes one of our own wire types. HTML characters stay as they
+// are (clients render text, never HTML), so frames read as the spec shows.
+func mustJSON(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(err) // only our own wire types are marshalled
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 }

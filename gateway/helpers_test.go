@@ -69,17 +69,14 @@ type node struct {
 // backend opens a node's backend and its auth store; nodes given the same
 // backend are one chat.
 type backend struct {
-	connect func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error)
+	connect func(pubsub.Handler) (pubsub.Backend, error)
 	store   auth.Store
 }
 
 func memoryBackend() backend {
 	return backend{
-		connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
-			m := pubsub.NewMemory(h)
-			return m, m, nil
-		},
-		store: auth.NewMemory(),
+		connect: func(h pubsub.Handler) (pubsub.Backend, error) { return pubsub.NewMemory(h), nil },
+		store:   auth.NewMemory(),
 	}
 }
 

@@ -5,13 +5,13 @@ import (
 	"time"
 )
 
-// writes drives Session.behind as writeRun does, for frames (not replies)
+// writes drives a pacer as Session.writeLoop does, for frames (not replies)
 // arriving at the given times: a write takes every frame that has arrived;
-// it comes at the next arrival, or, after a write that behind said to pause
+// it comes at the next arrival, or, after a write that the pacer said to pause
 // after, the delay d later (if anything arrived meanwhile). It returns, per
 // write, its time and whether the writer paused after it.
 func writes(arrivals []time.Duration, d time.Duration) (at []time.Duration, paused []bool) {
-	s := &Session{}
+	var p pacer
 	next, pause := 0, false
 	var last time.Duration
 	for next < len(arrivals) {
@@ -24,7 +24,7 @@ func writes(arrivals []time.Duration, d time.Duration) (at []time.Duration, paus
 			next++
 			n++
 		}
-		pause = s.behind(int64(w)+1, n, d) // +1: 0 means no write yet
+		pause = p.wrote(int64(w)+1, n, d) // +1: 0 means no write yet
 		last = w
 		at, paused = append(at, w), append(paused, pause)
 	}
@@ -76,7 +76,7 @@ func TestBehindLeavesAConnectionThatKeepsUp(t *testing.T) {
 
 // TestBehindLetsGo: a connection that fell behind (frames in threes, 200 a
 // second) and then gets a frame every 10 ms, as a publisher of 100
-// messages a second gets its copies (its acks are replies, which writeRun
+// messages a second gets its copies (its acks are replies, which writeLoop
 // does not count), soon stops pausing: a pause gathers two frames, which
 // is not behind. Fed its acks too (twice the frames), it paused for as
 // long as it kept sending.

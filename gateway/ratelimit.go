@@ -5,19 +5,21 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
 
 	"github.com/wirechat/chat/protocol"
+	"github.com/wirechat/chat/pubsub"
 )
 
 // The rate limit (spec 3.3) is per user, across the cluster. While every
 // session of a user is on one node, which is the common case, that node's
 // token bucket is the user's bucket and costs nothing. While the user has
-// sessions on more than one node, the user is shared: each request then
-// is charged to the user's bucket in the registry, which every node
-// shares, at the price of a round trip to Redis.
+// sessions on more than one node, the user is shared: each request then is
+// charged to the user's bucket in the registry, which every node shares,
+// at the price of a round trip to Redis.
 //
 // A node learns that a user is shared by counting the nodes subscribed to
 // the user's topic (the nodes that hold sessions of the user). It counts
@@ -28,34 +30,93 @@ import (
 // other sessions have gone is local again within a tick or two. Whenever a
 // count finds more than one node, the node tells the others with an !here
 // notice on the user's topic (one publish for all the users of a count):
-// so a node that cleared a user while it could not see this node (this
-// node was cut off, or its subscription to the user's topic was being
-// renewed) hears of the user again within a tick.
+// so a node that cleared a user while it could not see this node hears of
+// the user again within a tick.
 //
 // The slack: the registry's bucket knows only the requests charged to it,
 // and a node's bucket only its own. So each time a user becomes shared,
 // and each time it becomes local again, the user can get up to one burst
 // more than the limit.
+//
+// Why not charge the shared bucket inside the script that each request
+// runs anyway: requests refused before any script (bad_request,
+// invalid_target) must still be refused as rate_limited first (spec 3.4),
+// and on Redis Cluster the user's bucket and the channel a message goes to
+// live in different hash slots, which one script cannot touch together.
 
-// localUser is a user with sessions on this node.
+// localUser is a user with sessions on this node, as its sessions see it.
 type localUser struct {
-	limiter *rate.Limiter // shared by the user's sessions on this node
-	refs    int           // guarded by Server.mu: the user's sessions here
-	counted bool          // guarded by Server.mu: a count of nodes succeeded
-	// shared is whether the user has sessions on other nodes too; set by
-	// checkShared and heardHere.
+	limiter *rate.Limiter // immutable; shared by the user's sessions on this node
+	// shared is whether the user has sessions on other nodes too.
 	shared atomic.Bool
-	// hereGen counts the !here notices received for the user, so that a
-	// count of nodes taken before one of them cannot clear shared.
-	hereGen uint64 // guarded by Server.mu
+}
+
+// limits is the node's rate limiting: its local users and, for the shared
+// ones, the registry's buckets.
+type limits struct {
+	rate    float64        // immutable
+	burst   int            // immutable
+	backend pubsub.Backend // immutable
+	self    string         // immutable: the node's reply topic, named by !here
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	users map[string]userState // guarded by mu: by user id
+}
+
+// userState is what limits keeps of a local user.
+type userState struct {
+	u       *localUser
+	refs    int    // the user's sessions on this node
+	counted bool   // a count of the user's nodes succeeded
+	hereGen uint64 // !here notices received, so that a count taken before one cannot clear shared
 }
 
 // errRateLimited answers a request over the user's rate limit.
 var errRateLimited = &protoError{protocol.CodeRateLimited, "too many requests, slow down"}
 
-// allow charges one request of sess to its user's rate limit, and returns
-// errRateLimited when the user is over it; a refused request takes no
-// token.
+func newLimits(perSecond float64, backend pubsub.Backend, self string, log *slog.Logger) *limits {
+	return &limits{
+		rate:    perSecond,
+		burst:   max(int(2*perSecond), 1),
+		backend: backend,
+		self:    self,
+		log:     log,
+		users:   make(map[string]userState),
+	}
+}
+
+// enter counts a new session of user uid and returns the user.
+func (l *limits) enter(uid string) *localUser {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.users[uid]
+	if !ok {
+		st.u = &localUser{limiter: rate.NewLimiter(rate.Limit(l.rate), l.burst)}
+	}
+	st.refs++
+	l.users[uid] = st
+	return st.u
+}
+
+// leave counts a session of user uid gone.
+func (l *limits) leave(uid string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.users[uid]
+	if !ok {
+		return
+	}
+	if st.refs--; st.refs == 0 {
+		delete(l.users, uid)
+		return
+	}
+	l.users[uid] = st
+}
+
+// allow charges one request of user uid (u, from enter) to its rate limit,
+// and returns errRateLimited when the user is over it; a refused request
+// takes no token.
 //
 // While the user is shared, the registry's bucket decides. The node's own
 // bucket only spares the round trip when it is empty, since the node's
@@ -64,13 +125,12 @@ var errRateLimited = &protoError{protocol.CodeRateLimited, "too many requests, s
 // broker is unhealthy, or if the registry cannot be asked, the node's
 // bucket decides alone: the request itself then meets the failing backend
 // and gets its own error, in the order of spec 3.4.
-func (s *Server) allow(ctx context.Context, sess *Session) error {
-	u := sess.user
-	if u.shared.Load() && s.broker.Healthy() { // while Redis fails, do not wait for it twice
+func (l *limits) allow(ctx context.Context, uid string, u *localUser) error {
+	if u.shared.Load() && l.backend.Healthy() { // while Redis fails, do not wait for it twice
 		if u.limiter.Tokens() < 1 {
 			return errRateLimited
 		}
-		ok, err := s.registry.Allow(ctx, sess.login.UserID, s.cfg.RateLimit, u.limiter.Burst())
+		ok, err := l.backend.Allow(ctx, uid, l.rate, l.burst)
 		if err == nil {
 			if !ok {
 				return errRateLimited
@@ -78,7 +138,7 @@ func (s *Server) allow(ctx context.Context, sess *Session) error {
 			u.limiter.Allow() // keep the node's bucket in step; the registry decided
 			return nil
 		}
-		sess.log(slog.LevelDebug, "shared rate limit not read", "err", err)
+		l.log.Debug("shared rate limit not read", "user", uid, "err", err)
 	}
 	if !u.limiter.Allow() {
 		return errRateLimited
@@ -86,99 +146,111 @@ func (s *Server) allow(ctx context.Context, sess *Session) error {
 	return nil
 }
 
-// countNodes counts the nodes of user uid if no count has succeeded since
-// the user's first session here registered: attach calls it.
-func (s *Server) countNodes(ctx context.Context, uid string) error {
-	s.mu.Lock()
-	u := s.locals[uid]
-	done := u == nil || u.counted
-	s.mu.Unlock()
-	if done {
+// count counts the nodes of user uid if no count has succeeded since the
+// user's first session here entered: attach calls it once subscribed to
+// the user's topic.
+func (l *limits) count(ctx context.Context, uid string) error {
+	l.mu.Lock()
+	st, ok := l.users[uid]
+	l.mu.Unlock()
+	if !ok || st.counted {
 		return nil
 	}
-	if err := s.checkShared(ctx, []string{uid}); err != nil {
+	if err := l.check(ctx, []string{uid}); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	u.counted = true
-	s.mu.Unlock()
+	l.mu.Lock()
+	if st, ok := l.users[uid]; ok {
+		st.counted = true
+		l.users[uid] = st
+	}
+	l.mu.Unlock()
 	return nil
 }
 
-// checkShared counts, in one round trip, the nodes that hold sessions of
-// each of the users uids (distinct) and records whether each is shared,
-// telling the other nodes of the shared ones.
-func (s *Server) checkShared(ctx context.Context, uids []string) error {
+// check counts, in one round trip, the nodes that hold sessions of each of
+// the users uids (distinct) and records whether each is shared, telling
+// the other nodes of the shared ones.
+func (l *limits) check(ctx context.Context, uids []string) error {
 	users := make([]*localUser, len(uids))
 	gens := make([]uint64, len(uids))
 	topics := make([]string, len(uids))
-	s.mu.Lock()
+	l.mu.Lock()
 	for i, uid := range uids {
-		if u := s.locals[uid]; u != nil {
-			users[i], gens[i] = u, u.hereGen
+		if st, ok := l.users[uid]; ok {
+			users[i], gens[i] = st.u, st.hereGen
 		}
 		topics[i] = userTopic(uid)
 	}
-	s.mu.Unlock()
-	counts, err := s.broker.Subscribers(ctx, topics...)
+	l.mu.Unlock()
+	counts, err := l.backend.Subscribers(ctx, topics...)
 	if err != nil {
 		return err
 	}
 	var tell []string
-	s.mu.Lock()
+	l.mu.Lock()
 	for i, u := range users {
+		st, ok := l.users[uids[i]]
 		switch {
-		case u == nil: // gone meanwhile
+		case u == nil || !ok || st.u != u: // gone meanwhile
 		case counts[i] > 1:
 			u.shared.Store(true)
 			tell = append(tell, topics[i])
-		case u.hereGen == gens[i]: // no node announced itself meanwhile
+		case st.hereGen == gens[i]: // no node announced itself meanwhile
 			u.shared.Store(false)
 		}
 	}
-	s.mu.Unlock()
+	l.mu.Unlock()
 	if len(tell) == 0 {
 		return nil
 	}
 	// The notice is the same on every topic: one publish for them all.
-	return s.broker.PublishAll(ctx, tell, control(opHere, s.router.reply, nil))
+	return l.backend.PublishAll(ctx, tell, notice{op: opHere, name: l.self}.encode())
 }
 
-// heardHere handles an !here notice on a user topic: another node holds a
-// session of the user.
-func (s *Server) heardHere(topic string) {
-	uid, ok := strings.CutPrefix(topic, userTopic(""))
+// heard handles an !here notice from another node on a user topic.
+func (l *limits) heard(topic string) {
+	uid, ok := strings.CutPrefix(topic, userPrefix)
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if u := s.locals[uid]; u != nil {
-		u.hereGen++
-		u.shared.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st, ok := l.users[uid]; ok {
+		st.hereGen++
+		st.u.shared.Store(true)
+		l.users[uid] = st
 	}
 }
 
-// recheckShared counts the nodes again for the local users that are shared
-// or, after an outage (all is set), for all of them. It counts countBatch
+// recheck counts the nodes again for the local users that are shared or,
+// after an outage (all is set), for all of them. It counts countBatch
 // users per round trip, and stops at the first failure: the backend is
 // failing.
-func (s *Server) recheckShared(ctx context.Context, all bool) error {
+func (l *limits) recheck(ctx context.Context, all bool) error {
 	var uids []string
-	s.mu.Lock()
-	for uid, u := range s.locals {
-		if all || u.shared.Load() {
+	l.mu.Lock()
+	for uid, st := range l.users {
+		if all || st.u.shared.Load() {
 			uids = append(uids, uid)
 		}
 	}
-	s.mu.Unlock()
+	l.mu.Unlock()
 	for batch := range slices.Chunk(uids, countBatch) {
 		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := s.checkShared(cctx, batch)
+		err := l.check(cctx, batch)
 		cancel()
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// shared reports whether user uid counts as shared here (for tests).
+func (l *limits) shared(uid string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.users[uid]
+	return ok && st.u.shared.Load()
 }

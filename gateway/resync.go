@@ -2,13 +2,13 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/wirechat/chat/protocol"
+	"github.com/wirechat/chat/pubsub"
 )
 
 // Resync timing: how often the node looks for an outage of its pub/sub
@@ -22,12 +22,29 @@ const (
 // counts nodes. A variable, so that a test crosses batches with few users.
 var countBatch = 500
 
-// watchHealth resyncs the node's sessions after each outage of its pub/sub
-// path, once the path is healthy again, until ctx ends. It goes by the
-// broker's count of outages, not by sampling Healthy, so that an outage
-// shorter than the poll is not missed; seen is the count that New saw
-// before it read the channel set. A resync that fails is tried again.
-func (s *Server) watchHealth(ctx context.Context, seen uint64) {
+// resyncer brings the node's sessions back in line with the registry
+// after its pub/sub path was down. What was published meanwhile never
+// arrived: create and destroy events, which it sends late for the channels
+// whose existence changed (the book knows what the sessions were told),
+// membership notices (a join or leave made on another node: the broker
+// restores the node's subscriptions, the resyncer which sessions they
+// serve) and !here notices (the users are counted again).
+type resyncer struct {
+	backend  pubsub.Backend
+	router   *router
+	book     *channelBook
+	limits   *limits
+	sessions *sessionSet
+	log      *slog.Logger
+	metrics  *metrics
+}
+
+// watch resyncs after each outage of the pub/sub path, once the path is
+// healthy again, until ctx ends. It goes by the broker's count of
+// outages, not by sampling Healthy, so that an outage shorter than the
+// poll is not missed; seen is the count that New saw before it read the
+// channel set. A resync that fails is tried again.
+func (r *resyncer) watch(ctx context.Context, seen uint64) {
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	pending := false
@@ -37,298 +54,102 @@ func (s *Server) watchHealth(ctx context.Context, seen uint64) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if n := s.broker.Outages(); n != seen {
+			if n := r.backend.Outages(); n != seen {
 				seen, pending, retryAt = n, true, time.Time{}
 			}
-			if !pending || !s.broker.Healthy() || now.Before(retryAt) {
+			if !pending || !r.backend.Healthy() || now.Before(retryAt) {
 				continue
 			}
-			s.log.Info("pub/sub path back: resyncing channels and memberships")
-			if s.resync(ctx) {
+			r.log.Info("pub/sub path back: resyncing channels and memberships")
+			if r.resync(ctx) {
 				pending = false
-				s.metrics.resyncs.WithLabelValues("ok").Inc()
+				r.metrics.resyncs.WithLabelValues("ok").Inc()
 			} else {
 				retryAt = now.Add(resyncRetry)
-				s.metrics.resyncs.WithLabelValues("failed").Inc()
+				r.metrics.resyncs.WithLabelValues("failed").Inc()
 			}
 		}
 	}
 }
 
-// resync brings the node's sessions back in line with the registry after
-// the node's pub/sub path was down, and reports whether it fully did. What
-// was published meanwhile never arrived: create and destroy events, which
-// resync sends now for the channels whose existence changed, and
-// membership notices (a join or leave made on another node): the broker
-// restores the node's subscriptions, resync restores which sessions they
-// serve. Both steps are idempotent, so a failed resync is simply repeated.
-func (s *Server) resync(ctx context.Context) bool {
+// resync runs every step and reports whether all succeeded. Each step is
+// idempotent, so a failed resync is simply repeated.
+func (r *resyncer) resync(ctx context.Context) bool {
 	ok := true
-	if err := s.resyncChannels(ctx); err != nil {
-		s.log.Warn("resync channels", "err", err)
+	if err := r.channels(ctx); err != nil {
+		r.log.Warn("resync channels", "err", err)
 		ok = false
 	}
-	if err := s.resyncMemberships(ctx); err != nil {
-		s.log.Warn("resync memberships", "err", err)
+	if err := r.memberships(ctx); err != nil {
+		r.log.Warn("resync memberships", "err", err)
 		ok = false
 	}
-	// !here notices may have been lost too, and a node that counted this
-	// one's users meanwhile could not see this node.
-	if err := s.recheckShared(ctx, true); err != nil {
-		s.log.Warn("resync shared users", "err", err)
+	// A node that counted this one's users meanwhile could not see this
+	// node, and its !here notices may have been lost too.
+	if err := r.limits.recheck(ctx, true); err != nil {
+		r.log.Warn("resync shared users", "err", err)
 		ok = false
 	}
 	return ok
 }
 
-// resyncChannels tells every session of the channels created and destroyed
+// channels tells every session of the channels created and destroyed
 // since the node last heard of them.
-func (s *Server) resyncChannels(ctx context.Context) error {
+func (r *resyncer) channels(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	return s.router.book.settle(func() ([]string, error) { return s.registry.Channels(ctx) },
+	return r.book.settle(func() ([]string, error) { return r.backend.Channels(ctx) },
 		func(channel string, exists bool) {
 			event := protocol.EventDestroy
 			if exists {
 				event = protocol.EventCreate
 			}
-			s.router.forward(clusterTopic, channelEvent(channel, event))
-			s.metrics.lateEvents.Inc()
+			r.router.forward(clusterTopic, channelEvent(channel, event), nil)
+			r.metrics.lateEvents.Inc()
 			if !exists {
-				s.router.drop(channelTopic(channel))
+				r.router.drop(channelTopic(channel))
 			}
 		})
 }
 
-// resyncMemberships puts each local session on exactly the channels its
-// user belongs to, reading the memberships of countBatch users per round
-// trip. It stops at the first failure: the backend is failing again.
-func (s *Server) resyncMemberships(ctx context.Context) error {
-	byUser := s.sessionsBy(func(sess *Session) string { return sess.login.UserID })
+// memberships puts each local session on exactly the channels its user
+// belongs to, reading the memberships of countBatch users per round trip.
+// It stops at the first failure: the backend is failing again.
+func (r *resyncer) memberships(ctx context.Context) error {
+	byUser := r.sessions.groupBy(func(s *Session) string { return s.login.UserID })
 	for batch := range slices.Chunk(slices.Collect(maps.Keys(byUser)), countBatch) {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		joined, err := s.registry.Joined(rctx, batch...)
+		joined, err := r.backend.Joined(rctx, batch...)
 		cancel()
 		if err != nil {
 			return err
 		}
 		for i, uid := range batch {
-			s.putOnChannels(byUser[uid], joined[i])
+			r.putOnChannels(byUser[uid], joined[i])
 		}
 	}
 	return nil
 }
 
-// putOnChannels makes sessions receive exactly the topics of channels.
-func (s *Server) putOnChannels(sessions []*Session, channels []string) {
+// putOnChannels makes sessions receive exactly the topics of channels. The
+// router reports the topics that gain their first session or lose their
+// last, and the node's subscriptions follow in the background.
+func (r *resyncer) putOnChannels(sessions []*Session, channels []string) {
 	want := make(map[string]bool, len(channels))
 	for _, c := range channels {
 		want[channelTopic(c)] = true
 	}
-	for _, sess := range sessions {
-		have := s.router.channelTopicsOf(sess)
+	for _, s := range sessions {
+		have := r.router.topicsOf(s, channelPrefix)
 		for _, t := range have {
 			if !want[t] {
-				s.router.remove(t, sess)
+				r.router.remove(t, s)
 			}
 		}
 		for t := range want {
 			if !slices.Contains(have, t) {
-				s.router.addLocal(t, []*Session{sess})
-				s.router.markDirty(t)
+				r.router.add(t, s)
 			}
 		}
 	}
-}
-
-// channelBook is which channels a node's sessions have been told exist:
-// the channel list of each session's welcome and every create and destroy
-// event sent since. The create and destroy notices keep it, and so do
-// settle and the local fallback of a destroy. The notices published while
-// the node's pub/sub path was down are lost; comparing the book with the
-// registry afterwards (settle) finds the changes. Because welcomes are
-// built from the book, too, every session has the same view, and one
-// event per change brings all of them up to date.
-type channelBook struct {
-	mu    sync.Mutex
-	names map[string]struct{} // guarded by mu
-	// heard is non-nil while settle reads the registry: the channels whose
-	// notices arrived meanwhile, and which the read may predate.
-	heard map[string]struct{} // guarded by mu
-	// changes counts the changes to names and the destroys heard; gone
-	// holds, for a minute, when each channel left the book (or was heard
-	// destroyed), so that learn can tell a channel that is new to the book
-	// from one that was destroyed after a snapshot.
-	changes uint64              // guarded by mu
-	gone    map[string]goneMark // guarded by mu
-	pruned  time.Time           // guarded by mu: when gone was last pruned
-}
-
-// goneMark is when a channel left the book: after change number seq, at at.
-type goneMark struct {
-	seq uint64
-	at  time.Time
-}
-
-// goneKeep is how long the book remembers that a channel left it: longer
-// than an attach may take (10 s).
-const goneKeep = time.Minute
-
-// tell records that channel now exists or is gone. If that is news to the
-// book, it calls send, which passes the event on to the sessions, under
-// the book's lock, so that settle cannot interleave an event of its own
-// for the same channel. A notice that settle or a local fallback has
-// already applied is not sent twice.
-func (b *channelBook) tell(channel string, exists bool, send func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.heard != nil {
-		b.heard[channel] = struct{}{}
-	}
-	if _, known := b.names[channel]; known == exists {
-		if !exists {
-			// Gone, though the book never had it (its create was lost):
-			// learn must not bring it back either.
-			b.markGoneLocked(channel)
-		}
-		return
-	}
-	send()
-	b.setLocked(channel, exists)
-}
-
-func (b *channelBook) setLocked(channel string, exists bool) {
-	if b.names == nil {
-		b.names = make(map[string]struct{})
-	}
-	b.changes++
-	if exists {
-		b.names[channel] = struct{}{}
-		delete(b.gone, channel)
-		return
-	}
-	delete(b.names, channel)
-	b.markGoneLocked(channel)
-}
-
-// markGoneLocked records that channel left the book now. Marks older than
-// goneKeep are dropped once per goneKeep, so the map holds at most about
-// two minutes of destroys.
-func (b *channelBook) markGoneLocked(channel string) {
-	if b.gone == nil {
-		b.gone = make(map[string]goneMark)
-	}
-	now := time.Now()
-	if now.Sub(b.pruned) > goneKeep {
-		for c, g := range b.gone {
-			if now.Sub(g.at) > goneKeep {
-				delete(b.gone, c)
-			}
-		}
-		b.pruned = now
-	}
-	b.changes++
-	b.gone[channel] = goneMark{seq: b.changes, at: now}
-}
-
-// settle reads the registry's channels with read and brings the book in
-// line with them, calling change (under the book's lock) for each channel
-// whose existence differs. A channel whose notice arrives while read runs
-// is left as the notice put it: the read may predate the notice, and if it
-// is the notice that is older, the later change's own notice is still on
-// its way (the node is subscribed before settle starts) and will set the
-// book right. If read fails, the book is unchanged. Calls of settle must
-// not overlap.
-func (b *channelBook) settle(read func() ([]string, error), change func(channel string, exists bool)) error {
-	b.mu.Lock()
-	b.heard = make(map[string]struct{})
-	b.mu.Unlock()
-	current, err := read()
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	heard := b.heard
-	b.heard = nil
-	if err != nil {
-		return err
-	}
-	now := make(map[string]struct{}, len(current))
-	for _, c := range current {
-		now[c] = struct{}{}
-		if _, ok := heard[c]; ok {
-			continue
-		}
-		if _, ok := b.names[c]; !ok {
-			b.setLocked(c, true)
-			change(c, true)
-		}
-	}
-	for c := range b.names {
-		if _, ok := heard[c]; ok {
-			continue
-		}
-		if _, ok := now[c]; !ok {
-			b.setLocked(c, false)
-			change(c, false)
-		}
-	}
-	return nil
-}
-
-// seed fills the book from the registry, telling nobody: New calls it
-// before any session exists.
-func (b *channelBook) seed(read func() ([]string, error)) error {
-	return b.settle(read, func(string, bool) {})
-}
-
-// snapshot calls add, which puts a session on the cluster topic, and
-// returns the book's channels, sorted, for the session's welcome (every
-// change after the snapshot reaches the session as an event), and the
-// book's change count, for learn.
-func (b *channelBook) snapshot(add func()) (channels []string, changes uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	add()
-	channels = make([]string, 0, len(b.names))
-	for c := range b.names {
-		channels = append(channels, c)
-	}
-	slices.Sort(channels)
-	return channels, b.changes
-}
-
-// learn records that channel exists, which the registry said after the
-// snapshot with change count since was taken, and calls send if that is
-// news to the book. If the channel left the book after the snapshot, it
-// does nothing: the registry's word is older than that destroy, which the
-// session has received as an event.
-func (b *channelBook) learn(channel string, since uint64, send func()) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.heard != nil {
-		// A settle reading meanwhile may predate this channel, too.
-		b.heard[channel] = struct{}{}
-	}
-	if _, known := b.names[channel]; known {
-		return true
-	}
-	if g, ok := b.gone[channel]; ok && g.seq > since {
-		return false
-	}
-	send()
-	b.setLocked(channel, true)
-	return true
-}
-
-// channelTopicsOf returns the channel topics sess receives.
-func (r *router) channelTopicsOf(sess *Session) []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	var out []string
-	for t := range sess.topics {
-		if strings.HasPrefix(t, channelPrefix) {
-			out = append(out, t)
-		}
-	}
-	return out
 }

@@ -25,12 +25,12 @@ func BenchmarkResync(b *testing.B) {
 	for _, users := range []int{100, 2000} {
 		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
 			s, reg, uids := newBenchResyncServer(b, users)
-			if !s.resync(b.Context()) { // warm up: subscriptions, connections
+			if !s.re.resync(b.Context()) { // warm up: subscriptions, connections
 				b.Fatal("resync failed")
 			}
 			b.Run("resync", func(b *testing.B) {
 				for b.Loop() {
-					if !s.resync(b.Context()) {
+					if !s.re.resync(b.Context()) {
 						b.Fatal("resync failed")
 					}
 				}
@@ -59,12 +59,15 @@ func newBenchResyncServer(b *testing.B, users int) (*Server, pubsub.Registry, []
 	b.Cleanup(func() { client.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var reg pubsub.Registry
-	s, err := New(context.Background(), Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+	s, err := New(context.Background(), Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Backend, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		r, err := pubsub.NewRedis(ctx, pubsub.RedisOptions{Client: client, Prefix: prefix, NodeID: "bench", Handler: h, Logger: log})
+		if err != nil {
+			return nil, err
+		}
 		reg = r
-		return r, r, err
+		return r, nil
 	}}, log)
 	if err != nil {
 		b.Fatal(err)
@@ -84,7 +87,7 @@ func newBenchResyncServer(b *testing.B, users int) (*Server, pubsub.Registry, []
 			b.Fatal(err)
 		}
 		sess := newResyncSession(b, s, uids[i])
-		s.router.addLocal(userTopic(uids[i]), []*Session{sess})
+		s.router.add(userTopic(uids[i]), sess)
 	}
 	return s, reg, uids
 }

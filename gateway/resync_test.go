@@ -73,9 +73,9 @@ func (f *flakyBackend) Channels(ctx context.Context) ([]string, error) {
 func newResyncServer(t *testing.T) (*Server, *flakyBackend) {
 	t.Helper()
 	var f *flakyBackend
-	s, err := New(t.Context(), Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+	s, err := New(t.Context(), Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Backend, error) {
 		f = &flakyBackend{Memory: pubsub.NewMemory(h)}
-		return f, f, nil
+		return f, nil
 	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -88,28 +88,35 @@ func newResyncServer(t *testing.T) (*Server, *flakyBackend) {
 // what the node sends it stays in its queue (see toldTo).
 func newResyncSession(t testing.TB, s *Server, uid string) *Session {
 	t.Helper()
-	sess := &Session{login: auth.Session{UserID: uid, Username: "u" + uid[len(uid)-2:]}, srv: s, topics: make(map[string]struct{}), writing: true}
-	if !s.register(sess) {
+	login := auth.Session{UserID: uid, Username: "u" + uid[len(uid)-2:]}
+	sess := newSession("conn-"+uid, login, &s.env, nil, nil, s.limits.enter(uid))
+	sess.out.hold() // as if a writer held the role: nothing is written
+	if !s.sessions.add(sess) {
 		t.Fatal("register")
 	}
-	t.Cleanup(func() { s.unregister(sess) })
+	s.router.enter(sess)
+	t.Cleanup(func() {
+		s.router.leave(sess)
+		s.limits.leave(uid)
+		s.sessions.done(sess)
+	})
 	return sess
 }
 
 // toldTo takes the channel events queued for sess, as "event #name".
 func toldTo(t *testing.T, sess *Session) []string {
 	t.Helper()
-	sess.qmu.Lock()
-	defer sess.qmu.Unlock()
+	sess.out.mu.Lock()
+	defer sess.out.mu.Unlock()
 	var out []string
-	for _, f := range sess.queue {
+	for _, f := range sess.out.queue {
 		var ev protocol.Event
 		if err := json.Unmarshal(f, &ev); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, ev.Event+" "+ev.Identifier)
 	}
-	sess.queue = sess.queue[:0]
+	sess.out.queue = sess.out.queue[:0]
 	return out
 }
 
@@ -124,10 +131,10 @@ func TestResync(t *testing.T) {
 	s, mem := newResyncServer(t)
 	const uid = "00000000-0000-4000-8000-00000000000a"
 	sess := newResyncSession(t, s, uid)
-	s.router.addLocal(userTopic(uid), []*Session{sess})
-	s.router.addLocal(clusterTopic, []*Session{sess})
+	s.router.add(userTopic(uid), sess)
+	s.router.add(clusterTopic, sess)
 	for _, c := range []string{"#kept", "#left", "#joined", "#gone"} {
-		if err := s.create(ctx, sess, c); err != nil {
+		if err := s.members.create(ctx, sess, c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,7 +142,7 @@ func TestResync(t *testing.T) {
 		if _, err := mem.Join(ctx, c, uid); err != nil {
 			t.Fatal(err)
 		}
-		s.router.addLocal(channelTopic(c), []*Session{sess})
+		s.router.add(channelTopic(c), sess)
 	}
 	// Missed while the node was cut off: a leave and a join elsewhere.
 	if err := mem.Leave(ctx, "#left", uid, pubsub.Notice{}); err != nil {
@@ -158,7 +165,7 @@ func TestResync(t *testing.T) {
 	if _, err := mem.Join(ctx, "#new", late.login.UserID); err != nil {
 		t.Fatal(err)
 	}
-	frame, err := s.attach(late)
+	frame, err := s.chat.attach(ctx, late)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +185,7 @@ func TestResync(t *testing.T) {
 	if got := toldTo(t, late); len(got) > 0 {
 		t.Fatalf("the late session was told %q besides its welcome, want nothing", got)
 	}
-	if !s.resync(ctx) {
+	if !s.re.resync(ctx) {
 		t.Fatal("resync failed")
 	}
 	for _, c := range []*Session{sess, late} {
@@ -186,13 +193,13 @@ func TestResync(t *testing.T) {
 			t.Fatalf("resync told %s %q, want %q", c.login.Username, got, want)
 		}
 	}
-	if !s.resync(ctx) {
+	if !s.re.resync(ctx) {
 		t.Fatal("second resync failed")
 	}
 	if got := toldTo(t, sess); len(got) > 0 {
 		t.Fatalf("a second resync told the session %q, want nothing", got)
 	}
-	got := s.router.channelTopicsOf(sess)
+	got := s.router.topicsOf(sess, channelPrefix)
 	slices.Sort(got)
 	if want := []string{"c:#joined", "c:#kept"}; !slices.Equal(got, want) {
 		t.Fatalf("after resync the session receives %v, want %v", got, want)
@@ -207,7 +214,7 @@ func TestResyncAfterShortOutage(t *testing.T) {
 	s, f := newResyncServer(t)
 	const uid = "00000000-0000-4000-8000-00000000000a"
 	sess := newResyncSession(t, s, uid)
-	s.router.addLocal(clusterTopic, []*Session{sess})
+	s.router.add(clusterTopic, sess)
 	if err := f.CreateChannel(ctx, "#missed", uid, pubsub.Notice{}); err != nil {
 		t.Fatal(err)
 	}
@@ -224,20 +231,6 @@ func TestResyncAfterShortOutage(t *testing.T) {
 	}
 	if n := f.failChannels.Load(); n > 0 {
 		t.Fatalf("the resync succeeded with %d failures still to come", n)
-	}
-}
-
-// TestLegacyCreate: a create event that a node of an earlier version
-// publishes as a bare frame is passed on and recorded, so that the destroy
-// that follows is passed on too.
-func TestLegacyCreate(t *testing.T) {
-	s, _ := newResyncServer(t)
-	sess := newResyncSession(t, s, "00000000-0000-4000-8000-00000000000a")
-	s.router.addLocal(clusterTopic, []*Session{sess})
-	s.router.deliver(clusterTopic, channelEvent("#old", protocol.EventCreate))
-	s.router.deliver(clusterTopic, control(opDestroy, "#old", channelEvent("#old", protocol.EventDestroy)))
-	if got, want := toldTo(t, sess), []string{"create #old", "destroy #old"}; !slices.Equal(got, want) {
-		t.Fatalf("the session was told %q, want %q", got, want)
 	}
 }
 
@@ -372,20 +365,20 @@ func TestSharedCountRace(t *testing.T) {
 	s, f := newResyncServer(t)
 	const uid = "00000000-0000-4000-8000-00000000000a"
 	sess := newResyncSession(t, s, uid)
-	s.heardHere(userTopic(uid))
+	s.limits.heard(userTopic(uid))
 	if !sess.user.shared.Load() {
 		t.Fatal("an !here notice did not make the user shared")
 	}
-	here := s.heardHere
+	here := s.limits.heard
 	f.duringCount.Store(&here)
-	if err := s.checkShared(t.Context(), []string{uid}); err != nil {
+	if err := s.limits.check(t.Context(), []string{uid}); err != nil {
 		t.Fatal(err)
 	}
 	if !sess.user.shared.Load() {
 		t.Fatal("a count of one node cleared shared although an !here notice arrived meanwhile")
 	}
 	f.duringCount.Store(nil)
-	if err := s.checkShared(t.Context(), []string{uid}); err != nil {
+	if err := s.limits.check(t.Context(), []string{uid}); err != nil {
 		t.Fatal(err)
 	}
 	if sess.user.shared.Load() {
@@ -423,12 +416,12 @@ func TestResyncInBatches(t *testing.T) {
 	f.counts = 0
 	f.mu.Unlock()
 
-	if !s.resync(ctx) {
+	if !s.re.resync(ctx) {
 		t.Fatal("resync failed")
 	}
 	for i, sess := range sessions {
 		want := []string{channelTopic("#" + uids[i][len(uids[i])-1:])}
-		if got := s.router.channelTopicsOf(sess); !slices.Equal(got, want) {
+		if got := s.router.topicsOf(sess, channelPrefix); !slices.Equal(got, want) {
 			t.Errorf("user %d receives %v, want %v", i, got, want)
 		}
 		if got, want := sess.user.shared.Load(), i != 1; got != want {

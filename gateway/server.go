@@ -1,16 +1,13 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +16,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/protocol"
@@ -41,9 +37,9 @@ type Directory interface {
 
 // Deps are the Server's collaborators.
 type Deps struct {
-	// Connect opens the node's backend, delivering to handler. For the
-	// in-memory backend Broker and Registry are one value.
-	Connect func(handler pubsub.Handler) (pubsub.Broker, pubsub.Registry, error)
+	// Connect opens the node's backend, delivering what the node's
+	// subscriptions receive to handler. The Server closes it.
+	Connect func(handler pubsub.Handler) (pubsub.Backend, error)
 	Auth    Authenticator
 	Users   Directory
 	// Metrics registers the gateway's metrics. If nil, they are not
@@ -51,71 +47,81 @@ type Deps struct {
 	Metrics prometheus.Registerer
 }
 
-// Server is a gateway node: it serves /ws, /healthz and /readyz.
+// Server is a gateway node's HTTP surface: it admits websocket upgrades
+// and serves their sessions, and answers /healthz and /readyz. The node's
+// other parts are wired by New (see the package doc).
 type Server struct {
 	cfg      Config // immutable after New
 	log      *slog.Logger
 	metrics  *metrics
 	auth     Authenticator
-	users    Directory
-	broker   pubsub.Broker
-	registry pubsub.Registry
+	backend  pubsub.Backend
+	env      sessionEnv // what the sessions share
+	chat     *chat
+	members  *membership
+	re       *resyncer
 	router   *router
+	limits   *limits
+	sessions *sessionSet
 
-	ctx    context.Context // ends when the Server is closed
+	ctx    context.Context // ends when the Server shuts down
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the Server started
+	wg     sync.WaitGroup // every goroutine the Server started, sessions included
 
 	draining atomic.Bool
-	conns    atomic.Int64
-
-	mu       sync.Mutex
-	sessions map[*Session]struct{} // guarded by mu
-	locals   map[string]*localUser // guarded by mu: user id -> the user's limiter on this node
-	closed   bool                  // guarded by mu
+	conns    atomic.Int64 // websockets admitted and not yet gone
 }
 
 // New connects the backend, subscribes the node to the cluster topic and
-// starts the node's background work. Close undoes it.
+// starts the node's background work. Shutdown undoes it.
 func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		metrics:  newMetrics(deps.Metrics),
-		auth:     deps.Auth,
-		users:    deps.Users,
-		sessions: make(map[*Session]struct{}),
-		locals:   make(map[string]*localUser),
-	}
-	s.router = newRouter(log, s.metrics)
-	s.router.onHere = s.heardHere
-	broker, registry, err := deps.Connect(s.router.deliver)
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(deps.Metrics), auth: deps.Auth}
+	s.sessions = newSessionSet(&s.wg)
+	reply := "n:" + uuid.NewString() // the node's own topic
+	in := &inbox{self: reply, log: log, waits: newWaits(reply)}
+	backend, err := deps.Connect(in.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("connect backend: %w", err)
 	}
-	s.broker, s.registry, s.router.broker = broker, registry, broker
-	for _, topic := range []string{clusterTopic, s.router.reply} {
-		if err := broker.Subscribe(ctx, topic); err != nil {
-			broker.Close()
+	s.backend = backend
+	var subs *subscriptions
+	s.router = newRouter(s.metrics, func(topic string) { subs.markDirty(topic) })
+	subs = newSubscriptions(backend, s.router.has, log, s.metrics, clusterTopic, reply)
+	s.limits = newLimits(cfg.RateLimit, backend, reply, log)
+	book := &channelBook{}
+	in.broker, in.router, in.subs, in.book, in.limits = backend, s.router, subs, book, s.limits
+	s.members = &membership{backend: backend, router: s.router, subs: subs, book: book, waits: in.waits, log: log}
+	s.chat = newChat(chat{
+		maxText: cfg.MaxMessageBytes, log: log, metrics: s.metrics, backend: backend, users: deps.Users,
+		router: s.router, subs: subs, book: book, limits: s.limits,
+	}, s.members)
+	s.env = sessionEnv{host: s.chat, log: log, metrics: s.metrics,
+		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval}
+
+	for _, topic := range []string{clusterTopic, reply} {
+		if err := backend.Subscribe(ctx, topic); err != nil {
+			backend.Close()
 			return nil, fmt.Errorf("subscribe %s: %w", topic, err)
 		}
 	}
 	// The book starts from the registry; the notices take it from there.
 	// An outage from here on is one that the book may have missed.
-	outages := broker.Outages()
-	if err := s.router.book.seed(func() ([]string, error) { return registry.Channels(ctx) }); err != nil {
-		broker.Close()
+	outages := backend.Outages()
+	if err := book.seed(func() ([]string, error) { return backend.Channels(ctx) }); err != nil {
+		backend.Close()
 		return nil, fmt.Errorf("read channels: %w", err)
 	}
+	s.re = &resyncer{backend: backend, router: s.router, book: book, limits: s.limits, sessions: s.sessions, log: log, metrics: s.metrics}
+	keeper := &housekeeper{backend: backend, auth: deps.Auth, sessions: s.sessions, limits: s.limits, placeTTL: cfg.PlaceTTL, log: log}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(3)
-	go func() { defer s.wg.Done(); s.router.reconcileLoop(s.ctx) }()
-	go func() { defer s.wg.Done(); s.refreshPlaces(s.ctx) }()
-	go func() { defer s.wg.Done(); s.watchHealth(s.ctx, outages) }()
+	go func() { defer s.wg.Done(); subs.loop(s.ctx) }()
+	go func() { defer s.wg.Done(); keeper.run(s.ctx) }()
+	go func() { defer s.wg.Done(); s.re.watch(s.ctx, outages) }()
 	return s, nil
 }
 
@@ -126,16 +132,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Ready(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
 	return mux
-}
-
-func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
-	if err := s.Ready(r.Context()); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	w.Write([]byte("ready\n"))
 }
 
 // Ready reports why the node should not get traffic, or nil.
@@ -145,74 +149,101 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := s.registry.Ping(ctx); err != nil {
+	if err := s.backend.Ping(ctx); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
-	if !s.broker.Healthy() {
+	if !s.backend.Healthy() {
 		return errors.New("pub/sub heartbeat lost")
 	}
 	return nil
 }
 
-// Connections returns the number of open websockets on this node.
-func (s *Server) Connections() int { return int(s.conns.Load()) }
-
 // Revoke closes, on every node, the websockets of a login session that was
 // revoked. It is auth.Config.OnLogout.
 func (s *Server) Revoke(ctx context.Context, login auth.Session) {
-	if err := s.broker.Publish(ctx, userTopic(login.UserID), control(opLogout, login.ID, nil)); err != nil {
+	if err := s.backend.Publish(ctx, userTopic(login.UserID), notice{op: opLogout, name: login.ID}.encode()); err != nil {
 		s.log.Error("publish logout", "user", login.UserID, "err", err)
 	}
 }
 
-func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+// refusal is an upgrade that admit turned down.
+type refusal struct {
+	status int
+	text   string
+}
+
+// admit runs the upgrade checks in the order of docs/protocol.md: shutting
+// down (503), origin (403), credentials (401), the node's limit (503),
+// the user's limit (429). An admitted upgrade holds one of the node's
+// connections and one of the user's places: release gives them back.
+func (s *Server) admit(r *http.Request) (login auth.Session, connID string, release func(), no *refusal) {
 	if s.draining.Load() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
+		return login, "", nil, &refusal{http.StatusServiceUnavailable, "shutting down"}
 	}
-	if !s.originAllowed(r) {
-		http.Error(w, "cross-origin websocket not allowed", http.StatusForbidden)
-		return
+	if !originAllowed(r, s.cfg.AllowedOrigins) {
+		return login, "", nil, &refusal{http.StatusForbidden, "cross-origin websocket not allowed"}
 	}
 	login, err := s.auth.Authenticate(r)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoSession) {
-			http.Error(w, "not logged in", http.StatusUnauthorized)
-		} else {
-			s.log.Warn("authenticate websocket", "err", err)
-			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+			return login, "", nil, &refusal{http.StatusUnauthorized, "not logged in"}
 		}
-		return
+		s.log.Warn("authenticate websocket", "err", err)
+		return login, "", nil, &refusal{http.StatusServiceUnavailable, "service unavailable"}
 	}
-	// Reserve this node's place first, so that a burst cannot overshoot
-	// the limit; every way out below gives it back, but a session's own.
-	n := s.conns.Add(1)
-	served := false
-	defer func() {
-		if !served {
-			s.conns.Add(-1)
-		}
-	}()
-	if max := s.cfg.MaxConnections; max > 0 && n > int64(max) {
-		http.Error(w, "node is full", http.StatusServiceUnavailable)
-		return
+	// The node's place is taken first, so that a burst cannot overshoot
+	// the limit.
+	if n := s.conns.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
+		s.conns.Add(-1)
+		return login, "", nil, &refusal{http.StatusServiceUnavailable, "node is full"}
 	}
-	connID := uuid.NewString()
-	if err := s.registry.AcquirePlace(r.Context(), login.UserID, connID, s.cfg.MaxSessionsPerUser, s.cfg.PlaceTTL); err != nil {
+	connID = uuid.NewString()
+	if err := s.backend.AcquirePlace(r.Context(), login.UserID, connID, s.cfg.MaxSessionsPerUser, s.cfg.PlaceTTL); err != nil {
+		s.conns.Add(-1)
 		if errors.Is(err, pubsub.ErrTooManySessions) {
-			http.Error(w, "too many open sessions", http.StatusTooManyRequests)
-		} else {
-			s.log.Warn("acquire session place", "err", err)
-			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+			return login, "", nil, &refusal{http.StatusTooManyRequests, "too many open sessions"}
 		}
-		return
+		s.log.Warn("acquire session place", "err", err)
+		return login, "", nil, &refusal{http.StatusServiceUnavailable, "service unavailable"}
 	}
-	release := func() {
+	release = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := s.registry.ReleasePlace(ctx, login.UserID, connID); err != nil {
+		if err := s.backend.ReleasePlace(ctx, login.UserID, connID); err != nil {
 			s.log.Warn("release session place", "err", err)
 		}
+		s.conns.Add(-1)
+	}
+	return login, connID, release, nil
+}
+
+// originAllowed implements spec 3: same origin, no Origin header, or a host
+// matching one of patterns (CHAT_ALLOWED_ORIGINS).
+func originAllowed(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	login, connID, release, no := s.admit(r)
+	if no != nil {
+		http.Error(w, no.text, no.status)
+		return
 	}
 	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
@@ -225,24 +256,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the HTTP error
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
-	// Shutdown waits for the session: it is counted under mu, so that none
-	// starts once Shutdown has begun to wait.
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	sess := newSession(connID, login, &s.env, conn, hw.conn, s.limits.enter(login.UserID))
+	if !s.sessions.add(sess) {
 		conn.Close(statusGoingAway, "server shutting down")
+		s.limits.leave(login.UserID)
 		release()
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	served = true
-	sess, end := s.open(conn, hw.conn, login, connID)
-	if sess == nil {
-		end()
+	end := func() {
+		sess.expiry.Stop()
+		s.router.leave(sess)
+		s.limits.leave(login.UserID)
+		s.metrics.closed(sess.closeCode)
 		release()
-		s.conns.Add(-1)
-		s.wg.Done()
+		s.sessions.done(sess) // last: Shutdown waits for it
+	}
+	if !s.open(sess) {
+		end()
 		return
 	}
 	// The session's reader runs in a goroutine of its own, started with a
@@ -250,279 +280,49 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// an idle connection keeps neither net/http's goroutine nor the stack
 	// that setting the session up needed.
 	go func() {
-		defer s.wg.Done()
-		defer s.conns.Add(-1)
-		defer release()
 		defer end()
-		sess.readLoop(s.ctx)
-		sess.close(0, "") // the read side ended: the socket must close too
-		<-sess.finished
+		sess.run(s.ctx)
 	}()
 }
 
-// originAllowed implements spec 3: same origin, no Origin header, or a host
-// matching CHAT_ALLOWED_ORIGINS.
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, p := range s.cfg.AllowedOrigins {
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// open sets a session up: registers it, puts it on its topics and writes
-// the welcome. It returns the session, or nil if it could not be opened
-// (the websocket is closed then), and end, which takes it down again and
-// must be called once either way.
-func (s *Server) open(conn *websocket.Conn, fc *frameConn, login auth.Session, connID string) (*Session, func()) {
-	sess := &Session{
-		id:       connID,
-		login:    login,
-		srv:      s,
-		conn:     conn,
-		frames:   fc,
-		writing:  true, // the welcome goes first
-		finished: make(chan struct{}),
-		topics:   make(map[string]struct{}),
-	}
-	if !s.register(sess) {
-		conn.Close(statusGoingAway, "server shutting down")
-		return nil, func() {}
-	}
+// open attaches a new session and writes its welcome, and reports whether
+// it is open. If not, the websocket is closed.
+func (s *Server) open(sess *Session) bool {
+	sess.out.hold() // the welcome goes first, whatever is queued meanwhile
 	s.metrics.opened()
 	// Expired sessions close with 1008 (spec 3.5).
-	expiry := time.AfterFunc(time.Until(login.Expires), func() {
+	sess.expiry = time.AfterFunc(time.Until(sess.login.Expires), func() {
 		sess.close(statusPolicy, "session expired")
 	})
-	end := func() {
-		expiry.Stop()
-		s.router.removeAll(sess)
-		s.unregister(sess)
-		s.metrics.closed(sess.closeCode)
-	}
-
-	welcome, err := s.attach(sess)
-	if err != nil {
-		perr := toProto(err, "")
-		sess.log(slog.LevelWarn, "attach session failed", "err", err)
-		if perr.code == protocol.CodeUnavailable {
-			conn.Close(websocket.StatusTryAgainLater, "backend unavailable")
-		} else {
-			conn.Close(statusInternalError, "internal error")
-		}
-		return nil, end
-	}
-	// This goroutine holds the writer role until the welcome is written:
-	// the welcome goes first, whatever the router queued meanwhile follows.
-	if err := sess.writeBatch([][]byte{welcome}); err != nil {
-		conn.CloseNow()
-		return nil, end
-	}
-	sess.log(slog.LevelDebug, "session open")
-
-	// The timer is armed only after the field is set: pingPeer reads it.
-	sess.ping = time.AfterFunc(time.Hour, sess.pingPeer)
-	sess.ping.Reset(s.cfg.PingInterval)
-	sess.releaseWriter()
-	return sess, end
-}
-
-// attach puts a new session on its topics, waiting for each subscription,
-// and returns its welcome frame. The user topic comes first, so that a
-// membership change made elsewhere after Memberships is read still reaches
-// this session.
-func (s *Server) attach(sess *Session) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	uid := sess.login.UserID
-	// The welcome lists the channels the node's other sessions know of,
-	// not the registry's: after an outage the node's resync then tells
-	// every session of the same changes (resync.go).
-	channels, since := s.router.book.snapshot(func() { s.router.addLocal(clusterTopic, []*Session{sess}) })
-	if err := s.router.add(ctx, userTopic(uid), sess); err != nil {
-		return nil, err
-	}
-	// Subscribed to the user topic: a node that attaches the user from
-	// now on counts this one (ratelimit.go).
-	if err := s.countNodes(ctx, uid); err != nil {
-		return nil, err
-	}
-	joined, owned, err := s.registry.Memberships(ctx, uid)
+	welcome, err := s.chat.attach(ctx, sess)
+	cancel()
 	if err != nil {
-		return nil, err
-	}
-	for _, c := range joined {
-		if err := s.router.add(ctx, channelTopic(c), sess); err != nil {
-			return nil, err
+		sess.log(slog.LevelWarn, "attach session failed", "err", err)
+		if toProto(err, "").code == protocol.CodeUnavailable {
+			sess.conn.Close(websocket.StatusTryAgainLater, "backend unavailable")
+		} else {
+			sess.conn.Close(statusInternalError, "internal error")
 		}
-	}
-	if len(joined) > 0 {
-		// A leave or destroy between reading the memberships and
-		// subscribing would have found this session on no topic yet:
-		// read them again and take it off what it no longer belongs to.
-		// (A join meanwhile arrives as a notice on the user topic.)
-		now, _, err := s.registry.Memberships(ctx, uid)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range joined {
-			if !slices.Contains(now, c) {
-				s.router.remove(channelTopic(c), sess)
-			}
-		}
-		joined = now
-	}
-	// The user's own channels exist, even if their create notice has not
-	// reached this node yet (or was lost in an outage): the book learns of
-	// them now and tells the node's other sessions, so that the welcome
-	// stays the book's view; the notice, when it comes, is no news.
-	told := channels // sorted
-	for _, c := range slices.Concat(joined, owned) {
-		if _, known := slices.BinarySearch(told, c); known {
-			continue
-		}
-		if s.router.book.learn(c, since, func() {
-			s.router.forwardExcept(clusterTopic, channelEvent(c, protocol.EventCreate), sess)
-		}) {
-			channels = append(channels, c)
-		}
-	}
-	slices.Sort(channels)
-	channels = slices.Compact(channels)
-	return mustJSON(protocol.Welcome{
-		Type:       protocol.TypeWelcome,
-		Identifier: uid,
-		Username:   sess.login.Username,
-		Channels:   channels,
-		Joined:     joined,
-		Owned:      owned,
-	}), nil
-}
-
-func (s *Server) register(sess *Session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
 		return false
 	}
-	s.sessions[sess] = struct{}{}
-	u := s.locals[sess.login.UserID]
-	if u == nil {
-		burst := int(2 * s.cfg.RateLimit)
-		u = &localUser{limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), max(burst, 1))}
-		s.locals[sess.login.UserID] = u
+	if err := sess.writeBatch([][]byte{welcome}); err != nil {
+		sess.conn.CloseNow()
+		return false
 	}
-	u.refs++
-	sess.user = u
+	sess.log(slog.LevelDebug, "session open")
+	sess.startPing()
+	sess.releaseWriter()
 	return true
 }
 
-func (s *Server) unregister(sess *Session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sessions, sess)
-	if u := s.locals[sess.login.UserID]; u != nil {
-		if u.refs--; u.refs == 0 {
-			delete(s.locals, sess.login.UserID)
-		}
-	}
-}
-
-// refreshPlaces keeps this node's session places alive in the registry, so
-// that only the places of a dead node lapse. On the same tick it checks the
-// login sessions behind the open websockets, so that one whose logout
-// notice this node missed (its pub/sub connection was down) still closes.
-func (s *Server) refreshPlaces(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PlaceTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		places := make(map[string][]string)
-		s.mu.Lock()
-		for sess := range s.sessions {
-			places[sess.login.UserID] = append(places[sess.login.UserID], sess.id)
-		}
-		s.mu.Unlock()
-		if len(places) == 0 {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := s.registry.RefreshPlaces(rctx, places, s.cfg.PlaceTTL); err != nil {
-			s.log.Warn("refresh session places", "err", err)
-		}
-		cancel()
-		s.checkLogins(ctx)
-		if err := s.recheckShared(ctx, false); err != nil {
-			s.log.Warn("count the nodes of shared users", "err", err)
-		}
-	}
-}
-
-// sessionsBy returns the node's sessions grouped by key.
-func (s *Server) sessionsBy(key func(*Session) string) map[string][]*Session {
-	by := make(map[string][]*Session)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sess := range s.sessions {
-		k := key(sess)
-		by[k] = append(by[k], sess)
-	}
-	return by
-}
-
-// checkLogins closes the websockets of login sessions that are no longer
-// valid: 1008 if expired, 1000 if revoked.
-func (s *Server) checkLogins(ctx context.Context) {
-	byLogin := s.sessionsBy(func(sess *Session) string { return sess.login.ID })
-	for _, sessions := range byLogin {
-		login := sessions[0].login
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := s.auth.Check(cctx, login)
-		cancel()
-		if !errors.Is(err, auth.ErrNoSession) {
-			continue // valid, or the store cannot tell now
-		}
-		code, reason := statusNormal, "logged out"
-		if !time.Now().Before(login.Expires) {
-			code, reason = statusPolicy, "session expired"
-		}
-		for _, sess := range sessions {
-			sess.close(code, reason)
-		}
-	}
-}
-
 // Shutdown drains the node: /readyz turns 503, upgrades are refused, and
-// every websocket is closed with 1001, a few at a time, until all are gone
-// or ctx ends. Then it stops the node's background work and closes the
-// backend. It is safe to call more than once.
+// every websocket is closed with 1001, until all are gone or ctx ends.
+// Then it stops the node's background work and closes the backend. It is
+// safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.mu.Lock()
-	s.closed = true
-	all := make([]*Session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		all = append(all, sess)
-	}
-	s.mu.Unlock()
-
-	for _, sess := range all {
+	for _, sess := range s.sessions.close() {
 		sess.close(statusGoingAway, "server shutting down: reconnect")
 	}
 	// The writers run the close handshakes concurrently; wait for them.
@@ -536,13 +336,7 @@ wait:
 			err = fmt.Errorf("shutdown: %d connections left: %w", s.conns.Load(), ctx.Err())
 			// Cut the sockets under the close handshakes still waiting for
 			// a peer's answer; the library's own close would wait longer.
-			s.mu.Lock()
-			left := make([]*Session, 0, len(s.sessions))
-			for sess := range s.sessions {
-				left = append(left, sess)
-			}
-			s.mu.Unlock()
-			for _, sess := range left {
+			for _, sess := range s.sessions.list() {
 				sess.frames.Conn.Close()
 			}
 			break wait
@@ -551,18 +345,6 @@ wait:
 	}
 	s.cancel()
 	s.wg.Wait()
-	s.broker.Close()
+	s.backend.Close()
 	return err
-}
-
-// mustJSON encodes one of our own wire types. HTML characters stay as they
-// are (clients render text, never HTML), so frames read as the spec shows.
-func mustJSON(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		panic(err) // only our own wire types are marshalled
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 }

@@ -539,9 +539,9 @@ func TestWriteDelayNeverOverflowsTheQueue(t *testing.T) {
 // MaxWriteDelay, before it connects anything.
 func TestWriteDelayOutOfRange(t *testing.T) {
 	for _, d := range []time.Duration{-time.Millisecond, gateway.MaxWriteDelay + time.Millisecond} {
-		deps := gateway.Deps{Connect: func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+		deps := gateway.Deps{Connect: func(pubsub.Handler) (pubsub.Backend, error) {
 			t.Fatalf("write delay %v: New connected the backend", d)
-			return nil, nil, nil
+			return nil, nil
 		}}
 		if gw, err := gateway.New(context.Background(), gateway.Config{WriteDelay: d}, deps, testLogger(t)); err == nil {
 			gw.Shutdown(context.Background())

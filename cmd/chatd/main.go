@@ -50,11 +50,11 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	store, states, connect, closeBackend, err := backend(ctx, cfg, log, reg)
+	be, err := openBackend(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
-	defer closeBackend()
+	defer be.close()
 
 	providers, err := socialLogin(ctx, cfg)
 	if err != nil {
@@ -66,9 +66,9 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 		SessionTTL:   cfg.SessionTTL,
 		SecureCookie: cfg.PublicURL.Scheme == "https",
 		Providers:    providers,
-		States:       states,
+		States:       be.states,
 		OnLogout:     func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
-	}, store, log)
+	}, be.users, log)
 	gw, err = gateway.New(ctx, gateway.Config{
 		NodeID:             cfg.NodeID,
 		MaxFrameBytes:      int64(cfg.MaxFrameBytes),
@@ -81,7 +81,7 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 		WriteTimeout:       cfg.WriteTimeout,
 		WriteDelay:         cfg.WriteDelay,
 		AllowedOrigins:     cfg.AllowedOrigins,
-	}, gateway.Deps{Connect: connect, Auth: authn, Users: authn, Metrics: reg}, log)
+	}, gateway.Deps{Connect: be.connect, Auth: authn, Users: authn, Metrics: reg}, log)
 	if err != nil {
 		return err
 	}
@@ -140,20 +140,26 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	return nil
 }
 
-// connectFunc opens a node's broker and registry, delivering to a handler.
-type connectFunc = func(pubsub.Handler) (pubsub.Broker, pubsub.Registry, error)
+// backend is what a node shares with the rest of the chat: the gateway's
+// backend (opened by connect when the gateway starts) and the auth stores.
+type backend struct {
+	connect func(pubsub.Handler) (pubsub.Backend, error)
+	users   auth.Store
+	states  auth.StateStore // nil: auth's per-node default
+	close   func()
+}
 
-// backend opens the configured backend: Redis when CHAT_REDIS_URL is set,
-// else process memory.
-func backend(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (auth.Store, auth.StateStore, connectFunc, func(), error) {
+// openBackend opens the configured backend: Redis when CHAT_REDIS_URL is
+// set, else process memory.
+func openBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (backend, error) {
 	if cfg.RedisURL != "" {
 		return redisBackend(ctx, cfg, log, reg)
 	}
-	connect := func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
-		m := pubsub.NewMemory(h)
-		return m, m, nil
-	}
-	return auth.NewMemory(), nil, connect, func() {}, nil
+	return backend{
+		connect: func(h pubsub.Handler) (pubsub.Backend, error) { return pubsub.NewMemory(h), nil },
+		users:   auth.NewMemory(),
+		close:   func() {},
+	}, nil
 }
 
 // socialLogin builds the configured OAuth2 / OpenID Connect providers. OIDC

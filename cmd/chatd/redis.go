@@ -18,10 +18,10 @@ import (
 // redisBackend connects the cluster backend: one client for the registry,
 // the auth store and the OAuth states, and the node's pub/sub connection
 // (opened by connect, when the gateway starts).
-func redisBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (auth.Store, auth.StateStore, connectFunc, func(), error) {
+func redisBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (backend, error) {
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, nil, nil, errors.New("CHAT_REDIS_URL: " + err.Error())
+		return backend{}, errors.New("CHAT_REDIS_URL: " + err.Error())
 	}
 	pubsub.TuneOptions(opts, 0)
 	// go-redis reports dial failures through a process-wide logger of its
@@ -35,7 +35,7 @@ func redisBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometh
 		Help: "1 while this node receives its own pub/sub heartbeat, 0 while it does not.",
 	})
 	reg.MustRegister(healthy)
-	connect := func(h pubsub.Handler) (pubsub.Broker, pubsub.Registry, error) {
+	connect := func(h pubsub.Handler) (pubsub.Backend, error) {
 		r, err := pubsub.NewRedis(ctx, pubsub.RedisOptions{
 			Client:  client,
 			Prefix:  cfg.RedisPrefix,
@@ -51,14 +51,17 @@ func redisBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometh
 			},
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		healthy.Set(1)
-		return r, r, nil
+		return r, nil
 	}
-	store := auth.NewRedis(client, auth.RedisOptions{Prefix: cfg.RedisPrefix})
-	states := auth.NewStateRedis(client, cfg.RedisPrefix)
-	return store, states, connect, func() { client.Close() }, nil
+	return backend{
+		connect: connect,
+		users:   auth.NewRedis(client, auth.RedisOptions{Prefix: cfg.RedisPrefix}),
+		states:  auth.NewStateRedis(client, cfg.RedisPrefix),
+		close:   func() { client.Close() },
+	}, nil
 }
 
 // redisMetrics is a go-redis hook that counts commands, errors and latency.

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// A broker payload is either a wire frame, which starts with '{' and is
+// written as it is to every local session on the topic, or a notice, which
+// starts with '!' and tells the receiving nodes to change which of their
+// sessions receive what. A notice is one line of space-separated fields,
+// optionally followed by a newline and a wire frame that the receiving
+// node passes on to the topic's sessions before it applies the notice:
+//
+//	!1 <op> <name> [<wait> [<reply>]]
+//	[\n<frame>]
+//
+// The first field is the codec's version. A node drops (and logs) a notice
+// of a version or op it does not know, so that nodes of different versions
+// can share a cluster during a rolling upgrade. Fields are names the
+// gateway made or checked (channels, UUIDs, wait ids), never free text:
+// none holds a space or a line break.
+
+// noticeVersion is the version this node writes and reads.
+const noticeVersion = "1"
+
+// op is what a notice asks of the nodes that receive it.
+type op uint8
+
+const (
+	opNone op = iota
+
+	// opCreate on the cluster topic: channel name now exists; the frame
+	// (the create event) goes to every session.
+	opCreate
+	// opDestroy on the cluster topic: channel name is gone; the frame
+	// (the destroy event) goes to every session, then nobody receives the
+	// channel's topic any more. wait, if set, is signalled on the node
+	// that published it.
+	opDestroy
+	// opJoin on a user topic: the user joined channel name; its sessions
+	// on every node start receiving the channel's topic. With wait and
+	// reply, every node that receives it answers opJoined wait on the
+	// topic reply once it is subscribed to the channel's topic.
+	opJoin
+	// opJoined on a node's reply topic: the answer to the opJoin whose
+	// wait is name.
+	opJoined
+	// opLeft on a channel topic: user name left; the frame (the left
+	// event) goes to every session on the topic, then the user's sessions
+	// stop receiving it. wait as for opDestroy.
+	opLeft
+	// opLogout on a user topic: login session name was revoked; its
+	// websockets close with 1000.
+	opLogout
+	// opHere on a user topic: the node whose reply topic is name now holds
+	// a session of the user, too (ratelimit.go).
+	opHere
+)
+
+// opNames are the ops' names on the wire, by op.
+var opNames = [...]string{
+	opCreate:  "create",
+	opDestroy: "destroy",
+	opJoin:    "join",
+	opJoined:  "joined",
+	opLeft:    "left",
+	opLogout:  "logout",
+	opHere:    "here",
+}
+
+// opFields is how many optional fields (wait, reply) each op may carry
+// after its name.
+var opFields = [len(opNames)]int{
+	opDestroy: 1,
+	opJoin:    2,
+	opLeft:    1,
+}
+
+func (o op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", o)
+}
+
+// notice is a decoded notice.
+type notice struct {
+	op    op
+	name  string // what op is about: a channel, a user, a session, a wait or a node
+	wait  string // a wait id to signal or answer; empty for none
+	reply string // opJoin: the topic to answer on; empty for none
+	frame []byte // passed on to the topic's sessions before op is applied; nil for none
+}
+
+// errBadNotice is a payload that starts like a notice but cannot be read.
+var errBadNotice = errors.New("gateway: malformed notice")
+
+// encode returns the notice's payload.
+func (n notice) encode() []byte {
+	name := opNames[n.op]
+	b := make([]byte, 0, 4+len(name)+len(n.name)+len(n.wait)+len(n.reply)+4+len(n.frame))
+	b = append(b, '!')
+	b = append(b, noticeVersion...)
+	b = append(b, ' ')
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, n.name...)
+	if n.wait != "" || n.reply != "" {
+		b = append(b, ' ')
+		b = append(b, n.wait...)
+	}
+	if n.reply != "" {
+		b = append(b, ' ')
+		b = append(b, n.reply...)
+	}
+	if n.frame != nil {
+		b = append(b, '\n')
+		b = append(b, n.frame...)
+	}
+	return b
+}
+
+// decodeNotice reads a payload that starts with '!'. The frame it returns
+// shares payload's memory.
+func decodeNotice(payload []byte) (notice, error) {
+	var n notice
+	line, frame, hasFrame := bytes.Cut(payload, []byte{'\n'})
+	if hasFrame {
+		n.frame = frame
+	}
+	fields := bytes.Split(line, []byte{' '})
+	if len(fields) < 3 || len(fields[0]) < 2 || fields[0][0] != '!' {
+		return notice{}, errBadNotice
+	}
+	if v := string(fields[0][1:]); v != noticeVersion {
+		return notice{}, fmt.Errorf("%w: version %q", errBadNotice, v)
+	}
+	for i, name := range opNames {
+		if name != "" && string(fields[1]) == name {
+			n.op = op(i)
+		}
+	}
+	if n.op == opNone {
+		return notice{}, fmt.Errorf("%w: unknown op %q", errBadNotice, fields[1])
+	}
+	extra := fields[3:]
+	if len(extra) > opFields[n.op] {
+		return notice{}, fmt.Errorf("%w: %s takes at most %d fields after its name", errBadNotice, n.op, opFields[n.op])
+	}
+	for _, f := range fields[2:] {
+		if len(f) == 0 {
+			return notice{}, fmt.Errorf("%w: empty field", errBadNotice)
+		}
+	}
+	n.name = string(fields[2])
+	if len(extra) > 0 {
+		n.wait = string(extra[0])
+	}
+	if len(extra) > 1 {
+		n.reply = string(extra[1])
+	}
+	return n, nil
+}

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+var noticeSeeds = []notice{
+	{op: opCreate, name: "#go", frame: []byte(`{"type":"event","emitter":"channel","identifier":"#go","event":"create"}`)},
+	{op: opDestroy, name: "#go", frame: []byte(`{"type":"event"}`)},
+	{op: opDestroy, name: "#go", wait: "n:6f1c.12", frame: []byte(`{"type":"event"}`)},
+	{op: opJoin, name: "#go"},
+	{op: opJoin, name: "#go", wait: "n:6f1c.13", reply: "n:6f1c"},
+	{op: opJoined, name: "n:6f1c.13"},
+	{op: opLeft, name: "3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", wait: "n:6f1c.14", frame: []byte(`{"type":"event"}`)},
+	{op: opLogout, name: "0b5a9c3e-1d2f-4e5a-8b6c-7d8e9f0a1b2c"},
+	{op: opHere, name: "n:6f1c"},
+}
+
+func TestNoticeRoundTrip(t *testing.T) {
+	for _, n := range noticeSeeds {
+		got, err := decodeNotice(n.encode())
+		if err != nil {
+			t.Fatalf("%s: %v", n.encode(), err)
+		}
+		if !sameNotice(got, n) {
+			t.Fatalf("%s: decoded as %+v, want %+v", n.encode(), got, n)
+		}
+	}
+}
+
+func TestDecodeNoticeRefuses(t *testing.T) {
+	for _, p := range []string{
+		"!",
+		"!1",
+		"!1 create",
+		"!2 create #go",      // a version this node does not know
+		"!1 shout #go",       // an op it does not know
+		"!1 create #go wait", // create takes no wait
+		"!1 join #go a b c",  // join takes at most wait and reply
+		"!1 left  #go",       // an empty field
+		"!1 logout s \n{}",   // a trailing space is an empty field
+		"create #go",
+	} {
+		if n, err := decodeNotice([]byte(p)); !errors.Is(err, errBadNotice) {
+			t.Errorf("%q: decoded as %+v (err %v), want errBadNotice", p, n, err)
+		}
+	}
+}
+
+func sameNotice(a, b notice) bool {
+	return a.op == b.op && a.name == b.name && a.wait == b.wait && a.reply == b.reply &&
+		bytes.Equal(a.frame, b.frame) && (a.frame == nil) == (b.frame == nil)
+}
+
+// FuzzDecodeNotice: no payload makes the decoder panic, and whatever it
+// accepts encodes back to a payload that decodes to the same notice.
+// Notices cross the network, from nodes of other versions too.
+func FuzzDecodeNotice(f *testing.F) {
+	for _, n := range noticeSeeds {
+		f.Add(n.encode())
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		n, err := decodeNotice(payload)
+		if err != nil {
+			return
+		}
+		again, err := decodeNotice(n.encode())
+		if err != nil {
+			t.Fatalf("%q decoded, but its encoding %q does not: %v", payload, n.encode(), err)
+		}
+		if !sameNotice(again, n) {
+			t.Fatalf("%q: %+v encodes to %q, which decodes to %+v", payload, n, n.encode(), again)
+		}
+	})
+}
