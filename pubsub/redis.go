@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,27 +160,7 @@ const (
 // with an error (ErrUnavailable) when ctx ends before. The caller must
 // Close the backend.
 func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
-	if opts.Timeout <= 0 {
-		opts.Timeout = time.Second
-	}
-	if opts.HeartbeatInterval <= 0 {
-		opts.HeartbeatInterval = time.Second
-	}
-	if opts.HeartbeatTimeout <= 0 {
-		opts.HeartbeatTimeout = 3 * time.Second
-	}
-	if opts.Prefix == "" {
-		opts.Prefix = "chat:"
-	}
-	if opts.NodeID == "" {
-		opts.NodeID, _ = os.Hostname()
-	}
-	if opts.Handler == nil {
-		opts.Handler = func(string, []byte) {}
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.setDefaults()
 	client, own := opts.Client, false
 	if client == nil {
 		o, err := redis.ParseURL(opts.URL)
@@ -223,6 +204,30 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	go r.heartbeat()
 	go r.monitor()
 	return r, nil
+}
+
+func (opts *RedisOptions) setDefaults() {
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = time.Second
+	}
+	if opts.HeartbeatTimeout <= 0 {
+		opts.HeartbeatTimeout = 3 * time.Second
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "chat:"
+	}
+	if opts.NodeID == "" {
+		opts.NodeID, _ = os.Hostname()
+	}
+	if opts.Handler == nil {
+		opts.Handler = func(string, []byte) {}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 // TuneOptions sets the options that the backend relies on: deadlines from
@@ -373,28 +378,13 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 	r.psMu.RLock()
 	defer r.psMu.RUnlock()
 
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return ErrClosed
+	st, wait, fresh, err := r.want(channel)
+	if err != nil || st == nil {
+		return err // closed, or confirmed already
 	}
-	st, ok := r.topics[channel]
-	if ok && st.confirmed {
-		r.mu.Unlock()
-		return nil
-	}
-	if !ok {
-		st = &topicState{}
-		r.topics[channel] = st
-	}
-	wait := make(chan struct{})
-	st.waiters = append(st.waiters, wait)
-	r.mu.Unlock()
-
 	ctx, cancel := context.WithTimeout(ctx, r.confirmTimeout())
 	defer cancel()
-	var err error
-	if !ok {
+	if fresh {
 		// A topic that is already wanted but not yet confirmed (a
 		// reconnection is under way, or an earlier Subscribe gave up)
 		// needs no second SUBSCRIBE: the connection subscribes every
@@ -413,18 +403,42 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 			return ErrClosed
 		}
 	}
+	r.giveUp(channel, st, wait, fresh)
+	return fmt.Errorf("%w: no confirmation: %w", ErrUnavailable, err)
+}
+
+// want records that channel is wanted and returns its state and a wait
+// that Redis's confirmation closes, and whether the channel is new to the
+// broker. It returns a nil state if the channel is confirmed already.
+// The caller holds the topic's lock and psMu for reading.
+func (r *Redis) want(channel string) (st *topicState, wait chan struct{}, fresh bool, err error) {
 	r.mu.Lock()
-	for i, w := range st.waiters {
-		if w == wait {
-			st.waiters = append(st.waiters[:i], st.waiters[i+1:]...)
-			break
-		}
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, nil, false, ErrClosed
 	}
-	// A topic that this call added is dropped again, so that a failed
-	// Subscribe leaves no subscription behind (the UNSUBSCRIBE is only
-	// sent: Redis may not be answering). A topic that was wanted before
-	// (a reconnection is under way) stays: others rely on it.
-	drop := !ok && len(st.waiters) == 0 && r.topics[channel] == st
+	st, ok := r.topics[channel]
+	if ok && st.confirmed {
+		return nil, nil, false, nil
+	}
+	if !ok {
+		st = &topicState{}
+		r.topics[channel] = st
+	}
+	wait = make(chan struct{})
+	st.waiters = append(st.waiters, wait)
+	return st, wait, !ok, nil
+}
+
+// giveUp forgets a Subscribe's wait that no confirmation ended. A channel
+// that this Subscribe added is dropped again, so that a failed Subscribe
+// leaves no subscription behind (the UNSUBSCRIBE is only sent: Redis may
+// not be answering). A channel that was wanted before (a reconnection is
+// under way) stays: others rely on it.
+func (r *Redis) giveUp(channel string, st *topicState, wait chan struct{}, fresh bool) {
+	r.mu.Lock()
+	st.waiters = slices.DeleteFunc(st.waiters, func(w chan struct{}) bool { return w == wait })
+	drop := fresh && len(st.waiters) == 0 && r.topics[channel] == st
 	if drop {
 		delete(r.topics, channel)
 	}
@@ -434,7 +448,6 @@ func (r *Redis) subscribe(ctx context.Context, channel string) error {
 		r.ps.Unsubscribe(uctx, channel)
 		ucancel()
 	}
-	return fmt.Errorf("%w: no confirmation: %w", ErrUnavailable, err)
 }
 
 // Unsubscribe implements Broker. It waits (as Subscribe does) for Redis to
@@ -449,26 +462,16 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	r.psMu.RLock()
 	defer r.psMu.RUnlock()
 
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return ErrClosed
+	wait, err := r.unwant(channel)
+	if err != nil || wait == nil {
+		return err // closed, or not subscribed
 	}
-	if _, ok := r.topics[channel]; !ok {
-		r.mu.Unlock()
-		return nil
-	}
-	delete(r.topics, channel)
-	wait := make(chan struct{})
-	r.unsubbed[channel] = append(r.unsubbed[channel], wait)
-	r.mu.Unlock()
-
 	ctx, cancel := context.WithTimeout(ctx, r.confirmTimeout())
 	defer cancel()
 	// go-redis forgets the channel even when the command fails, so a
 	// reconnection will not subscribe it again.
 	wctx, wcancel := context.WithTimeout(ctx, r.timeout)
-	err := r.ps.Unsubscribe(wctx, channel)
+	err = r.ps.Unsubscribe(wctx, channel)
 	wcancel()
 	if err == nil {
 		// Waiting for the confirmation makes sure that no confirmation of
@@ -484,14 +487,9 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 		}
 	}
 	r.mu.Lock()
-	ws := r.unsubbed[channel]
-	for i, w := range ws {
-		if w == wait {
-			r.unsubbed[channel] = append(ws[:i], ws[i+1:]...)
-			break
-		}
-	}
-	if len(r.unsubbed[channel]) == 0 {
+	if ws := slices.DeleteFunc(r.unsubbed[channel], func(w chan struct{}) bool { return w == wait }); len(ws) > 0 {
+		r.unsubbed[channel] = ws
+	} else {
 		delete(r.unsubbed, channel)
 	}
 	r.mu.Unlock()
@@ -500,6 +498,24 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	// gets a topic it no longer needs, which it must tolerate.
 	r.log.Debug("unsubscribe not confirmed", "topic", topic, "err", err)
 	return nil
+}
+
+// unwant forgets channel and returns a wait that Redis's confirmation of
+// the UNSUBSCRIBE closes, or nil if the channel was not wanted. The caller
+// holds the topic's lock and psMu for reading.
+func (r *Redis) unwant(channel string) (chan struct{}, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := r.topics[channel]; !ok {
+		return nil, nil
+	}
+	delete(r.topics, channel)
+	wait := make(chan struct{})
+	r.unsubbed[channel] = append(r.unsubbed[channel], wait)
+	return wait, nil
 }
 
 // confirmTimeout bounds the wait for Redis to confirm a (un)subscription.
