@@ -30,7 +30,11 @@ func (in *inbox) deliver(topic string, payload []byte) {
 	}
 	n, err := decodeNotice(payload)
 	if err != nil {
-		in.log.Warn("notice dropped", "topic", topic, "err", err)
+		// A newer node's notice: its event still reaches the sessions.
+		if n.frame != nil {
+			in.router.forward(topic, n.frame, nil)
+		}
+		in.log.Warn("notice not understood, ignored", "topic", topic, "err", err)
 		return
 	}
 	in.apply(topic, n)

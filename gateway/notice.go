@@ -13,17 +13,16 @@ import (
 // optionally followed by a newline and a wire frame that the receiving
 // node passes on to the topic's sessions before it applies the notice:
 //
-//	!1 <op> <name> [<wait> [<reply>]]
+//	!<op> <name> [<wait> [<reply>]]
 //	[\n<frame>]
 //
-// The first field is the codec's version. A node drops (and logs) a notice
-// of a version or op it does not know, so that nodes of different versions
-// can share a cluster during a rolling upgrade. Fields are names the
-// gateway made or checked (channels, UUIDs, wait ids), never free text:
-// none holds a space or a line break.
-
-// noticeVersion is the version this node writes and reads.
-const noticeVersion = "1"
+// That is version 1 of the codec, the one this node writes and reads.
+// A later version will put its number first ("!2 <op> ..."): no op name
+// starts with a digit. A node drops (and logs) a notice of a version or
+// an op it does not know, after passing on its frame, so that nodes of
+// different versions can share a cluster during a rolling upgrade. Fields
+// are names the gateway made or checked (channels, UUIDs, wait ids), never
+// free text: none holds a space or a line break.
 
 // op is what a notice asks of the nodes that receive it.
 type op uint8
@@ -100,10 +99,8 @@ var errBadNotice = errors.New("gateway: malformed notice")
 // encode returns the notice's payload.
 func (n notice) encode() []byte {
 	name := opNames[n.op]
-	b := make([]byte, 0, 4+len(name)+len(n.name)+len(n.wait)+len(n.reply)+4+len(n.frame))
+	b := make([]byte, 0, 1+len(name)+len(n.name)+len(n.wait)+len(n.reply)+4+len(n.frame))
 	b = append(b, '!')
-	b = append(b, noticeVersion...)
-	b = append(b, ' ')
 	b = append(b, name...)
 	b = append(b, ' ')
 	b = append(b, n.name...)
@@ -123,7 +120,8 @@ func (n notice) encode() []byte {
 }
 
 // decodeNotice reads a payload that starts with '!'. The frame it returns
-// shares payload's memory.
+// shares payload's memory, and is returned with an error too when the
+// notice has one, so that it can still be passed on.
 func decodeNotice(payload []byte) (notice, error) {
 	var n notice
 	line, frame, hasFrame := bytes.Cut(payload, []byte{'\n'})
@@ -131,35 +129,35 @@ func decodeNotice(payload []byte) (notice, error) {
 		n.frame = frame
 	}
 	fields := bytes.Split(line, []byte{' '})
-	if len(fields) < 3 || len(fields[0]) < 2 || fields[0][0] != '!' {
-		return notice{}, errBadNotice
+	if len(fields[0]) < 2 || fields[0][0] != '!' {
+		return notice{frame: n.frame}, errBadNotice
 	}
-	if v := string(fields[0][1:]); v != noticeVersion {
-		return notice{}, fmt.Errorf("%w: version %q", errBadNotice, v)
+	if c := fields[0][1]; c >= '0' && c <= '9' {
+		return notice{frame: n.frame}, fmt.Errorf("%w: version %q", errBadNotice, fields[0][1:])
 	}
 	for i, name := range opNames {
-		if name != "" && string(fields[1]) == name {
+		if name != "" && string(fields[0][1:]) == name {
 			n.op = op(i)
 		}
 	}
 	if n.op == opNone {
-		return notice{}, fmt.Errorf("%w: unknown op %q", errBadNotice, fields[1])
+		return notice{frame: n.frame}, fmt.Errorf("%w: unknown op %q", errBadNotice, fields[0][1:])
 	}
-	extra := fields[3:]
-	if len(extra) > opFields[n.op] {
-		return notice{}, fmt.Errorf("%w: %s takes at most %d fields after its name", errBadNotice, n.op, opFields[n.op])
+	args := fields[1:] // the name, then the optional fields
+	if len(args) == 0 || len(args)-1 > opFields[n.op] {
+		return notice{}, fmt.Errorf("%w: %s takes a name and at most %d fields more", errBadNotice, n.op, opFields[n.op])
 	}
-	for _, f := range fields[2:] {
+	for _, f := range args {
 		if len(f) == 0 {
 			return notice{}, fmt.Errorf("%w: empty field", errBadNotice)
 		}
 	}
-	n.name = string(fields[2])
-	if len(extra) > 0 {
-		n.wait = string(extra[0])
+	n.name = string(args[0])
+	if len(args) > 1 {
+		n.wait = string(args[1])
 	}
-	if len(extra) > 1 {
-		n.reply = string(extra[1])
+	if len(args) > 2 {
+		n.reply = string(args[2])
 	}
 	return n, nil
 }

@@ -33,18 +33,29 @@ func TestNoticeRoundTrip(t *testing.T) {
 func TestDecodeNoticeRefuses(t *testing.T) {
 	for _, p := range []string{
 		"!",
-		"!1",
-		"!1 create",
-		"!2 create #go",      // a version this node does not know
-		"!1 shout #go",       // an op it does not know
-		"!1 create #go wait", // create takes no wait
-		"!1 join #go a b c",  // join takes at most wait and reply
-		"!1 left  #go",       // an empty field
-		"!1 logout s \n{}",   // a trailing space is an empty field
+		"!create",
+		"!2 create #go",    // a version this node does not know
+		"!shout #go",       // an op it does not know
+		"!create #go wait", // create takes no wait
+		"!join #go a b c",  // join takes at most wait and reply
+		"!left  #go",       // an empty field
+		"!logout s \n{}",   // a trailing space is an empty field
 		"create #go",
 	} {
 		if n, err := decodeNotice([]byte(p)); !errors.Is(err, errBadNotice) {
 			t.Errorf("%q: decoded as %+v (err %v), want errBadNotice", p, n, err)
+		}
+	}
+}
+
+// TestDecodeNoticePassesOnFrames: a notice of a version or an op this node
+// does not know (from a newer node) still gives up its frame, which the
+// node passes on to the topic's sessions.
+func TestDecodeNoticePassesOnFrames(t *testing.T) {
+	for _, p := range []string{"!2 create #go\n{}", "!shout #go\n{}"} {
+		n, err := decodeNotice([]byte(p))
+		if err == nil || string(n.frame) != "{}" {
+			t.Errorf("%q: frame %q, err %v; want the frame and an error", p, n.frame, err)
 		}
 	}
 }
