@@ -72,6 +72,6 @@ func BenchmarkEncodeMessage(b *testing.B) {
 	sess := &Session{login: auth.Session{UserID: "3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", Username: "alice"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		messageFrame(sess, "#bench", "Hello guys! This is a message of about a hundred bytes, as chat messages go.")
+		messageHead(sess, "#bench", "Hello guys! This is a message of about a hundred bytes, as chat messages go.")
 	}
 }

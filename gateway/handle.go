@@ -29,17 +29,42 @@ type chat struct {
 	subs     *subscriptions
 	book     *channelBook
 	limits   *limits
-	commands map[string]func(context.Context, *Session, string) error // by action; immutable
+	seq      *sequencer
+	commands map[string]command // by action; immutable
 }
 
+// command carries out a request of s. It returns the frame that answers
+// the request when it succeeded, or nil for a plain ack (sent only to a
+// request with an id).
+type command func(ctx context.Context, s *Session, req protocol.Request) ([]byte, error)
+
 func newChat(c chat, m *membership) *chat {
-	c.commands = map[string]func(context.Context, *Session, string) error{
-		protocol.ActionCreate:  m.create,
-		protocol.ActionDestroy: m.destroy,
-		protocol.ActionJoin:    m.join,
-		protocol.ActionLeave:   m.leave,
+	c.commands = map[string]command{
+		protocol.ActionCreate:  onChannel(m.create),
+		protocol.ActionDestroy: onChannel(m.destroy),
+		protocol.ActionJoin:    onChannel(m.join),
+		protocol.ActionLeave:   onChannel(m.leave),
+		protocol.ActionHistory: c.history,
+		protocol.ActionMembers: notYet,
+		protocol.ActionTyping:  notYet,
+		protocol.ActionRead:    notYet,
 	}
 	return &c
+}
+
+// onChannel makes a command of an action on a channel.
+func onChannel(action func(context.Context, *Session, string) error) command {
+	return func(ctx context.Context, s *Session, req protocol.Request) ([]byte, error) {
+		channel, err := channelName(req.Target)
+		if err != nil {
+			return nil, err
+		}
+		return nil, action(ctx, s, channel)
+	}
+}
+
+func notYet(context.Context, *Session, protocol.Request) ([]byte, error) {
+	return nil, errorf(protocol.CodeBadRequest, "this server does not support that action yet")
 }
 
 // handle answers one request frame of s.
@@ -67,17 +92,23 @@ func (c *chat) handle(ctx context.Context, s *Session, data []byte) {
 		kind = req.Action
 	}
 	c.metrics.framesIn.WithLabelValues(kind).Inc()
-	var perr *protoError
-	if err := c.dispatch(ctx, s, req); err != nil {
-		perr = toProto(err, req.Target)
+	answer, err := c.dispatch(ctx, s, req)
+	if err != nil {
+		perr := toProto(err, req.Target)
 		switch perr.code {
 		case protocol.CodeInternal:
 			s.log(slog.LevelError, "request failed", "type", req.Type, "action", req.Action, "err", err)
 		case protocol.CodeUnavailable:
 			s.log(slog.LevelWarn, "request failed: backend unavailable", "type", req.Type, "action", req.Action, "err", err)
 		}
+		c.reply(s, id, perr)
+		return
 	}
-	c.reply(s, id, perr)
+	if answer != nil {
+		s.sendReply(answer)
+		return
+	}
+	c.reply(s, id, nil)
 }
 
 // reply acks a request with an id, or reports its error.
@@ -93,38 +124,58 @@ func (c *chat) reply(s *Session, id string, perr *protoError) {
 }
 
 // dispatch carries out a decoded request.
-func (c *chat) dispatch(ctx context.Context, s *Session, req protocol.Request) error {
+func (c *chat) dispatch(ctx context.Context, s *Session, req protocol.Request) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	if req.Type == protocol.TypeCommand {
-		channel, err := channelName(req.Target)
-		if err != nil {
-			return err
-		}
-		return c.commands[req.Action](ctx, s, channel)
+		return c.commands[req.Action](ctx, s, req)
 	}
-	// protocol.TypeMessage; DecodeRequest admits no other
+	return c.send(ctx, s, req) // protocol.TypeMessage; DecodeRequest admits no other
+}
+
+// send publishes a message, stored with its seq, and acks it with the
+// seq. A retry of a message with the same id gets the first one's ack and
+// is not delivered again.
+func (c *chat) send(ctx context.Context, s *Session, req protocol.Request) ([]byte, error) {
+	to, err := parseTarget(req.Target)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkText(req.Message); err != nil {
+		return nil, err
+	}
+	var st pubsub.Stored
+	if to[0] == '#' {
+		st, err = c.sendChannel(ctx, s, to, req)
+	} else {
+		st, err = c.sendPrivate(ctx, s, to[1:], req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st.Duplicate {
+		c.metrics.duplicates.Inc()
+	}
+	if req.ID == "" {
+		return nil, nil
+	}
+	return mustJSON(protocol.Ack{Type: protocol.TypeAck, ID: req.ID, Seq: st.Seq}), nil
+}
+
+// parseTarget checks a target's name and returns it in canonical form:
+// a channel (#name) or a user (@name).
+func parseTarget(target string) (string, error) {
 	switch {
-	case len(req.Target) > 0 && req.Target[0] == '#':
-		channel, err := channelName(req.Target)
-		if err != nil {
-			return err
-		}
-		if err := c.checkText(req.Message); err != nil {
-			return err
-		}
-		return c.sendChannel(ctx, s, channel, req.Message)
-	case len(req.Target) > 0 && req.Target[0] == '@':
-		name, ok := protocol.NormalizeUsername(req.Target[1:])
+	case len(target) > 0 && target[0] == '#':
+		return channelName(target)
+	case len(target) > 0 && target[0] == '@':
+		name, ok := protocol.NormalizeUsername(target[1:])
 		if !ok {
-			return errorf(protocol.CodeInvalidTarget, "%q is not a valid user: @ and 1 to 39 of a-z 0-9 _ -", clip(req.Target))
+			return "", errorf(protocol.CodeInvalidTarget, "%q is not a valid user: @ and 1 to 39 of a-z 0-9 _ -", clip(target))
 		}
-		if err := c.checkText(req.Message); err != nil {
-			return err
-		}
-		return c.sendPrivate(ctx, s, name, req.Message)
+		return "@" + name, nil
 	default:
-		return errorf(protocol.CodeInvalidTarget, "%q is neither a channel (#name) nor a user (@name)", clip(req.Target))
+		return "", errorf(protocol.CodeInvalidTarget, "%q is neither a channel (#name) nor a user (@name)", clip(target))
 	}
 }
 
@@ -146,34 +197,57 @@ func (c *chat) checkText(text string) error {
 	return nil
 }
 
-func (c *chat) sendChannel(ctx context.Context, s *Session, channel, text string) error {
-	// The membership check and the publish are one step in the backend:
-	// a leave or destroy racing this message cannot let it through.
-	frame := messageFrame(s, channel, text)
-	if err := c.backend.PublishIfMember(ctx, channel, s.login.UserID, channelTopic(channel), frame); err != nil {
-		return err
+func (c *chat) sendChannel(ctx context.Context, s *Session, channel string, req protocol.Request) (pubsub.Stored, error) {
+	// The membership check, the storing and the publish are one step in
+	// the backend: a leave or destroy racing this message cannot let it
+	// through, and it is stored if and only if it is published.
+	st, err := c.backend.PublishMessage(ctx, channel, pubsub.Message{
+		From:   s.login.UserID,
+		ID:     req.ID,
+		Head:   messageHead(s, channel, req.Message),
+		Topics: []string{channelTopic(channel)},
+		Prefix: msgPrefix(channel),
+	})
+	if err == nil && !st.Duplicate {
+		c.metrics.published.WithLabelValues("channel").Inc()
 	}
-	c.metrics.published.WithLabelValues("channel").Inc()
-	return nil
+	return st, err
 }
 
-func (c *chat) sendPrivate(ctx context.Context, s *Session, username, text string) error {
+func (c *chat) sendPrivate(ctx context.Context, s *Session, username string, req protocol.Request) (pubsub.Stored, error) {
 	to, err := c.users.UserByName(ctx, username)
 	if err != nil {
-		return err
+		return pubsub.Stored{}, err
 	}
-	frame := messageFrame(s, "@"+to.Username, text)
-	c.metrics.published.WithLabelValues("private").Inc()
 	topics := []string{userTopic(to.ID)}
 	if to.ID != s.login.UserID {
 		// The sender's copy goes out with the recipient's, in one step.
 		topics = append(topics, userTopic(s.login.UserID))
 	}
-	return c.backend.PublishAll(ctx, topics, frame)
+	st, err := c.backend.PublishDirect(ctx,
+		pubsub.Peer{ID: s.login.UserID, Username: s.login.Username},
+		pubsub.Peer{ID: to.ID, Username: to.Username},
+		pubsub.Message{
+			From:   s.login.UserID,
+			ID:     req.ID,
+			Head:   messageHead(s, "@"+to.Username, req.Message),
+			Topics: topics,
+			Prefix: msgPrefix(pubsub.Conversation(s.login.UserID, to.ID)),
+		})
+	if err == nil && !st.Duplicate {
+		c.metrics.published.WithLabelValues("private").Inc()
+	}
+	return st, err
 }
 
-func messageFrame(s *Session, target, text string) []byte {
-	return mustJSON(protocol.Message{
+// seqSuffix ends a message frame encoded with a zero seq: the backend
+// writes the seq it gives (pubsub.Message.Head).
+var seqSuffix = []byte(`,"seq":0}`)
+
+// messageHead is the frame of s's message, without its seq and closing
+// brace: the backend appends them.
+func messageHead(s *Session, target, text string) []byte {
+	frame := mustJSON(protocol.Message{
 		Type:       protocol.TypeMessage,
 		Emitter:    protocol.EmitterParticipant,
 		Target:     target,
@@ -182,6 +256,7 @@ func messageFrame(s *Session, target, text string) []byte {
 		Message:    text,
 		TS:         time.Now().UTC().Format(protocol.TimeFormat),
 	})
+	return frame[:len(frame)-len(seqSuffix)]
 }
 
 func channelEvent(channel, event string) []byte {

@@ -75,8 +75,10 @@ type backend struct {
 
 func memoryBackend() backend {
 	return backend{
-		connect: func(h pubsub.Handler) (pubsub.Backend, error) { return pubsub.NewMemory(h), nil },
-		store:   auth.NewMemory(),
+		connect: func(h pubsub.Handler) (pubsub.Backend, error) {
+			return pubsub.NewMemory(h, pubsub.HistoryOptions{}), nil
+		},
+		store: auth.NewMemory(),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 type inbox struct {
 	broker pubsub.Broker
 	router *router
+	seq    *sequencer
 	subs   *subscriptions
 	book   *channelBook
 	waits  *waits
@@ -50,6 +51,8 @@ func (in *inbox) apply(topic string, n notice) {
 		}
 	}
 	switch n.op {
+	case opMsg:
+		in.seq.deliver(topic, n.name, n.seq, n.frame)
 	case opCreate:
 		in.book.tell(n.name, true, send)
 	case opDestroy:

@@ -28,6 +28,11 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	resyncs       *prometheus.CounterVec // by result: ok, failed
 	lateEvents    prometheus.Counter
+	duplicates    prometheus.Counter
+	historyReads  prometheus.Counter
+	gapRepairs    prometheus.Counter
+	gapRepaired   prometheus.Counter
+	gapSkipped    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,11 +46,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_frames_in_total", Help: "Request frames received, by type (message, create, destroy, join, leave, invalid)."}, []string{"type"}),
 		framesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_frames_out_total", Help: "Frames written to websockets, by type (welcome, event, message, ack, error)."}, []string{"type"}),
+			Name: "chat_frames_out_total", Help: "Frames written to websockets, by type (welcome, event, message, ack, error, history, members)."}, []string{"type"}),
 		socketWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_socket_writes_total", Help: "Batches of data frames written to websockets, one write system call each (more for a batch over 64 KiB)."}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_messages_published_total", Help: "Chat messages accepted from this node's clients, by kind."}, []string{"kind"}),
+			Name: "chat_messages_published_total", Help: "Chat messages accepted from this node's clients and stored, by kind (channel, private); repeats of a request id are not counted."}, []string{"kind"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_deliveries_total", Help: "Frames handed to local sessions by the fan-out, by frame type."}, []string{"type"}),
 		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -64,13 +69,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chat_resyncs_total", Help: "Resyncs of channels and memberships after an outage of the pub/sub path, by result (ok, failed)."}, []string{"result"}),
 		lateEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_resync_events_total", Help: "Create and destroy events that a resync found missed and sent late (one per channel, not per session)."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_message_duplicates_total", Help: "Messages refused as repeats of an earlier request id (idempotent sends): acked with the first one's seq, not stored or delivered again."}),
+		historyReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_history_reads_total", Help: "History commands answered."}),
+		gapRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gap_repairs_total", Help: "Repairs of a log's delivery from history: a seq skipped on the live path, or an outage of the pub/sub path."}),
+		gapRepaired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gap_repaired_messages_total", Help: "Messages that gap repairs read from history and delivered, which the live path had not."}),
+		gapSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gap_skipped_messages_total", Help: "Messages a node could not deliver in order: gone from history before its repair read them, or given up after history could not be read."}),
 	}
 	for i, t := range frameTypes {
 		m.outByType[i] = m.framesOut.WithLabelValues(t.name)
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.socketWrites, m.published,
-			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions, m.resyncs, m.lateEvents)
+			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions, m.resyncs, m.lateEvents,
+			m.duplicates, m.historyReads, m.gapRepairs, m.gapRepaired, m.gapSkipped)
 	}
 	return m
 }
@@ -96,6 +112,8 @@ var frameTypes = [...]struct {
 	{"ack", []byte(`{"type":"ack"`)},
 	{"error", []byte(`{"type":"error"`)},
 	{"welcome", []byte(`{"type":"welcome"`)},
+	{"history", []byte(`{"type":"history"`)},
+	{"members", []byte(`{"type":"members"`)},
 }
 
 // frameType returns the index of frame's type in frameTypes, or -1.

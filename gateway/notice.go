@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // A broker payload is either a wire frame, which starts with '{' and is
@@ -14,6 +15,7 @@ import (
 // node passes on to the topic's sessions before it applies the notice:
 //
 //	!<op> <name> [<wait> [<reply>]]
+//	!msg <log> <seq>
 //	[\n<frame>]
 //
 // That is version 1 of the codec, the one this node writes and reads.
@@ -56,6 +58,11 @@ const (
 	// opHere on a user topic: the node whose reply topic is name now holds
 	// a session of the user, too (ratelimit.go).
 	opHere
+	// opMsg on a channel or user topic: the frame is the stored message
+	// seq of log name (a channel, or a conversation: pubsub.Conversation).
+	// The backend writes it (pubsub.Message.Prefix); the node delivers it
+	// in seq order, repairing gaps from history (sequencer.go).
+	opMsg
 )
 
 // opNames are the ops' names on the wire, by op.
@@ -67,6 +74,7 @@ var opNames = [...]string{
 	opLeft:    "left",
 	opLogout:  "logout",
 	opHere:    "here",
+	opMsg:     "msg",
 }
 
 // opFields is how many optional fields (wait, reply) each op may carry
@@ -75,6 +83,7 @@ var opFields = [len(opNames)]int{
 	opDestroy: 1,
 	opJoin:    2,
 	opLeft:    1,
+	opMsg:     1, // the seq, which it must have
 }
 
 func (o op) String() string {
@@ -87,9 +96,10 @@ func (o op) String() string {
 // notice is a decoded notice.
 type notice struct {
 	op    op
-	name  string // what op is about: a channel, a user, a session, a wait or a node
+	name  string // what op is about: a channel, a user, a session, a wait, a node or a log
 	wait  string // a wait id to signal or answer; empty for none
 	reply string // opJoin: the topic to answer on; empty for none
+	seq   uint64 // opMsg: the message's seq, at least 1
 	frame []byte // passed on to the topic's sessions before op is applied; nil for none
 }
 
@@ -104,6 +114,10 @@ func (n notice) encode() []byte {
 	b = append(b, name...)
 	b = append(b, ' ')
 	b = append(b, n.name...)
+	if n.op == opMsg {
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, n.seq, 10)
+	}
 	if n.wait != "" || n.reply != "" {
 		b = append(b, ' ')
 		b = append(b, n.wait...)
@@ -153,6 +167,14 @@ func decodeNotice(payload []byte) (notice, error) {
 		}
 	}
 	n.name = string(args[0])
+	if n.op == opMsg {
+		seq, err := strconv.ParseUint(string(args[len(args)-1]), 10, 64)
+		if len(args) != 2 || err != nil || seq == 0 {
+			return notice{}, fmt.Errorf("%w: msg takes a log and a seq", errBadNotice)
+		}
+		n.seq = seq
+		return n, nil
+	}
 	if len(args) > 1 {
 		n.wait = string(args[1])
 	}
@@ -160,4 +182,10 @@ func decodeNotice(payload []byte) (notice, error) {
 		n.reply = string(args[2])
 	}
 	return n, nil
+}
+
+// msgPrefix is what precedes a stored message's seq in its !msg notice:
+// the backend writes the rest (pubsub.Message.Prefix).
+func msgPrefix(log string) []byte {
+	return append(append([]byte("!"), opNames[opMsg]...), " "+log+" "...)
 }

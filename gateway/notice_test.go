@@ -16,6 +16,8 @@ var noticeSeeds = []notice{
 	{op: opLeft, name: "3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", wait: "n:6f1c.14", frame: []byte(`{"type":"event"}`)},
 	{op: opLogout, name: "0b5a9c3e-1d2f-4e5a-8b6c-7d8e9f0a1b2c"},
 	{op: opHere, name: "n:6f1c"},
+	{op: opMsg, name: "#go", seq: 1043, frame: []byte(`{"type":"message","seq":1043}`)},
+	{op: opMsg, name: "d:0b5a9c3e-1d2f-4e5a-8b6c-7d8e9f0a1b2c:3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", seq: 1, frame: []byte(`{}`)},
 }
 
 func TestNoticeRoundTrip(t *testing.T) {
@@ -41,6 +43,10 @@ func TestDecodeNoticeRefuses(t *testing.T) {
 		"!left  #go",       // an empty field
 		"!logout s \n{}",   // a trailing space is an empty field
 		"create #go",
+		"!msg #go",     // no seq
+		"!msg #go 0",   // seqs start at 1
+		"!msg #go x",   // not a number
+		"!msg #go 1 2", // one seq
 	} {
 		if n, err := decodeNotice([]byte(p)); !errors.Is(err, errBadNotice) {
 			t.Errorf("%q: decoded as %+v (err %v), want errBadNotice", p, n, err)
@@ -60,8 +66,18 @@ func TestDecodeNoticePassesOnFrames(t *testing.T) {
 	}
 }
 
+// TestMsgPrefix: what the backend writes around msgPrefix is an !msg
+// notice.
+func TestMsgPrefix(t *testing.T) {
+	payload := append(msgPrefix("#go"), "17\n{}"...)
+	n, err := decodeNotice(payload)
+	if err != nil || n.op != opMsg || n.name != "#go" || n.seq != 17 || string(n.frame) != "{}" {
+		t.Fatalf("%q decodes to %+v, %v", payload, n, err)
+	}
+}
+
 func sameNotice(a, b notice) bool {
-	return a.op == b.op && a.name == b.name && a.wait == b.wait && a.reply == b.reply &&
+	return a.op == b.op && a.name == b.name && a.wait == b.wait && a.reply == b.reply && a.seq == b.seq &&
 		bytes.Equal(a.frame, b.frame) && (a.frame == nil) == (b.frame == nil)
 }
 

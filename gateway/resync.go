@@ -28,15 +28,18 @@ var countBatch = 500
 // whose existence changed (the book knows what the sessions were told),
 // membership notices (a join or leave made on another node: the broker
 // restores the node's subscriptions, the resyncer which sessions they
-// serve) and !here notices (the users are counted again).
+// serve), !here notices (the users are counted again) and messages (the
+// sequencer reads them from history).
 type resyncer struct {
 	backend  pubsub.Backend
 	router   *router
 	book     *channelBook
 	limits   *limits
+	seq      *sequencer
 	sessions *sessionSet
 	log      *slog.Logger
 	metrics  *metrics
+	epoch    string // the history store's, as last read; owned by watch
 }
 
 // watch resyncs after each outage of the pub/sub path, once the path is
@@ -90,7 +93,30 @@ func (r *resyncer) resync(ctx context.Context) bool {
 		r.log.Warn("resync shared users", "err", err)
 		ok = false
 	}
+	if err := r.messages(ctx); err != nil {
+		r.log.Warn("resync messages", "err", err)
+		ok = false
+	}
 	return ok
+}
+
+// messages has every stream read from history what the outage made it
+// miss. If the store lost its data (Redis came back empty: a new epoch),
+// the seqs the streams hold mean nothing: they start anew.
+func (r *resyncer) messages(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	epoch, err := r.backend.Epoch(ctx)
+	if err != nil {
+		return err
+	}
+	fresh := epoch != r.epoch
+	if fresh {
+		r.log.Warn("the history store lost its data: a new epoch", "was", r.epoch, "now", epoch)
+		r.epoch = epoch
+	}
+	r.seq.outage(fresh)
+	return nil
 }
 
 // channels tells every session of the channels created and destroyed

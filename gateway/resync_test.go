@@ -74,7 +74,7 @@ func newResyncServer(t *testing.T) (*Server, *flakyBackend) {
 	t.Helper()
 	var f *flakyBackend
 	s, err := New(t.Context(), Config{}, Deps{Connect: func(h pubsub.Handler) (pubsub.Backend, error) {
-		f = &flakyBackend{Memory: pubsub.NewMemory(h)}
+		f = &flakyBackend{Memory: pubsub.NewMemory(h, pubsub.HistoryOptions{})}
 		return f, nil
 	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

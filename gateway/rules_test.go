@@ -68,8 +68,9 @@ func TestSeedFrames(t *testing.T) {
 		if len(ts) != len("2026-11-26T08:40:05.123Z") || !strings.HasSuffix(ts, "Z") {
 			t.Fatalf("ts %q is not RFC 3339 UTC with milliseconds", ts)
 		}
+		// v2: the message carries its seq (spec 5), last.
 		want := `{"type":"message","emitter":"participant","target":"#main","identifier":"` + alice.login.Identifier +
-			`","username":"alice","message":"Hello guys!","ts":"` + ts + `"}`
+			`","username":"alice","message":"Hello guys!","ts":"` + ts + `","seq":1}`
 		if string(raw) != want {
 			t.Fatalf("%s:\n got %s\nwant %s", c.login.Username, raw, want)
 		}

@@ -80,44 +80,53 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(deps.Metrics), auth: deps.Auth}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = newSessionSet(&s.wg)
 	reply := "n:" + uuid.NewString() // the node's own topic
 	in := &inbox{self: reply, log: log, waits: newWaits(reply)}
 	backend, err := deps.Connect(in.deliver)
 	if err != nil {
+		s.cancel()
 		return nil, fmt.Errorf("connect backend: %w", err)
 	}
 	s.backend = backend
 	var subs *subscriptions
 	s.router = newRouter(s.metrics, func(topic string) { subs.markDirty(topic) })
-	subs = newSubscriptions(backend, s.router.has, log, s.metrics, clusterTopic, reply)
+	seq := newSequencer(s.ctx, &s.wg, s.router, backend, log, s.metrics)
+	subs = newSubscriptions(backend, s.router.has, seq.subscribed, seq.forget, log, s.metrics, clusterTopic, reply)
 	s.limits = newLimits(cfg.RateLimit, backend, reply, log)
 	book := &channelBook{}
-	in.broker, in.router, in.subs, in.book, in.limits = backend, s.router, subs, book, s.limits
+	in.broker, in.router, in.seq, in.subs, in.book, in.limits = backend, s.router, seq, subs, book, s.limits
 	s.members = &membership{backend: backend, router: s.router, subs: subs, book: book, waits: in.waits, log: log}
 	s.chat = newChat(chat{
 		maxText: cfg.MaxMessageBytes, log: log, metrics: s.metrics, backend: backend, users: deps.Users,
-		router: s.router, subs: subs, book: book, limits: s.limits,
+		router: s.router, subs: subs, book: book, limits: s.limits, seq: seq,
 	}, s.members)
 	s.env = sessionEnv{host: s.chat, log: log, metrics: s.metrics,
 		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval}
 
+	fail := func(what string, err error) (*Server, error) {
+		s.cancel()
+		backend.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
 	for _, topic := range []string{clusterTopic, reply} {
 		if err := backend.Subscribe(ctx, topic); err != nil {
-			backend.Close()
-			return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+			return fail("subscribe "+topic, err)
 		}
 	}
 	// The book starts from the registry; the notices take it from there.
 	// An outage from here on is one that the book may have missed.
 	outages := backend.Outages()
 	if err := book.seed(func() ([]string, error) { return backend.Channels(ctx) }); err != nil {
-		backend.Close()
-		return nil, fmt.Errorf("read channels: %w", err)
+		return fail("read channels", err)
 	}
-	s.re = &resyncer{backend: backend, router: s.router, book: book, limits: s.limits, sessions: s.sessions, log: log, metrics: s.metrics}
+	epoch, err := backend.Epoch(ctx)
+	if err != nil {
+		return fail("read the history's epoch", err)
+	}
+	s.re = &resyncer{backend: backend, router: s.router, book: book, limits: s.limits, seq: seq, sessions: s.sessions, log: log, metrics: s.metrics, epoch: epoch}
 	keeper := &housekeeper{backend: backend, auth: deps.Auth, sessions: s.sessions, limits: s.limits, placeTTL: cfg.PlaceTTL, log: log}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); subs.loop(s.ctx) }()
 	go func() { defer s.wg.Done(); keeper.run(s.ctx) }()

@@ -20,11 +20,15 @@ import (
 // A caller that must know the node is subscribed (a join's ack waits for
 // it) calls sync, which does the same at once.
 type subscriptions struct {
-	broker  pubsub.Broker // immutable after newSubscriptions
-	wants   func(topic string) bool
-	log     *slog.Logger
-	metrics *metrics
-	pinned  map[string]bool // immutable: subscribed for the node's life, never synced
+	broker pubsub.Broker // immutable after newSubscriptions
+	wants  func(topic string) bool
+	// onSubscribe is told of each topic the node has just subscribed to,
+	// once the broker confirmed it (the sequencer reads its baseline),
+	// and onUnsubscribe of each it has left (the sequencer forgets it).
+	onSubscribe, onUnsubscribe func(topic string)
+	log                        *slog.Logger
+	metrics                    *metrics
+	pinned                     map[string]bool // immutable: subscribed for the node's life, never synced
 
 	// locks serialise sync per topic (striped by hash), so that the
 	// broker's calls for one topic never overlap; never held across two
@@ -39,18 +43,20 @@ type subscriptions struct {
 	wake       chan struct{}                      // capacity 1: dirty has news
 }
 
-func newSubscriptions(broker pubsub.Broker, wants func(string) bool, log *slog.Logger, m *metrics, pinned ...string) *subscriptions {
+func newSubscriptions(broker pubsub.Broker, wants func(string) bool, onSubscribe, onUnsubscribe func(string), log *slog.Logger, m *metrics, pinned ...string) *subscriptions {
 	s := &subscriptions{
-		broker:     broker,
-		wants:      wants,
-		log:        log,
-		metrics:    m,
-		pinned:     make(map[string]bool),
-		seed:       maphash.MakeSeed(),
-		subscribed: make(map[string]bool),
-		dirty:      make(map[string]struct{}),
-		after:      make(map[string][]func(context.Context)),
-		wake:       make(chan struct{}, 1),
+		broker:        broker,
+		wants:         wants,
+		onSubscribe:   onSubscribe,
+		onUnsubscribe: onUnsubscribe,
+		log:           log,
+		metrics:       m,
+		pinned:        make(map[string]bool),
+		seed:          maphash.MakeSeed(),
+		subscribed:    make(map[string]bool),
+		dirty:         make(map[string]struct{}),
+		after:         make(map[string][]func(context.Context)),
+		wake:          make(chan struct{}, 1),
 	}
 	for _, t := range pinned {
 		s.pinned[t] = true
@@ -79,12 +85,14 @@ func (s *subscriptions) sync(ctx context.Context, name string) error {
 			return err
 		}
 		s.metrics.subscriptions.Inc()
+		s.onSubscribe(name)
 	case !want && have:
 		if err := s.broker.Unsubscribe(ctx, name); err != nil {
 			// Stray deliveries find no session; nothing to retry.
 			s.log.Warn("unsubscribe failed", "topic", name, "err", err)
 		}
 		s.metrics.subscriptions.Dec()
+		s.onUnsubscribe(name)
 	}
 	s.mu.Lock()
 	if want {

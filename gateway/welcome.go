@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/wirechat/chat/protocol"
+	"github.com/wirechat/chat/pubsub"
 )
 
 // attach puts a new session on its topics, waiting for each subscription,
@@ -26,7 +27,7 @@ func (c *chat) attach(ctx context.Context, s *Session) ([]byte, error) {
 	if err := c.limits.count(ctx, uid); err != nil {
 		return nil, err
 	}
-	joined, owned, err := c.joinTopics(ctx, s)
+	v, err := c.joinTopics(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -34,42 +35,65 @@ func (c *chat) attach(ctx context.Context, s *Session) ([]byte, error) {
 		Type:       protocol.TypeWelcome,
 		Identifier: uid,
 		Username:   s.login.Username,
-		Channels:   c.ownChannels(s, channels, since, slices.Concat(joined, owned)),
-		Joined:     joined,
-		Owned:      owned,
+		Channels:   c.ownChannels(s, channels, since, slices.Concat(v.Joined, v.Owned)),
+		Joined:     v.Joined,
+		Owned:      v.Owned,
+		Epoch:      v.Epoch,
+		Latest:     c.latest(s, v),
+		Read:       map[string]uint64{},
 	}), nil
 }
 
 // joinTopics puts s on the topics of its user's channels and returns the
-// channels it is a member of and those it owns.
-func (c *chat) joinTopics(ctx context.Context, s *Session) (joined, owned []string, err error) {
+// user's view, read once s receives them all.
+func (c *chat) joinTopics(ctx context.Context, s *Session) (pubsub.View, error) {
 	uid := s.login.UserID
-	joined, owned, err = c.backend.Memberships(ctx, uid)
+	joined, _, err := c.backend.Memberships(ctx, uid)
 	if err != nil {
-		return nil, nil, err
-	}
-	if len(joined) == 0 {
-		return joined, owned, nil
+		return pubsub.View{}, err
 	}
 	for _, ch := range joined {
 		if err := c.subs.add(ctx, c.router, channelTopic(ch), s); err != nil {
-			return nil, nil, err
+			return pubsub.View{}, err
 		}
 	}
-	// A leave or destroy between reading the memberships and subscribing
-	// would have found this session on no topic yet: read them again and
-	// take it off what it no longer belongs to. (A join meanwhile arrives
-	// as a notice on the user topic.)
-	now, owned, err := c.backend.Memberships(ctx, uid)
+	// Read again now: a leave or destroy between the first read and the
+	// subscriptions would have found this session on no topic yet, so it
+	// is taken off what it no longer belongs to (a join meanwhile arrives
+	// as a notice on the user topic); and what is stored from here on
+	// reaches the session live, so the newest seqs read now are where its
+	// streams start (sequencer.go).
+	v, err := c.backend.View(ctx, uid)
 	if err != nil {
-		return nil, nil, err
+		return pubsub.View{}, err
 	}
 	for _, ch := range joined {
-		if !slices.Contains(now, ch) {
+		if !slices.Contains(v.Joined, ch) {
 			c.router.remove(channelTopic(ch), s)
 		}
 	}
-	return now, owned, nil
+	return v, nil
+}
+
+// latest returns the welcome's latest map (by target, as the user names
+// it) and gives the node's streams of those logs their baselines.
+func (c *chat) latest(s *Session, v pubsub.View) map[string]uint64 {
+	uid := s.login.UserID
+	out := make(map[string]uint64, len(v.Latest))
+	for _, ch := range v.Joined {
+		c.seq.baseline(channelTopic(ch), ch, v.Last[ch])
+		if seq := v.Latest[ch]; seq > 0 {
+			out[ch] = seq
+		}
+	}
+	for _, p := range v.Peers {
+		log := pubsub.Conversation(uid, p.ID)
+		c.seq.baseline(userTopic(uid), log, v.Last[log])
+		if seq := v.Latest[log]; seq > 0 {
+			out["@"+p.Username] = seq
+		}
+	}
+	return out
 }
 
 // ownChannels returns the welcome's channel list: the book's snapshot

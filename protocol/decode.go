@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode/utf8"
 )
 
 // DecodeError is a request that cannot be understood (code bad_request).
@@ -16,22 +18,29 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string { return "bad request: " + e.Reason }
 
-// wireRequest tells a missing field (nil) from an empty one. A field of the
-// wrong JSON type stays nil and is reported by encoding/json as an
-// UnmarshalTypeError, while the other fields are still decoded, so a valid
-// id survives a bad field.
+// wireRequest tells a missing field (nil) from an empty one. A string
+// field of the wrong JSON type stays nil and is reported by encoding/json
+// as an UnmarshalTypeError, while the other fields are still decoded, so a
+// valid id survives a bad field. The v2 arguments are kept raw: "after" is
+// a number for history and a string for members.
 type wireRequest struct {
-	Type    *string `json:"type"`
-	ID      *string `json:"id"`
-	Action  *string `json:"action"`
-	Target  *string `json:"target"`
-	Message *string `json:"message"`
+	Type    *string         `json:"type"`
+	ID      *string         `json:"id"`
+	Action  *string         `json:"action"`
+	Target  *string         `json:"target"`
+	Message *string         `json:"message"`
+	Before  json.RawMessage `json:"before"`
+	After   json.RawMessage `json:"after"`
+	Limit   json.RawMessage `json:"limit"`
+	Seq     json.RawMessage `json:"seq"`
 }
 
 // DecodeRequest parses one client frame. It checks the frame's shape (a JSON
-// object, a known type and action, every required field present and a
-// string, a valid id) but not the values of target and message, which the
-// server checks in the order of the error table. Unknown fields are ignored.
+// object, a known type and action, every required field present and of the
+// right JSON type, numbers in range, a valid id) but not the values of
+// target and message, which the server checks in the order of the error
+// table. Unknown fields, and fields that the request's action does not
+// take, are ignored. A field that is null counts as absent.
 func DecodeRequest(data []byte) (Request, error) {
 	var w wireRequest
 	err := json.Unmarshal(data, &w)
@@ -68,15 +77,16 @@ func DecodeRequest(data []byte) (Request, error) {
 			return bad(`"action" is missing`)
 		}
 		req.Action = *w.Action
-		switch req.Action {
-		case ActionCreate, ActionDestroy, ActionJoin, ActionLeave:
-		default:
+		if !knownAction(req.Action) {
 			return bad(fmt.Sprintf("unknown action %q", truncate(req.Action)))
 		}
 		if w.Target == nil {
 			return bad(`"target" is missing`)
 		}
 		req.Target = *w.Target
+		if reason := req.arguments(&w); reason != "" {
+			return bad(reason)
+		}
 	case TypeMessage:
 		if w.Target == nil {
 			return bad(`"target" is missing`)
@@ -90,6 +100,81 @@ func DecodeRequest(data []byte) (Request, error) {
 	}
 	return req, nil
 }
+
+func knownAction(a string) bool {
+	switch a {
+	case ActionCreate, ActionDestroy, ActionJoin, ActionLeave, ActionHistory, ActionMembers, ActionTyping, ActionRead:
+		return true
+	}
+	return false
+}
+
+// arguments reads the v2 arguments of req's action from w, and returns why
+// they are not acceptable, or "".
+func (req *Request) arguments(w *wireRequest) string {
+	switch req.Action {
+	case ActionHistory:
+		var ok bool
+		if req.Before, ok = integer(w.Before, 1); !ok {
+			return `"before" must be an integer of at least 1`
+		}
+		if req.After, ok = integer(w.After, 0); !ok {
+			return `"after" must be an integer of at least 0`
+		}
+		if req.Before != nil && req.After != nil {
+			return `give "before" or "after", not both`
+		}
+		return req.limit(w.Limit, MaxHistoryLimit)
+	case ActionMembers:
+		if !null(w.After) {
+			var name string
+			if w.After[0] != '"' || json.Unmarshal(w.After, &name) != nil {
+				return `"after" must be a string (a username)`
+			}
+			req.AfterName = &name
+		}
+		return req.limit(w.Limit, MaxMembersLimit)
+	case ActionRead:
+		seq, ok := integer(w.Seq, 0)
+		if !ok || seq == nil {
+			return `"seq" must be an integer of at least 0`
+		}
+		req.Seq = seq
+	}
+	return ""
+}
+
+func (req *Request) limit(raw json.RawMessage, most uint64) string {
+	n, ok := integer(raw, 1)
+	if !ok || n != nil && *n > most {
+		return fmt.Sprintf(`"limit" must be an integer from 1 to %d`, most)
+	}
+	if n != nil {
+		l := int(*n)
+		req.Limit = &l
+	}
+	return ""
+}
+
+// integer reads raw as a whole number of at least least: nil if absent
+// (or null), false if it is no such number.
+func integer(raw json.RawMessage, least uint64) (*uint64, bool) {
+	if null(raw) {
+		return nil, true
+	}
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			return nil, false // a sign, a fraction, an exponent, or not a number
+		}
+	}
+	n, err := strconv.ParseUint(string(raw), 10, 64)
+	if err != nil || n < least {
+		return nil, false
+	}
+	return &n, true
+}
+
+func null(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
 
 // ignored reports whether a field of the wrong JSON type does not matter:
 // a field that the request's type does not have is an unknown field. (Only
@@ -107,10 +192,16 @@ func ignored(field string, typ *string) bool {
 	return false
 }
 
-// truncate keeps client-chosen strings short in error messages.
+// truncate keeps client-chosen strings short in error messages, cut on a
+// character boundary.
 func truncate(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "…"
+	const most = 32
+	if len(s) <= most {
+		return s
 	}
-	return s
+	cut := most
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -18,6 +18,10 @@ type refRawRequest struct {
 	Action  json.RawMessage `json:"action"`
 	Target  json.RawMessage `json:"target"`
 	Message json.RawMessage `json:"message"`
+	Before  json.RawMessage `json:"before"`
+	After   json.RawMessage `json:"after"`
+	Limit   json.RawMessage `json:"limit"`
+	Seq     json.RawMessage `json:"seq"`
 }
 
 // DecodeRequest parses one client frame. It checks the frame's shape (a JSON
@@ -54,12 +58,15 @@ func decodeReference(data []byte) (Request, error) {
 			return bad(err.Error())
 		}
 		switch req.Action {
-		case ActionCreate, ActionDestroy, ActionJoin, ActionLeave:
+		case ActionCreate, ActionDestroy, ActionJoin, ActionLeave, ActionTyping, ActionHistory, ActionMembers, ActionRead:
 		default:
 			return bad(fmt.Sprintf("unknown action %q", refTruncate(req.Action)))
 		}
 		if req.Target, err = refField(raw.Target, "target"); err != nil {
 			return bad(err.Error())
+		}
+		if reason := refArguments(&req, &raw); reason != "" {
+			return bad(reason)
 		}
 	case TypeMessage:
 		if req.Target, err = refField(raw.Target, "target"); err != nil {
@@ -72,6 +79,64 @@ func decodeReference(data []byte) (Request, error) {
 		return bad(fmt.Sprintf("unknown type %q", refTruncate(typ)))
 	}
 	return req, nil
+}
+
+// refArguments reads the v2 arguments with encoding/json's own number
+// parsing, independently of DecodeRequest's digit scan.
+func refArguments(req *Request, raw *refRawRequest) string {
+	num := func(r json.RawMessage, least uint64) (*uint64, bool) {
+		if r == nil || refIsNull(r) {
+			return nil, true
+		}
+		var n uint64
+		if err := json.Unmarshal(r, &n); err != nil || n < least {
+			return nil, false
+		}
+		return &n, true
+	}
+	limit := func(most uint64) bool {
+		n, ok := num(raw.Limit, 1)
+		if !ok || n != nil && *n > most {
+			return false
+		}
+		if n != nil {
+			l := int(*n)
+			req.Limit = &l
+		}
+		return true
+	}
+	var ok bool
+	switch req.Action {
+	case ActionHistory:
+		if req.Before, ok = num(raw.Before, 1); !ok {
+			return "bad before"
+		}
+		if req.After, ok = num(raw.After, 0); !ok {
+			return "bad after"
+		}
+		if req.Before != nil && req.After != nil {
+			return "both"
+		}
+		if !limit(MaxHistoryLimit) {
+			return "bad limit"
+		}
+	case ActionMembers:
+		if raw.After != nil && !refIsNull(raw.After) {
+			name, ok := refStr(raw.After)
+			if !ok {
+				return "bad after"
+			}
+			req.AfterName = &name
+		}
+		if !limit(MaxMembersLimit) {
+			return "bad limit"
+		}
+	case ActionRead:
+		if req.Seq, ok = num(raw.Seq, 0); !ok || req.Seq == nil {
+			return "bad seq"
+		}
+	}
+	return ""
 }
 
 func refField(raw json.RawMessage, name string) (string, error) {

@@ -23,6 +23,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"unicode"
@@ -37,6 +38,8 @@ const (
 	TypeEvent   = "event"
 	TypeAck     = "ack"
 	TypeError   = "error"
+	TypeHistory = "history" // v2: the answer to a history command
+	TypeMembers = "members" // v2: the answer to a members command
 )
 
 // Command actions.
@@ -45,6 +48,10 @@ const (
 	ActionDestroy = "destroy"
 	ActionJoin    = "join"
 	ActionLeave   = "leave"
+	ActionHistory = "history" // v2, section 5
+	ActionMembers = "members" // v2, section 6
+	ActionTyping  = "typing"  // v2, section 6
+	ActionRead    = "read"    // v2, section 7
 )
 
 // Event names and emitters.
@@ -56,6 +63,19 @@ const (
 	EventDestroy = "destroy"
 	EventJoin    = "join"
 	EventLeft    = "left"
+	EventOnline  = "online"  // v2, section 6
+	EventOffline = "offline" // v2, section 6
+	EventTyping  = "typing"  // v2, section 6
+	EventRead    = "read"    // v2, section 7
+)
+
+// Limits of the v2 queries: how many messages a history page and how many
+// members a members page hold, by default and at most.
+const (
+	DefaultHistoryLimit = 50
+	MaxHistoryLimit     = 200
+	DefaultMembersLimit = 1000
+	MaxMembersLimit     = 1000
 )
 
 // MaxIDLen is the longest request id a client may choose.
@@ -79,7 +99,8 @@ const (
 	CodeInternal       Code = "internal"
 )
 
-// Welcome is the first frame on every websocket.
+// Welcome is the first frame on every websocket. Lists and maps are empty,
+// never null.
 type Welcome struct {
 	Type       string   `json:"type"`
 	Identifier string   `json:"identifier"`
@@ -87,11 +108,18 @@ type Welcome struct {
 	Channels   []string `json:"channels"`
 	Joined     []string `json:"joined"`
 	Owned      []string `json:"owned"`
+	// v2: the history store's epoch, the newest seq of each of the user's
+	// channels and recent conversations, and the user's read markers.
+	Epoch  string            `json:"epoch"`
+	Latest map[string]uint64 `json:"latest"`
+	Read   map[string]uint64 `json:"read"`
 }
 
 // Event announces a channel's creation or destruction (Emitter "channel",
-// Identifier the channel) or a member joining or leaving (Emitter
-// "participant", Identifier the user's UUID, Target the channel).
+// Identifier the channel) or something a member did (Emitter
+// "participant", Identifier the user's UUID, Target the channel or
+// conversation): join, left, and in v2 online, offline, typing and read
+// (whose Seq is the read marker).
 type Event struct {
 	Type       string `json:"type"`
 	Emitter    string `json:"emitter"`
@@ -99,9 +127,11 @@ type Event struct {
 	Event      string `json:"event"`
 	Target     string `json:"target,omitempty"`
 	Username   string `json:"username,omitempty"`
+	Seq        uint64 `json:"seq,omitempty"`
 }
 
-// Message is a chat message as delivered to its recipients.
+// Message is a chat message as delivered to its recipients and as stored.
+// Seq numbers the messages of its target (v2, section 5), from 1.
 type Message struct {
 	Type       string `json:"type"`
 	Emitter    string `json:"emitter"`
@@ -110,12 +140,46 @@ type Message struct {
 	Username   string `json:"username"`
 	Message    string `json:"message"`
 	TS         string `json:"ts"`
+	Seq        uint64 `json:"seq"`
 }
 
-// Ack confirms a request that carried an id.
+// Ack confirms a request that carried an id. The ack of a message carries
+// the message's seq.
 type Ack struct {
 	Type string `json:"type"`
 	ID   string `json:"id"`
+	Seq  uint64 `json:"seq,omitempty"`
+}
+
+// History answers a history command (in place of its ack): Messages are
+// the stored message frames, in increasing seq; First is the oldest seq
+// still stored for the target (its newest seq plus one when none is); More
+// says whether more stored messages lie beyond them in the direction
+// asked.
+type History struct {
+	Type     string            `json:"type"`
+	ID       string            `json:"id,omitempty"`
+	Target   string            `json:"target"`
+	First    uint64            `json:"first"`
+	Messages []json.RawMessage `json:"messages"`
+	More     bool              `json:"more"`
+}
+
+// Members answers a members command (in place of its ack): a page of the
+// channel's members, by username.
+type Members struct {
+	Type    string   `json:"type"`
+	ID      string   `json:"id,omitempty"`
+	Target  string   `json:"target"`
+	Members []Member `json:"members"`
+	More    bool     `json:"more"`
+}
+
+// Member is one member of a channel.
+type Member struct {
+	Identifier string `json:"identifier"`
+	Username   string `json:"username"`
+	Online     bool   `json:"online"`
 }
 
 // Error reports a failed request. ID is the request's id, if it had a valid one.
@@ -126,13 +190,49 @@ type Error struct {
 	ID      string `json:"id,omitempty"`
 }
 
-// Request is a client frame as sent on the wire: a command or a message.
+// Request is a client frame: a command or a message. DecodeRequest reads
+// one; MarshalJSON writes one (a client's side).
 type Request struct {
-	Type    string `json:"type"`
-	ID      string `json:"id,omitempty"`
-	Action  string `json:"action,omitempty"`
-	Target  string `json:"target"`
-	Message string `json:"message,omitempty"`
+	Type    string
+	ID      string
+	Action  string
+	Target  string
+	Message string
+
+	// v2 arguments, nil when absent: Before, After and Limit of history,
+	// AfterName and Limit of members, Seq of read.
+	Before    *uint64
+	After     *uint64
+	AfterName *string
+	Limit     *int
+	Seq       *uint64
+}
+
+// MarshalJSON writes the request as a client sends it: the fields that are
+// set (a message's text always), "after" from After or AfterName.
+func (r Request) MarshalJSON() ([]byte, error) {
+	var message *string
+	if r.Type == TypeMessage || r.Message != "" {
+		message = &r.Message
+	}
+	var after any
+	switch {
+	case r.After != nil:
+		after = *r.After
+	case r.AfterName != nil:
+		after = *r.AfterName
+	}
+	return json.Marshal(struct {
+		Type    string  `json:"type"`
+		ID      string  `json:"id,omitempty"`
+		Action  string  `json:"action,omitempty"`
+		Target  string  `json:"target"`
+		Message *string `json:"message,omitempty"`
+		Before  *uint64 `json:"before,omitempty"`
+		After   any     `json:"after,omitempty"`
+		Limit   *int    `json:"limit,omitempty"`
+		Seq     *uint64 `json:"seq,omitempty"`
+	}{r.Type, r.ID, r.Action, r.Target, message, r.Before, after, r.Limit, r.Seq})
 }
 
 // TimeFormat is the layout of a message's ts: RFC 3339, milliseconds, UTC.

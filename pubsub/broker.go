@@ -26,12 +26,13 @@ import (
 type Handler func(topic string, payload []byte)
 
 // Backend is a node's whole connection to what it shares with the other
-// nodes: one value is both the Broker and the Registry, so that a change of
-// the registry and the payload that announces it (a notice, a message) can
-// be one atomic step. Memory and Redis are Backends.
+// nodes: one value is the Broker, the Registry and the History, so that a
+// change of the registry and the payload that announces it (a notice, a
+// stored message) can be one atomic step. Memory and Redis are Backends.
 type Backend interface {
 	Broker
 	Registry
+	History
 }
 
 // Broker is a node's connection to the cluster's pub/sub.

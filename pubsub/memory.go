@@ -12,7 +12,9 @@ import (
 // process memory. It is the embedded default and the reference that the
 // Redis implementation is tested against.
 type Memory struct {
-	handler Handler // immutable after NewMemory
+	handler Handler        // immutable after NewMemory
+	history HistoryOptions // immutable after NewMemory
+	epoch   string         // immutable after NewMemory
 	now     func() time.Time
 
 	// pubMu serialises deliveries, so that the handler sees every topic's
@@ -24,6 +26,10 @@ type Memory struct {
 	subs     map[string]struct{}
 	channels map[string]*memChannel
 	users    map[string]*memUser
+	logs     map[string]*memLog
+	idem     map[idemKey]uint64 // remembered message ids: the seq they got
+	idemQ    []idemMark         // the same, oldest first, to forget them in time
+	activity uint64             // counts private messages: the recency of conversations
 }
 
 type memChannel struct {
@@ -35,18 +41,27 @@ type memUser struct {
 	joined map[string]struct{}
 	places map[string]time.Time // conn -> lapses at
 	tat    time.Time            // the rate bucket: when it is full again
+	convs  map[string]memConv   // by the peer's id
 }
 
 var _ Backend = (*Memory)(nil)
 
-// NewMemory returns an empty in-memory backend that delivers to handler.
-func NewMemory(handler Handler) *Memory {
+// NewMemory returns an empty in-memory backend that delivers to handler and
+// keeps messages as history says. Each has an epoch of its own.
+func NewMemory(handler Handler, history HistoryOptions) *Memory {
+	if history.Limit <= 0 {
+		history.Limit = DefaultHistoryLimit
+	}
 	return &Memory{
 		handler:  handler,
 		now:      time.Now,
+		history:  history,
+		epoch:    randomHex(8),
 		subs:     make(map[string]struct{}),
 		channels: make(map[string]*memChannel),
 		users:    make(map[string]*memUser),
+		logs:     make(map[string]*memLog),
+		idem:     make(map[idemKey]uint64),
 	}
 }
 
@@ -225,6 +240,9 @@ func (m *Memory) destroyChannel(channel, by string) ([]string, error) {
 		delete(m.users[u].joined, channel)
 	}
 	delete(m.channels, channel)
+	if l := m.logs[channel]; l != nil {
+		l.entries = nil // the numbering goes on
+	}
 	slices.Sort(members)
 	return members, nil
 }
@@ -262,6 +280,16 @@ func (m *Memory) leave(channel, user string) error {
 	return nil
 }
 
+// CheckMember implements Registry.
+func (m *Memory) CheckMember(ctx context.Context, channel, user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return m.checkMemberLocked(channel, user)
+}
+
 func (m *Memory) checkMemberLocked(channel, user string) error {
 	c, ok := m.channels[channel]
 	if !ok {
@@ -269,28 +297,6 @@ func (m *Memory) checkMemberLocked(channel, user string) error {
 	}
 	if _, ok := c.members[user]; !ok {
 		return ErrNotMember
-	}
-	return nil
-}
-
-// PublishIfMember implements Registry. The check is made while deliveries
-// are held, so no other publish comes between the check and this one.
-func (m *Memory) PublishIfMember(ctx context.Context, channel, user, topic string, payload []byte) error {
-	m.pubMu.Lock()
-	defer m.pubMu.Unlock()
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	err := m.checkMemberLocked(channel, user)
-	_, subscribed := m.subs[topic]
-	m.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("publish to %s: %w", channel, err)
-	}
-	if subscribed {
-		m.handler(topic, payload)
 	}
 	return nil
 }
@@ -434,7 +440,7 @@ func (m *Memory) Joined(ctx context.Context, users ...string) ([][]string, error
 func (m *Memory) userLocked(user string) *memUser {
 	u, ok := m.users[user]
 	if !ok {
-		u = &memUser{joined: make(map[string]struct{}), places: make(map[string]time.Time)}
+		u = &memUser{joined: make(map[string]struct{}), places: make(map[string]time.Time), convs: make(map[string]memConv)}
 		m.users[user] = u
 	}
 	return u

@@ -1,6 +1,8 @@
 package pubsub_test
 
 import (
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/wirechat/chat/pubsub"
@@ -12,7 +14,7 @@ func TestMemoryBroker(t *testing.T) {
 		SingleNode: true,
 		Cluster: func(t *testing.T) func(pubsub.Handler) pubsub.Broker {
 			return func(h pubsub.Handler) pubsub.Broker {
-				m := pubsub.NewMemory(h)
+				m := pubsub.NewMemory(h, pubsub.HistoryOptions{})
 				t.Cleanup(func() { m.Close() })
 				return m
 			}
@@ -23,9 +25,40 @@ func TestMemoryBroker(t *testing.T) {
 func TestMemoryRegistry(t *testing.T) {
 	pubsubtest.RunRegistry(t, pubsubtest.RegistryFactory{
 		Cluster: func(t *testing.T) func() pubsub.Registry {
-			m := pubsub.NewMemory(nil)
+			m := pubsub.NewMemory(nil, pubsub.HistoryOptions{})
 			return func() pubsub.Registry { return m }
 		},
 		Close: func(r pubsub.Registry) error { return r.(*pubsub.Memory).Close() },
+	})
+}
+
+func TestMemoryHistory(t *testing.T) {
+	pubsubtest.RunHistory(t, pubsubtest.BackendFactory{
+		Cluster: func(t *testing.T, h pubsub.HistoryOptions) (func(pubsub.Handler) pubsub.Backend, func()) {
+			var once *pubsub.Memory
+			var mu sync.Mutex
+			var handlers []pubsub.Handler
+			return func(handler pubsub.Handler) pubsub.Backend {
+				// One process: every "node" is the same backend, and
+				// each gets what the backend delivers.
+				mu.Lock()
+				defer mu.Unlock()
+				if handler != nil {
+					handlers = append(handlers, handler)
+				}
+				if once == nil {
+					once = pubsub.NewMemory(func(topic string, payload []byte) {
+						mu.Lock()
+						hs := slices.Clone(handlers)
+						mu.Unlock()
+						for _, h := range hs {
+							h(topic, payload)
+						}
+					}, h)
+					t.Cleanup(func() { once.Close() })
+				}
+				return once
+			}, nil // a process's memory is not wiped: it starts anew
+		},
 	})
 }

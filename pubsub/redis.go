@@ -64,6 +64,9 @@ type RedisOptions struct {
 	// three times as long before it is rebuilt). If zero, 3 s.
 	HeartbeatTimeout time.Duration
 
+	// History is the retention of stored messages.
+	History HistoryOptions
+
 	// OnHealth, if set, is called with the new value whenever Healthy
 	// changes. It is called from the broker's goroutines and must not
 	// block.
@@ -96,6 +99,7 @@ type Redis struct {
 	hbInterval  time.Duration
 	hbTimeout   time.Duration
 	onHealth    func(bool)
+	history     HistoryOptions
 	seed        maphash.Seed
 
 	healthy   atomic.Bool
@@ -184,6 +188,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		hbInterval: opts.HeartbeatInterval,
 		hbTimeout:  opts.HeartbeatTimeout,
 		onHealth:   opts.OnHealth,
+		history:    opts.History,
 		seed:       maphash.MakeSeed(),
 		stop:       make(chan struct{}),
 		pubs:       make(chan *pubReq, pubQueue),
@@ -227,6 +232,9 @@ func (opts *RedisOptions) setDefaults() {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.History.Limit <= 0 {
+		opts.History.Limit = DefaultHistoryLimit
 	}
 }
 

@@ -50,10 +50,11 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 0
 `)
 
-// destroyScript removes the channel, its owner and every membership in one
-// step, and returns {0, members}.
-// KEYS: channels, owner, members:{channel}. ARGV: channel, by, prefix,
-// notice.
+// destroyScript removes the channel, its owner, every membership and its
+// stored messages (not its seq: the numbering goes on) in one step, and
+// returns {0, members}.
+// KEYS: channels, owner, members:{channel}, the channel's log. ARGV:
+// channel, by, prefix, notice.
 var destroyScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {2} end
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -62,7 +63,7 @@ local members = redis.call('SMEMBERS', KEYS[3])
 for _, u in ipairs(members) do
   redis.call('SREM', ARGV[3] .. 'joined:' .. u, ARGV[1])
 end
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SREM', ARGV[3] .. 'owned:' .. owner, ARGV[1])
@@ -88,13 +89,10 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 0
 `)
 
-// publishIfMemberScript publishes ARGV[4] on the pub/sub channel ARGV[3]
-// if the channel ARGV[1] exists and ARGV[2] is a member: the check and the
-// publish are one step. KEYS: channels, members:{channel}.
-var publishIfMemberScript = redis.NewScript(`
+// checkScript. KEYS: channels, members:{channel}. ARGV: channel, user.
+var checkScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 4 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 0
 `)
 
@@ -222,7 +220,7 @@ func (r *Redis) CreateChannel(ctx context.Context, channel, owner string, n Noti
 func (r *Redis) DestroyChannel(ctx context.Context, channel, by string, n Notice) ([]string, error) {
 	nc, np := r.notice(n)
 	v, err := r.run(ctx, destroyScript,
-		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel)}, channel, by, r.prefix, nc, np)
+		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel), r.logKey(channel, "log")}, channel, by, r.prefix, nc, np)
 	if err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", channel, err)
 	}
@@ -273,13 +271,11 @@ func (r *Redis) Leave(ctx context.Context, channel, user string, n Notice) error
 	return nil
 }
 
-// PublishIfMember implements Registry: one script checks the membership
-// and publishes, so no leave or destroy comes in between.
-func (r *Redis) PublishIfMember(ctx context.Context, channel, user, topic string, payload []byte) error {
-	v, err := r.run(ctx, publishIfMemberScript,
-		[]string{r.key("channels"), r.key("members:", channel)}, channel, user, r.topicPrefix+topic, payload)
+// CheckMember implements Registry.
+func (r *Redis) CheckMember(ctx context.Context, channel, user string) error {
+	v, err := r.run(ctx, checkScript, []string{r.key("channels"), r.key("members:", channel)}, channel, user)
 	if err != nil {
-		return fmt.Errorf("publish to %s: %w", channel, err)
+		return fmt.Errorf("check %s: %w", channel, err)
 	}
 	return resultError(v)
 }

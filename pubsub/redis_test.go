@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wirechat/chat/internal/redistest"
 	"github.com/wirechat/chat/pubsub"
 	"github.com/wirechat/chat/pubsub/pubsubtest"
@@ -64,6 +66,40 @@ func TestRedisRegistry(t *testing.T) {
 	})
 }
 
+func TestRedisHistory(t *testing.T) {
+	pubsubtest.RunHistory(t, pubsubtest.BackendFactory{
+		Cluster: func(t *testing.T, h pubsub.HistoryOptions) (func(pubsub.Handler) pubsub.Backend, func()) {
+			url, prefix := redistest.URL(t)
+			open := func(handler pubsub.Handler) pubsub.Backend {
+				return newRedis(t, url, prefix, handler, func(o *pubsub.RedisOptions) { o.History = h })
+			}
+			return open, func() { wipePrefix(t, url, prefix) }
+		},
+	})
+}
+
+// wipePrefix deletes every key under prefix, as a Redis that came back
+// without its data has none.
+func wipePrefix(t *testing.T, url, prefix string) {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ctx := t.Context()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkRedisPublish measures publishes from many goroutines at once,
 // which the broker sends to Redis in pipelines.
 func BenchmarkRedisPublish(b *testing.B) {
@@ -81,4 +117,35 @@ func BenchmarkRedisPublish(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRedisIdempotencyWindow: a message id is kept in Redis for
+// IdempotencyWindow, so that it lapses there on Redis's clock.
+func TestRedisIdempotencyWindow(t *testing.T) {
+	url, prefix := redistest.URL(t)
+	r := newRedis(t, url, prefix, nil, nil)
+	ctx := t.Context()
+	const user = "00000000-0000-4000-8000-00000000000a"
+	if err := r.CreateChannel(ctx, "#w", user, pubsub.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Join(ctx, "#w", user); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.PublishMessage(ctx, "#w", pubsub.Message{From: user, ID: "a", Head: []byte("{")}); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ttl, err := c.PTTL(ctx, prefix+"{c:#w}:idem:"+user+":a").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= pubsub.IdempotencyWindow-10*time.Second || ttl > pubsub.IdempotencyWindow {
+		t.Fatalf("the id lapses in %v, want about %v", ttl, pubsub.IdempotencyWindow)
+	}
 }

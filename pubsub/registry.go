@@ -22,9 +22,10 @@ type Registry interface {
 	// same atomic step. ErrExists if the channel already exists.
 	CreateChannel(ctx context.Context, channel, owner string, n Notice) error
 
-	// DestroyChannel removes channel and all its memberships if by owns it,
-	// publishes n in the same atomic step, and returns the users that were
-	// members. ErrNotFound if the channel does not exist, ErrForbidden if
+	// DestroyChannel removes channel, all its memberships and its stored
+	// messages if by owns it (its numbering goes on if it is created
+	// again), publishes n in the same atomic step, and returns the users
+	// that were members. ErrNotFound if the channel does not exist, ErrForbidden if
 	// by is not its owner.
 	DestroyChannel(ctx context.Context, channel, by string, n Notice) (members []string, err error)
 
@@ -37,15 +38,23 @@ type Registry interface {
 	// if user is not a member.
 	Leave(ctx context.Context, channel, user string, n Notice) error
 
-	// PublishIfMember publishes payload on the broker topic (as
-	// Broker.Publish does) if user is a member of channel, in one atomic
-	// step with the check, so that a leave or destroy racing the message
-	// cannot let a non-member's message through. ErrNotFound if the
-	// channel does not exist, ErrNotMember if user is not a member; then
-	// nothing is published. It is part of the Registry because the check
-	// and the publish are one step: a backend's Registry and Broker are one
-	// value (Memory, Redis).
-	PublishIfMember(ctx context.Context, channel, user, topic string, payload []byte) error
+	// CheckMember returns nil if user is a member of channel, ErrNotFound if
+	// the channel does not exist and ErrNotMember otherwise.
+	CheckMember(ctx context.Context, channel, user string) error
+
+	// PublishMessage stores m in channel's log and publishes it (see
+	// Message) if m.From is a member, in one atomic step with the check,
+	// so that a leave or destroy racing the message cannot let a
+	// non-member's message through, and a message is stored if and only
+	// if it is published. ErrNotFound if the channel does not exist,
+	// ErrNotMember if m.From is not a member; then nothing is stored or
+	// published.
+	PublishMessage(ctx context.Context, channel string, m Message) (Stored, error)
+
+	// PublishDirect stores m in the conversation of from and to and
+	// publishes it (see Message), in one atomic step, and makes the
+	// conversation the most recently active of both users.
+	PublishDirect(ctx context.Context, from, to Peer, m Message) (Stored, error)
 
 	// Channels returns every existing channel, sorted.
 	Channels(ctx context.Context) ([]string, error)
@@ -53,6 +62,11 @@ type Registry interface {
 	// Memberships returns the channels user is a member of and the ones it
 	// owns, each sorted.
 	Memberships(ctx context.Context, user string) (joined, owned []string, err error)
+
+	// View returns what a new session of user is told: its memberships,
+	// its recent conversations, the newest seq of each, and the history
+	// store's epoch.
+	View(ctx context.Context, user string) (View, error)
 
 	// Joined returns, for each of users, the channels it is a member of,
 	// sorted. Many users cost one round trip: a node resyncing after an

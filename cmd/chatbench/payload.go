@@ -53,13 +53,16 @@ func parseText(t []byte) (source uint32, seq uint64, unixNano int64, ok bool) {
 
 // appendMessageRequest appends the request frame that sends one benchmark
 // message of stream number i (of its publisher) to target, with request id
-// "m<i>.<seq>" when withID is set. Names and benchmark texts need no JSON
-// escaping.
+// "m<i>.<source>.<seq>" when withID is set: unique for the run, since the
+// server takes a repeated id for a retry (idempotent sends) and does not
+// deliver it again. Names and benchmark texts need no JSON escaping.
 func appendMessageRequest(b []byte, withID bool, i int, target string, source uint32, seq uint64, unixNano int64, size int) []byte {
 	b = append(b, `{"type":"message",`...)
 	if withID {
 		b = append(b, `"id":"m`...)
 		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, '.')
+		b = strconv.AppendUint(b, uint64(source), 10)
 		b = append(b, '.')
 		b = strconv.AppendUint(b, seq, 10)
 		b = append(b, `",`...)

@@ -302,7 +302,7 @@ func TestMessageRequestDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DecodeRequest(%s): %v", frame, err)
 	}
-	if req.Type != protocol.TypeMessage || req.ID != "m2.8" || req.Target != "#room-1" {
+	if req.Type != protocol.TypeMessage || req.ID != "m2.5.8" || req.Target != "#room-1" {
 		t.Fatalf("decoded %+v", req)
 	}
 	if src, seq, at, ok := parseText([]byte(req.Message)); !ok || src != 5 || seq != 8 || at != 777 {

@@ -156,9 +156,11 @@ func openBackend(ctx context.Context, cfg config, log *slog.Logger, reg promethe
 		return redisBackend(ctx, cfg, log, reg)
 	}
 	return backend{
-		connect: func(h pubsub.Handler) (pubsub.Backend, error) { return pubsub.NewMemory(h), nil },
-		users:   auth.NewMemory(),
-		close:   func() {},
+		connect: func(h pubsub.Handler) (pubsub.Backend, error) {
+			return pubsub.NewMemory(h, pubsub.HistoryOptions{}), nil
+		},
+		users: auth.NewMemory(),
+		close: func() {},
 	}, nil
 }
 

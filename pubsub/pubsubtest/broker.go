@@ -38,7 +38,6 @@ type BrokerFactory struct {
 // RunBroker runs the Broker conformance cases.
 func RunBroker(t *testing.T, f BrokerFactory) {
 	t.Run("PublishSubscribe", func(t *testing.T) { testPublishSubscribe(t, f) })
-	t.Run("PublishIfMember", func(t *testing.T) { testPublishIfMember(t, f) })
 	t.Run("PublishAll", func(t *testing.T) { testPublishAll(t, f) })
 	t.Run("RegistryNotices", func(t *testing.T) { testRegistryNotices(t, f) })
 	t.Run("NotSubscribed", func(t *testing.T) { testNotSubscribed(t, f) })
@@ -154,32 +153,6 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// The node's Registry (the same value, in every backend) publishes a
-// member's message and refuses a non-member's, publishing nothing.
-func testPublishIfMember(t *testing.T, f BrokerFactory) {
-	ctx := ctxT(t)
-	b, rec := node(t, f)
-	r, ok := b.(pubsub.Registry)
-	if !ok {
-		t.Skip("this backend's Broker is not its Registry")
-	}
-	must(t, r.CreateChannel(ctx, "#pim", alice, pubsub.Notice{}))
-	_, err := r.Join(ctx, "#pim", alice)
-	must(t, err)
-	must(t, b.Subscribe(ctx, "c:#pim"))
-	must(t, b.Subscribe(ctx, "marker"))
-	wantErr(t, "unknown channel", r.PublishIfMember(ctx, "#none", alice, "c:#pim", []byte("x")), pubsub.ErrNotFound)
-	wantErr(t, "not a member", r.PublishIfMember(ctx, "#pim", bob, "c:#pim", []byte("x")), pubsub.ErrNotMember)
-	must(t, r.PublishIfMember(ctx, "#pim", alice, "c:#pim", []byte("from alice")))
-	must(t, r.Leave(ctx, "#pim", alice, pubsub.Notice{}))
-	wantErr(t, "after leaving", r.PublishIfMember(ctx, "#pim", alice, "c:#pim", []byte("x")), pubsub.ErrNotMember)
-	must(t, b.Publish(ctx, "marker", []byte("m")))
-	rec.WaitTopic(t, "marker", 1)
-	if got := rec.Topic("c:#pim"); !slices.Equal(got, []string{"from alice"}) {
-		t.Fatalf("got %q, want only the member's message", got)
 	}
 }
 

@@ -50,10 +50,16 @@ const (
 	carol = "00000000-0000-4000-8000-00000000000c"
 )
 
-// checkMember tells whether user is a member of channel the way a message
-// does: nil, ErrNotFound or ErrNotMember. Nothing subscribes to the topic.
+// checkMember tells whether user is a member of channel, asking both ways
+// (CheckMember, and as a message does: a member's message is stored and
+// published on no topic), which must agree.
 func checkMember(ctx context.Context, r pubsub.Registry, channel, user string) error {
-	return r.PublishIfMember(ctx, channel, user, "nobody-listens", []byte("{}"))
+	err := r.CheckMember(ctx, channel, user)
+	_, msgErr := r.PublishMessage(ctx, channel, pubsub.Message{From: user, Head: []byte("{")})
+	if !errors.Is(msgErr, err) && !(err == nil && msgErr == nil) {
+		return fmt.Errorf("CheckMember says %v, a message %v", err, msgErr)
+	}
+	return err
 }
 
 func wantErr(t testing.TB, what string, err, want error) {
@@ -448,6 +454,7 @@ func testRegistryClosed(t *testing.T, f RegistryFactory) {
 	_, _, checks["Memberships"] = r.Memberships(ctx, bob)
 	_, checks["Allow"] = r.Allow(ctx, bob, 1, 1)
 	_, checks["Joined"] = r.Joined(ctx, bob)
+	checks["CheckMember"] = r.CheckMember(ctx, "#go", bob)
 	for name, err := range checks {
 		if !errors.Is(err, pubsub.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)

@@ -1,0 +1,318 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wirechat/chat/pubsub"
+)
+
+// Gap repair (spec section 5: no gap while connected). Every stored
+// message reaches a node as an !msg notice with its log and seq. The
+// sequencer keeps, per topic and log, a stream (gap.go) of what the node
+// has delivered to the topic's sessions, and repairs from history what
+// the live path skipped or lost: a seq that came early, or anything after
+// an outage of the pub/sub path. Pub/sub stays the fast path; history is
+// read only on a gap.
+//
+// Where a stream starts: a channel's stream waits for its baseline, the
+// newest seq stored when the node subscribed to the channel (read right
+// after the subscription is confirmed, or given by a welcome or a join
+// that read it after subscribing), so that everything after it arrives
+// live or is repaired. A conversation's stream on a user topic starts at
+// the newest seq the welcome read for it (the user's recent
+// conversations), or else at the first message that arrives: a user's
+// other conversations have no baseline until one of them wakes up.
+
+// historyReader is what the sequencer reads of the backend.
+type historyReader interface {
+	Range(ctx context.Context, log string, q pubsub.Query) (pubsub.Page, error)
+	Last(ctx context.Context, logs ...string) ([]uint64, error)
+}
+
+// Repair timing: how many messages a repair reads at a time, how many
+// repairs read at once, and how long a repair tries before it gives up on
+// a gap (delivering what it holds).
+const (
+	repairPage    = 200
+	repairReaders = 16
+	repairGiveUp  = 10 * time.Second
+)
+
+// sequencer owns the streams of every topic of the node.
+type sequencer struct {
+	router  *router
+	history historyReader
+	log     *slog.Logger
+	metrics *metrics
+	ctx     context.Context // immutable: ends the repairs
+	wg      *sync.WaitGroup // counts the repairs
+	readers chan struct{}   // bounds the history reads under way
+
+	mu    sync.Mutex
+	feeds map[string]*feed // guarded by mu: by topic
+}
+
+// feed is the streams of one topic.
+type feed struct {
+	mu      sync.Mutex
+	streams map[string]*stream // guarded by mu: by log
+	active  map[string]bool    // guarded by mu: logs with a repair goroutine
+	gone    bool               // guarded by mu: the topic was forgotten
+}
+
+func newSequencer(ctx context.Context, wg *sync.WaitGroup, r *router, h historyReader, log *slog.Logger, m *metrics) *sequencer {
+	return &sequencer{
+		router: r, history: h, log: log, metrics: m, ctx: ctx, wg: wg,
+		readers: make(chan struct{}, repairReaders),
+		feeds:   make(map[string]*feed),
+	}
+}
+
+// feedOf returns topic's feed, making one if the topic has local
+// sessions; nil if it has none (nothing to deliver to, nothing to keep).
+func (s *sequencer) feedOf(topic string) *feed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.feeds[topic]
+	if f == nil && s.router.has(topic) {
+		f = &feed{streams: make(map[string]*stream), active: make(map[string]bool)}
+		s.feeds[topic] = f
+	}
+	return f
+}
+
+// streamLocked returns log's stream in f, a new one if need be.
+func streamLocked(f *feed, topic, log string) *stream {
+	st := f.streams[log]
+	if st == nil {
+		// A conversation on a user topic has no baseline to wait for.
+		st = &stream{trusting: strings.HasPrefix(topic, userPrefix)}
+		f.streams[log] = st
+	}
+	return st
+}
+
+// deliver takes the live message seq of log on topic.
+func (s *sequencer) deliver(topic, log string, seq uint64, frame []byte) {
+	f := s.feedOf(topic)
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s.carryLocked(topic, log, f, streamLocked(f, topic, log).offer(seq, frame))
+}
+
+// baseline tells log's stream on topic that last was the last seq given
+// at some moment after the node subscribed (stream.baseline).
+func (s *sequencer) baseline(topic, log string, last uint64) {
+	if f := s.feedOf(topic); f != nil {
+		s.baselineOf(f, topic, log, last)
+	}
+}
+
+// baselineOf is baseline for feed f, which must be the topic's feed of
+// the subscription the baseline was read in: one forgotten meanwhile
+// takes no baseline.
+func (s *sequencer) baselineOf(f *feed, topic, log string, last uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.gone {
+		s.carryLocked(topic, log, f, streamLocked(f, topic, log).baseline(last))
+	}
+}
+
+// carryLocked does what a stream's step says: delivers its frames, in
+// order, to the topic's sessions (under f.mu, so that no other step of
+// the topic comes between), and starts a repair.
+func (s *sequencer) carryLocked(topic, log string, f *feed, st step) {
+	for _, frame := range st.deliver {
+		s.router.forward(topic, frame, nil)
+	}
+	if st.skipped > 0 {
+		s.metrics.gapSkipped.Add(float64(st.skipped))
+		s.log.Warn("messages gone from history skipped", "topic", topic, "log", log, "count", st.skipped)
+	}
+	if st.repair && !f.active[log] {
+		f.active[log] = true
+		s.metrics.gapRepairs.Inc()
+		s.wg.Add(1)
+		go s.repair(topic, log, f)
+	}
+}
+
+// repair reads history for log's stream on topic until the stream has
+// nothing more to read, or gives up after repairGiveUp.
+func (s *sequencer) repair(topic, log string, f *feed) {
+	defer s.wg.Done()
+	start := time.Now()
+	backoff := 100 * time.Millisecond
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for {
+		st := f.streams[log]
+		if f.gone || st == nil || !st.repairing {
+			delete(f.active, log)
+			return
+		}
+		after := st.next - 1
+		f.mu.Unlock()
+		page, err := s.read(log, after)
+		f.mu.Lock()
+		if f.gone || f.streams[log] != st {
+			continue // forgotten meanwhile: the loop's check ends it
+		}
+		if err != nil {
+			if s.ctx.Err() != nil || time.Since(start) > repairGiveUp {
+				s.log.Warn("gap repair gave up", "topic", topic, "log", log, "err", err)
+				s.carryLocked(topic, log, f, st.giveUp())
+				continue
+			}
+			f.mu.Unlock()
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			f.mu.Lock()
+			continue
+		}
+		step := st.fill(page)
+		s.metrics.gapRepaired.Add(float64(repaired(page, after)))
+		step.repair = false // this goroutine reads on while the stream is repairing
+		s.carryLocked(topic, log, f, step)
+	}
+}
+
+// repaired counts the messages of a repair's page that the live path had
+// not delivered: those after the stream's position when it was read.
+func repaired(page pubsub.Page, after uint64) int {
+	n := 0
+	for _, e := range page.Messages {
+		if e.Seq > after {
+			n++
+		}
+	}
+	return n
+}
+
+// read reads the messages of log after seq after, waiting for a reader's
+// slot.
+func (s *sequencer) read(log string, after uint64) (pubsub.Page, error) {
+	select {
+	case s.readers <- struct{}{}:
+	case <-s.ctx.Done():
+		return pubsub.Page{}, s.ctx.Err()
+	}
+	defer func() { <-s.readers }()
+	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	defer cancel()
+	return s.history.Range(ctx, log, pubsub.Query{After: after, FromAfter: true, Limit: repairPage})
+}
+
+// subscribed is told that the node subscribed to topic: a channel's
+// stream gets its baseline, read now.
+func (s *sequencer) subscribed(topic string) {
+	channel, ok := strings.CutPrefix(topic, channelPrefix)
+	if !ok {
+		return
+	}
+	f := s.feedOf(topic)
+	if f == nil {
+		return // no session left: nothing to deliver
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.readBaselines([]awaiting{{f, topic, channel}})
+	}()
+}
+
+// awaiting is a channel's stream that waits for its baseline.
+type awaiting struct {
+	f          *feed
+	topic, log string
+}
+
+// readBaselines reads the last seq given in each channel and gives each
+// stream its baseline.
+func (s *sequencer) readBaselines(streams []awaiting) {
+	logs := make([]string, len(streams))
+	for i, a := range streams {
+		logs[i] = a.log
+	}
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+		last, err := s.history.Last(ctx, logs...)
+		cancel()
+		if err == nil {
+			for i, a := range streams {
+				s.baselineOf(a.f, a.topic, a.log, last[i])
+			}
+			return
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("read the baselines of channels", "channels", len(logs), "err", err)
+		select {
+		case <-time.After(time.Second):
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// forget drops topic's streams once the node has unsubscribed from it:
+// if it subscribes again, they start anew. (While it stays subscribed,
+// even with no local session, its streams go on.)
+func (s *sequencer) forget(topic string) {
+	s.mu.Lock()
+	f := s.feeds[topic]
+	delete(s.feeds, topic)
+	s.mu.Unlock()
+	if f != nil {
+		f.mu.Lock()
+		f.gone = true
+		f.mu.Unlock()
+	}
+}
+
+// outage tells every stream that live frames may have been lost: each
+// reads history from where it is, and channels still awaiting their
+// baseline read it again. If fresh is set (the history store lost its
+// data: its epoch changed), every stream starts anew instead.
+func (s *sequencer) outage(fresh bool) {
+	s.mu.Lock()
+	feeds := make(map[string]*feed, len(s.feeds))
+	for t, f := range s.feeds {
+		feeds[t] = f
+	}
+	s.mu.Unlock()
+	var waiting []awaiting
+	for topic, f := range feeds {
+		f.mu.Lock()
+		for log, st := range f.streams {
+			if fresh {
+				*st = stream{trusting: st.trusting}
+			}
+			if st.next == 0 && !st.trusting {
+				waiting = append(waiting, awaiting{f, topic, log})
+				continue
+			}
+			s.carryLocked(topic, log, f, st.lost())
+		}
+		f.mu.Unlock()
+	}
+	if len(waiting) > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.readBaselines(waiting)
+		}()
+	}
+}
