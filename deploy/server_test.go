@@ -22,10 +22,10 @@ const defaultAddr = ":8080"
 var envName = regexp.MustCompile(`"(CHAT_[A-Z0-9_]+)"`)
 
 // knownEnv returns the names of every CHAT_ variable the server reads,
-// taken from the string literals of cmd/chatd/config.go.
+// taken from the string literals of its settings table, cmd/chatd/settings.go.
 func knownEnv(t *testing.T) map[string]bool {
 	t.Helper()
-	path := filepath.Join(root, "cmd", "chatd", "config.go")
+	path := filepath.Join(root, "cmd", "chatd", "settings.go")
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("the server's settings are read from %s: %v", path, err)
@@ -48,7 +48,7 @@ func checkKnown(t *testing.T, where string, names []string) {
 	known := knownEnv(t)
 	for _, n := range names {
 		if strings.HasPrefix(n, "CHAT_") && !known[n] {
-			t.Errorf("%s names %s, which chatd does not read (cmd/chatd/config.go)", where, n)
+			t.Errorf("%s names %s, which chatd does not read (cmd/chatd/settings.go)", where, n)
 		}
 	}
 }
