@@ -114,27 +114,56 @@ func TestOverlayFiles(t *testing.T) {
 }
 
 // howTo returns the shell commands written in the comment at the head of
-// an overlay's kustomization.yaml, continuation lines joined.
+// an overlay's kustomization.yaml.
 func howTo(t *testing.T, overlay string) []string {
 	t.Helper()
+	return commands(readFile(t, "deploy", "overlays", overlay, "kustomization.yaml"), "#   ")
+}
+
+// commands returns the lines of text that start with indent, as shell
+// commands: the indent and a trailing comment dropped, continuation lines
+// joined.
+func commands(text, indent string) []string {
 	var cmds []string
 	var cur strings.Builder
-	for _, line := range strings.Split(readFile(t, "deploy", "overlays", overlay, "kustomization.yaml"), "\n") {
-		text, ok := strings.CutPrefix(line, "#   ")
+	for _, line := range strings.Split(text, "\n") {
+		cmd, ok := strings.CutPrefix(line, indent)
 		if !ok {
 			continue
 		}
-		text, _, _ = strings.Cut(text, "   #") // a trailing comment
-		text = strings.TrimSpace(text)
-		if more, ok := strings.CutSuffix(text, `\`); ok {
+		cmd, _, _ = strings.Cut(cmd, "   #") // a trailing comment
+		cmd = strings.TrimSpace(cmd)
+		if more, ok := strings.CutSuffix(cmd, `\`); ok {
 			cur.WriteString(more)
 			continue
 		}
-		cur.WriteString(text)
+		cur.WriteString(cmd)
 		cmds = append(cmds, cur.String())
 		cur.Reset()
 	}
 	return cmds
+}
+
+// The docs give an overlay's steps as the overlay itself writes them: the
+// trial's in the README and docs/operations.md, production's in
+// docs/operations.md.
+func TestOverlayStepsInDocs(t *testing.T) {
+	docs := map[string][]string{
+		"README.md":          commands(readFile(t, "README.md"), "    "),
+		"docs/operations.md": commands(readFile(t, "docs", "operations.md"), "    "),
+	}
+	for overlay, where := range map[string][]string{
+		"trial":      {"README.md", "docs/operations.md"},
+		"production": {"docs/operations.md"},
+	} {
+		for _, cmd := range howTo(t, overlay) {
+			for _, doc := range where {
+				if !slices.Contains(docs[doc], cmd) {
+					t.Errorf("%s does not give the %s overlay's step %q", doc, overlay, cmd)
+				}
+			}
+		}
+	}
 }
 
 // createdSecrets returns the Secrets that the commands create in namespace
