@@ -232,10 +232,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
-// testPrefix marks the variables of the test suite (CHAT_TEST_REDIS_URL):
-// they share chatd's prefix and environment, and chatd neither reads them
-// nor warns about them.
-const testPrefix = "CHAT_TEST_"
+// isToolSetting reports whether name belongs to one of the project's own
+// tools, the test suite (CHAT_TEST_REDIS_URL) or scripts/bench
+// (CHAT_BENCH_ONLY): those share chatd's prefix and the environment of the
+// chatd processes the tools start, and chatd neither reads them nor warns
+// about them.
+func isToolSetting(name string) bool {
+	return strings.HasPrefix(name, "CHAT_TEST_") || strings.HasPrefix(name, "CHAT_BENCH_")
+}
 
 // unknownSetting is a CHAT_ variable that chatd does not read.
 type unknownSetting struct {
@@ -254,7 +258,7 @@ func unknownSettings(environ []string) []unknownSetting {
 	var unknown []unknownSetting
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "CHAT_") || strings.HasPrefix(name, testPrefix) || known[name] {
+		if !strings.HasPrefix(name, "CHAT_") || isToolSetting(name) || known[name] {
 			continue
 		}
 		u := unknownSetting{name: name}

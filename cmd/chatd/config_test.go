@@ -113,8 +113,8 @@ func TestSettingsTable(t *testing.T) {
 		if !read[s.name] {
 			t.Errorf("%s is in the table but loadConfig does not read it", s.name)
 		}
-		if !strings.HasPrefix(s.name, "CHAT_") || strings.HasPrefix(s.name, testPrefix) {
-			t.Errorf("%s: a setting is CHAT_ and not %s", s.name, testPrefix)
+		if !strings.HasPrefix(s.name, "CHAT_") || isToolSetting(s.name) {
+			t.Errorf("%s: a setting is CHAT_ and not CHAT_TEST_ or CHAT_BENCH_", s.name)
 		}
 		if s.meaning == "" || strings.Contains(s.meaning, "|") || strings.Contains(s.meaning, "\n") {
 			t.Errorf("%s: the meaning must be one line of a Markdown table: %q", s.name, s.meaning)
@@ -168,11 +168,12 @@ func TestDefaultAddr(t *testing.T) {
 
 // TestUnknownSettings: every CHAT_ variable that chatd does not read is
 // found, with the setting it is a misspelling of when it is one; the test
-// suite's CHAT_TEST_ variables and other programs' variables are not.
+// suite's CHAT_TEST_ and scripts/bench's CHAT_BENCH_ variables and other
+// programs' variables are not.
 func TestUnknownSettings(t *testing.T) {
 	environ := []string{
 		"HOME=/root", "CHAT_DEV_LOGON=true", "CHAT_ADDR=:8080", "CHAT_REDIS_ULR=redis://x",
-		"CHAT_TEST_REDIS_URL=redis://127.0.0.1:6391/0", "CHAT_COLOUR=blue", "CHAT_MAX_CONNECTIONS=", "CHATTY=1",
+		"CHAT_TEST_REDIS_URL=redis://127.0.0.1:6391/0", "CHAT_BENCH_ONLY=dm", "CHAT_COLOUR=blue", "CHAT_MAX_CONNECTIONS=", "CHATTY=1",
 	}
 	got := unknownSettings(environ)
 	want := []unknownSetting{
