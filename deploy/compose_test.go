@@ -103,6 +103,22 @@ func TestComposeServices(t *testing.T) {
 					t.Errorf("%s=%q, want %q", name, got, want)
 				}
 			}
+			// Reachable by nginx: CHAT_ADDR on every interface of the
+			// container, set explicitly (dev login is on, and chatd would
+			// listen on loopback without it).
+			checkAllInterfaces(t, "CHAT_ADDR", envValue(t, s, "CHAT_ADDR"))
+			// Metrics on a port of their own, published on the host's
+			// loopback only; nothing else of a node is published.
+			metrics := envValue(t, s, "CHAT_METRICS_ADDR")
+			checkAllInterfaces(t, "CHAT_METRICS_ADDR", metrics)
+			if addrPort(t, metrics) == addrPort(t, envValue(t, s, "CHAT_ADDR")) {
+				t.Errorf("CHAT_METRICS_ADDR %s shares the chat's port", metrics)
+			}
+			for _, p := range s.Ports {
+				if p.HostIP != "127.0.0.1" || int(p.Target) != addrPort(t, metrics) {
+					t.Errorf("port %+v: a node publishes only its metrics port, on 127.0.0.1", p)
+				}
+			}
 			// A node must be given the time to close its websockets with
 			// 1001 before compose kills it.
 			if s.StopGracePeriod == nil {

@@ -104,13 +104,20 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("final stage USER %s", u)
 	}
 
-	// The port the server listens on is the one the image exposes.
+	// The port the server listens on is the one the image exposes, on
+	// every interface of the container (set explicitly: with dev login on
+	// and CHAT_ADDR unset, chatd listens on loopback, which a published
+	// port does not reach).
 	addr := ""
 	for _, env := range find(final, "ENV") {
 		if v, ok := strings.CutPrefix(env, "CHAT_ADDR="); ok {
 			addr = v
 		}
 	}
+	if addr == "" {
+		t.Errorf("the image does not set CHAT_ADDR")
+	}
+	checkAllInterfaces(t, "the image's CHAT_ADDR", addr)
 	port := strconv.Itoa(addrPort(t, addr))
 	if got := find(final, "EXPOSE"); !slices.Equal(got, []string{port}) {
 		t.Errorf("EXPOSE %v, want %s (CHAT_ADDR %q)", got, port, addr)

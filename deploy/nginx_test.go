@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,9 @@ type nginx struct {
 	listen   int
 	upstream []string          // host:port of each server in upstream chatd
 	proxy    map[string]string // proxy_* directives of the server block: name (and header) -> value
+	// locations maps each location ("= /metrics", "/") to its directives,
+	// one a line without the semicolon.
+	locations map[string][]string
 }
 
 // nginxConfig reads deploy/nginx/nginx.conf. It is no full nginx parser: it
@@ -20,8 +24,9 @@ type nginx struct {
 func nginxConfig(t *testing.T) nginx {
 	t.Helper()
 	src := readFile(t, "deploy", "nginx", "nginx.conf")
-	cfg := nginx{proxy: map[string]string{}}
+	cfg := nginx{proxy: map[string]string{}, locations: map[string][]string{}}
 	inUpstream := false
+	location := ""
 	for _, line := range strings.Split(src, "\n") {
 		line = strings.TrimSpace(line)
 		if i := strings.IndexByte(line, '#'); i >= 0 {
@@ -31,13 +36,29 @@ func nginxConfig(t *testing.T) nginx {
 		if len(f) == 0 {
 			continue
 		}
+		// Blocks: the upstream's servers, and each location's directives.
 		switch {
 		case f[0] == "upstream" && len(f) > 1 && f[1] == "chatd":
 			inUpstream = true
+			continue
 		case inUpstream && f[0] == "}":
 			inUpstream = false
+			continue
 		case inUpstream && f[0] == "server" && len(f) > 1:
 			cfg.upstream = append(cfg.upstream, f[1])
+			continue
+		case f[0] == "location" && f[len(f)-1] == "{":
+			location = strings.Join(f[1:len(f)-1], " ")
+			cfg.locations[location] = nil
+			continue
+		case location != "" && f[0] == "}":
+			location = ""
+			continue
+		}
+		if location != "" {
+			cfg.locations[location] = append(cfg.locations[location], strings.Join(f, " "))
+		}
+		switch {
 		case f[0] == "listen" && len(f) > 1:
 			n, err := strconv.Atoi(f[1])
 			if err != nil {
@@ -83,6 +104,23 @@ func TestNginxWebsocketProxy(t *testing.T) {
 		if got < 10*time.Minute {
 			t.Errorf("nginx.conf: %s %v is too short for websockets", d, got)
 		}
+	}
+}
+
+// /metrics never leaves through the proxy, whatever the nodes do with it
+// (they serve it on their own metrics port and answer 404 here).
+func TestNginxHidesMetrics(t *testing.T) {
+	cfg := nginxConfig(t)
+	if got := cfg.locations["= /metrics"]; !slices.Equal(got, []string{"return 404"}) {
+		t.Errorf("nginx.conf: location = /metrics has %q, want return 404", got)
+	}
+	for loc, directives := range cfg.locations {
+		if strings.Contains(loc, "metrics") && slices.ContainsFunc(directives, func(d string) bool { return strings.HasPrefix(d, "proxy_pass") }) {
+			t.Errorf("nginx.conf: location %s passes metrics on", loc)
+		}
+	}
+	if _, ok := cfg.locations["/"]; !ok {
+		t.Errorf("nginx.conf: no location / for the chat (found %v)", sortedKeys(cfg.locations))
 	}
 }
 

@@ -15,17 +15,19 @@ import (
 // root is the repository root, seen from this package's folder.
 const root = ".."
 
-// defaultAddr is chatd's listen address when CHAT_ADDR is not set.
+// defaultAddr is chatd's listen address when CHAT_ADDR is not set and dev
+// login is off; with dev login on it is loopback only (127.0.0.1:8080), so a
+// container that must be reached from outside itself sets CHAT_ADDR.
 const defaultAddr = ":8080"
 
 // envName matches a CHAT_ variable name written as a Go string literal.
 var envName = regexp.MustCompile(`"(CHAT_[A-Z0-9_]+)"`)
 
 // knownEnv returns the names of every CHAT_ variable the server reads,
-// taken from the string literals of cmd/chatd/config.go.
+// taken from the string literals of its settings table, cmd/chatd/settings.go.
 func knownEnv(t *testing.T) map[string]bool {
 	t.Helper()
-	path := filepath.Join(root, "cmd", "chatd", "config.go")
+	path := filepath.Join(root, "cmd", "chatd", "settings.go")
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("the server's settings are read from %s: %v", path, err)
@@ -48,7 +50,7 @@ func checkKnown(t *testing.T, where string, names []string) {
 	known := knownEnv(t)
 	for _, n := range names {
 		if strings.HasPrefix(n, "CHAT_") && !known[n] {
-			t.Errorf("%s names %s, which chatd does not read (cmd/chatd/config.go)", where, n)
+			t.Errorf("%s names %s, which chatd does not read (cmd/chatd/settings.go)", where, n)
 		}
 	}
 }
@@ -69,6 +71,20 @@ func addrPort(t *testing.T, addr string) int {
 		t.Fatalf("CHAT_ADDR %q: port %q is not a number from 1 to 65535", addr, port)
 	}
 	return n
+}
+
+// checkAllInterfaces reports a listen address that other hosts (a proxy, a
+// kubelet, Prometheus) cannot reach: one not set, or on loopback.
+func checkAllInterfaces(t *testing.T, what, addr string) {
+	t.Helper()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Errorf("%s %q: %v", what, addr, err)
+		return
+	}
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		t.Errorf("%s %q listens on %s only: set it to every interface (e.g. :8080)", what, addr, host)
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -30,6 +30,7 @@ type membership struct {
 	backend pubsub.Backend
 	router  *router
 	subs    *subscriptions
+	seq     *sequencer
 	book    *channelBook
 	waits   *waits
 	log     *slog.Logger
@@ -76,6 +77,7 @@ func (m *membership) join(ctx context.Context, s *Session, channel string) error
 		}
 		return err
 	}
+	m.seq.settle(ctx, topic, channel)
 	if !added {
 		return nil
 	}

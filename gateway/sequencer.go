@@ -232,6 +232,29 @@ func (s *sequencer) subscribed(topic string) {
 	}()
 }
 
+// settle gives a channel's stream on topic its baseline now, unless it has
+// one: a join calls it once subscribed, so that what is published after
+// its ack is not held while the baseline is read in the background.
+func (s *sequencer) settle(ctx context.Context, topic, channel string) {
+	f := s.feedOf(topic)
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	st := f.streams[channel]
+	known := st != nil && (st.next != 0 || st.trusting)
+	f.mu.Unlock()
+	if known {
+		return
+	}
+	last, err := s.history.Last(ctx, channel)
+	if err != nil {
+		s.log.Debug("read a channel's baseline; left to the background", "channel", channel, "err", err)
+		return
+	}
+	s.baselineOf(f, topic, channel, last[0])
+}
+
 // awaiting is a channel's stream that waits for its baseline.
 type awaiting struct {
 	f          *feed

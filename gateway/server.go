@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 	s.limits = newLimits(cfg.RateLimit, backend, reply, log)
 	book := &channelBook{}
 	in.broker, in.router, in.seq, in.subs, in.book, in.limits = backend, s.router, seq, subs, book, s.limits
-	s.members = &membership{backend: backend, router: s.router, subs: subs, book: book, waits: in.waits, log: log}
+	s.members = &membership{backend: backend, router: s.router, subs: subs, seq: seq, book: book, waits: in.waits, log: log}
 	s.chat = newChat(chat{
 		maxText: cfg.MaxMessageBytes, log: log, metrics: s.metrics, backend: backend, users: deps.Users,
 		router: s.router, subs: subs, book: book, limits: s.limits, seq: seq,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,9 +13,10 @@ import (
 )
 
 // config is everything chatd reads from its environment. Only this file
-// reads environment variables; README.md lists each with its default.
+// reads environment variables, each through the table of settings.go.
 type config struct {
 	Addr            string
+	LoopbackOnly    bool // Addr is loopback because dev login is on and CHAT_ADDR is not set
 	RedisURL        string
 	RedisPrefix     string
 	NodeID          string
@@ -34,6 +36,7 @@ type config struct {
 	WriteDelay      time.Duration
 	LogFormat       string
 	LogLevel        string
+	MetricsAddr     string
 	DebugAddr       string
 
 	GitHubClientID, GitHubClientSecret, GitHubURL, GitHubAPIURL string
@@ -41,14 +44,34 @@ type config struct {
 	OIDCIssuer, OIDCClientID, OIDCClientSecret, OIDCName        string
 }
 
-// env reads variables through getenv and collects every bad value, so that
-// one start reports them all.
+// env reads variables through getenv, with the defaults of the settings
+// table, and collects every bad value, so that one start reports them all.
 type env struct {
-	getenv func(string) string
-	errs   []string
+	getenv   func(string) string
+	defaults map[string]string
+	errs     []string
 }
 
-func (e *env) str(name, def string) string {
+func newEnv(getenv func(string) string) *env {
+	e := &env{getenv: getenv, defaults: map[string]string{}}
+	for _, s := range settings() {
+		e.defaults[s.name] = s.def
+	}
+	return e
+}
+
+// set reports whether the variable has a value of its own.
+func (e *env) set(name string) bool {
+	return strings.TrimSpace(e.getenv(name)) != ""
+}
+
+// str is the variable's value, or its default. A name that is not in the
+// settings table is a mistake in this file, not in the environment.
+func (e *env) str(name string) string {
+	def, ok := e.defaults[name]
+	if !ok {
+		panic("chatd: " + name + " is not in the settings table (settings.go)")
+	}
 	if v := strings.TrimSpace(e.getenv(name)); v != "" {
 		return v
 	}
@@ -59,11 +82,8 @@ func (e *env) fail(name, v, why string) {
 	e.errs = append(e.errs, fmt.Sprintf("%s=%q: %s", name, v, why))
 }
 
-func (e *env) boolean(name string, def bool) bool {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
+func (e *env) boolean(name string) bool {
+	v := e.str(name)
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		e.fail(name, v, "not a boolean (true or false)")
@@ -71,11 +91,8 @@ func (e *env) boolean(name string, def bool) bool {
 	return b
 }
 
-func (e *env) integer(name string, def int) int {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
+func (e *env) integer(name string) int {
+	v := e.str(name)
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		e.fail(name, v, "not a non-negative integer")
@@ -84,19 +101,16 @@ func (e *env) integer(name string, def int) int {
 }
 
 // positive is an integer that must be at least 1.
-func (e *env) positive(name string, def int) int {
-	n := e.integer(name, def)
-	if n == 0 && e.str(name, "") != "" {
+func (e *env) positive(name string) int {
+	n := e.integer(name)
+	if n == 0 {
 		e.fail(name, "0", "must be at least 1")
 	}
 	return n
 }
 
-func (e *env) number(name string, def float64) float64 {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
+func (e *env) number(name string) float64 {
+	v := e.str(name)
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || f <= 0 {
 		e.fail(name, v, "not a positive number")
@@ -104,11 +118,8 @@ func (e *env) number(name string, def float64) float64 {
 	return f
 }
 
-func (e *env) duration(name string, def time.Duration) time.Duration {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
+func (e *env) duration(name string) time.Duration {
+	v := e.str(name)
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		e.fail(name, v, "not a positive duration such as 10s or 720h")
@@ -118,11 +129,8 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 
 // delay is a duration of at most max that also accepts 0, which turns the
 // delay off.
-func (e *env) delay(name string, def, max time.Duration) time.Duration {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
+func (e *env) delay(name string, max time.Duration) time.Duration {
+	v := e.str(name)
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > max {
 		e.fail(name, v, fmt.Sprintf("not a duration from 0 to %v, such as 10ms", max))
@@ -130,20 +138,20 @@ func (e *env) delay(name string, def, max time.Duration) time.Duration {
 	return d
 }
 
-func (e *env) oneOf(name, def string, allowed ...string) string {
-	v := strings.ToLower(e.str(name, def))
+func (e *env) oneOf(name string, allowed ...string) string {
+	v := strings.ToLower(e.str(name))
 	for _, a := range allowed {
 		if v == a {
 			return v
 		}
 	}
 	e.fail(name, v, "must be one of "+strings.Join(allowed, ", "))
-	return def
+	return v
 }
 
 // pair reads a provider's client id and secret: both or neither.
 func (e *env) pair(idName, secretName string) (string, string) {
-	id, secret := e.str(idName, ""), e.str(secretName, "")
+	id, secret := e.str(idName), e.str(secretName)
 	if (id == "") != (secret == "") {
 		e.errs = append(e.errs, fmt.Sprintf("%s and %s must be set together", idName, secretName))
 	}
@@ -152,32 +160,40 @@ func (e *env) pair(idName, secretName string) (string, string) {
 
 // loadConfig reads the configuration. The error names every bad variable.
 func loadConfig(getenv func(string) string) (config, error) {
-	e := &env{getenv: getenv}
-	hostname, _ := os.Hostname()
+	e := newEnv(getenv)
 	c := config{
-		Addr:            e.str("CHAT_ADDR", ":8080"),
-		RedisURL:        e.str("CHAT_REDIS_URL", ""),
-		RedisPrefix:     e.str("CHAT_REDIS_PREFIX", "chat:"),
-		NodeID:          e.str("CHAT_NODE_ID", hostname),
-		DevLogin:        e.boolean("CHAT_DEV_LOGIN", false),
-		ShutdownTimeout: e.duration("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second),
-		SessionTTL:      e.duration("CHAT_SESSION_TTL", 720*time.Hour),
-		MaxFrameBytes:   e.positive("CHAT_MAX_FRAME_BYTES", gateway.DefaultMaxFrameBytes),
-		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES", gateway.DefaultMaxMessageBytes),
-		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER", gateway.DefaultMaxSessionsPerUser),
-		MaxConnections:  e.integer("CHAT_MAX_CONNECTIONS", 0),
-		RateLimit:       e.number("CHAT_RATE_LIMIT", gateway.DefaultRateLimit),
-		SendQueue:       e.positive("CHAT_SEND_QUEUE", gateway.DefaultSendQueue),
-		PingInterval:    e.duration("CHAT_PING_INTERVAL", gateway.DefaultPingInterval),
-		WriteTimeout:    e.duration("CHAT_WRITE_TIMEOUT", gateway.DefaultWriteTimeout),
-		WriteDelay:      e.delay("CHAT_WRITE_DELAY", gateway.DefaultWriteDelay, gateway.MaxWriteDelay),
-		LogFormat:       e.oneOf("CHAT_LOG_FORMAT", "text", "text", "json"),
-		LogLevel:        e.oneOf("CHAT_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		DebugAddr:       e.str("CHAT_DEBUG_ADDR", ""),
-		GitHubURL:       e.str("CHAT_GITHUB_URL", "https://github.com"),
-		GitHubAPIURL:    e.str("CHAT_GITHUB_API_URL", "https://api.github.com"),
-		OIDCIssuer:      e.str("CHAT_OIDC_ISSUER", ""),
-		OIDCName:        e.str("CHAT_OIDC_NAME", "oidc"),
+		Addr:            e.str("CHAT_ADDR"),
+		RedisURL:        e.str("CHAT_REDIS_URL"),
+		RedisPrefix:     e.str("CHAT_REDIS_PREFIX"),
+		NodeID:          e.str("CHAT_NODE_ID"),
+		DevLogin:        e.boolean("CHAT_DEV_LOGIN"),
+		ShutdownTimeout: e.duration("CHAT_SHUTDOWN_TIMEOUT"),
+		SessionTTL:      e.duration("CHAT_SESSION_TTL"),
+		MaxFrameBytes:   e.positive("CHAT_MAX_FRAME_BYTES"),
+		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES"),
+		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER"),
+		MaxConnections:  e.integer("CHAT_MAX_CONNECTIONS"),
+		RateLimit:       e.number("CHAT_RATE_LIMIT"),
+		SendQueue:       e.positive("CHAT_SEND_QUEUE"),
+		PingInterval:    e.duration("CHAT_PING_INTERVAL"),
+		WriteTimeout:    e.duration("CHAT_WRITE_TIMEOUT"),
+		WriteDelay:      e.delay("CHAT_WRITE_DELAY", gateway.MaxWriteDelay),
+		LogFormat:       e.oneOf("CHAT_LOG_FORMAT", "text", "json"),
+		LogLevel:        e.oneOf("CHAT_LOG_LEVEL", "debug", "info", "warn", "error"),
+		MetricsAddr:     e.str("CHAT_METRICS_ADDR"),
+		DebugAddr:       e.str("CHAT_DEBUG_ADDR"),
+		GitHubURL:       e.str("CHAT_GITHUB_URL"),
+		GitHubAPIURL:    e.str("CHAT_GITHUB_API_URL"),
+		OIDCIssuer:      e.str("CHAT_OIDC_ISSUER"),
+		OIDCName:        e.str("CHAT_OIDC_NAME"),
+	}
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+	}
+	// Passwordless login on every interface is one typo from a public chat
+	// anyone can join as anyone: unless told where, listen on loopback.
+	if c.DevLogin && !e.set("CHAT_ADDR") {
+		c.Addr, c.LoopbackOnly = devLoginAddr, true
 	}
 	c.GitHubClientID, c.GitHubClientSecret = e.pair("CHAT_GITHUB_CLIENT_ID", "CHAT_GITHUB_CLIENT_SECRET")
 	c.GoogleClientID, c.GoogleClientSecret = e.pair("CHAT_GOOGLE_CLIENT_ID", "CHAT_GOOGLE_CLIENT_SECRET")
@@ -186,7 +202,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.errs = append(e.errs, "CHAT_OIDC_ISSUER and CHAT_OIDC_CLIENT_ID must be set together")
 	}
 
-	public := e.str("CHAT_PUBLIC_URL", "http://localhost:8080")
+	public := e.str("CHAT_PUBLIC_URL")
 	if u, err := url.Parse(public); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		e.fail("CHAT_PUBLIC_URL", public, "not an http(s) URL")
 	} else {
@@ -197,7 +213,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 			e.fail("CHAT_REDIS_URL", c.RedisURL, "not a redis://, rediss:// or unix:// URL")
 		}
 	}
-	for _, o := range strings.Split(e.str("CHAT_ALLOWED_ORIGINS", ""), ",") {
+	for _, o := range strings.Split(e.str("CHAT_ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
@@ -214,4 +230,67 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("bad configuration:\n  %s", strings.Join(e.errs, "\n  "))
 	}
 	return c, nil
+}
+
+// isToolSetting reports whether name belongs to one of the project's own
+// tools, the test suite (CHAT_TEST_REDIS_URL) or scripts/bench
+// (CHAT_BENCH_ONLY): those share chatd's prefix and the environment of the
+// chatd processes the tools start, and chatd neither reads them nor warns
+// about them.
+func isToolSetting(name string) bool {
+	return strings.HasPrefix(name, "CHAT_TEST_") || strings.HasPrefix(name, "CHAT_BENCH_")
+}
+
+// unknownSetting is a CHAT_ variable that chatd does not read.
+type unknownSetting struct {
+	name string
+	near string // the setting it is probably a misspelling of, or ""
+}
+
+// unknownSettings returns the CHAT_ variables of environ (NAME=value
+// entries, as os.Environ gives them) that are not in the settings table,
+// sorted by name.
+func unknownSettings(environ []string) []unknownSetting {
+	known := map[string]bool{}
+	for _, s := range settings() {
+		known[s.name] = true
+	}
+	var unknown []unknownSetting
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "CHAT_") || isToolSetting(name) || known[name] {
+			continue
+		}
+		u := unknownSetting{name: name}
+		best := 3 // more edits than this is another word, not a typo
+		for _, s := range settings() {
+			if d := editDistance(name, s.name); d < best {
+				best, u.near = d, s.name
+			}
+		}
+		unknown = append(unknown, u)
+	}
+	slices.SortFunc(unknown, func(a, b unknownSetting) int { return strings.Compare(a.name, b.name) })
+	return unknown
+}
+
+// editDistance is the Levenshtein distance of two ASCII names.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -5,16 +5,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,19 +24,12 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		os.Exit(healthcheck(os.Getenv))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "chatd:", err)
-		os.Exit(1)
-	}
+	os.Exit(command(os.Args[1:], os.Getenv, os.Environ, os.Stdout, os.Stderr))
 }
 
-// run serves until ctx ends, then drains and returns.
-func run(ctx context.Context, getenv func(string) string, logOut *os.File) error {
+// run serves until ctx ends, then drains and returns. Logs go to logOut;
+// environ lists the whole environment, for the unknown-variable warnings.
+func run(ctx context.Context, getenv func(string) string, environ func() []string, logOut io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -60,6 +49,7 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	if err != nil {
 		return err
 	}
+	startupWarnings(log, cfg, len(providers), environ())
 	var gw *gateway.Server
 	authn := auth.New(auth.Config{
 		DevLogin:     cfg.DevLogin,
@@ -85,59 +75,101 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	if err != nil {
 		return err
 	}
-	if cfg.DevLogin {
-		log.Warn("dev login is on: anyone can log in as anyone (CHAT_DEV_LOGIN)")
-	}
 
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
 	mux.Handle("/auth/", authn.Handler())
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	gwh := gw.Handler()
 	mux.Handle("GET /ws", gwh)
 	mux.Handle("GET /healthz", gwh)
 	mux.Handle("GET /readyz", gwh)
 	mux.Handle("/", web.Handler())
 
-	if cfg.DebugAddr != "" {
-		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+	// The servers beside the chat: each on its own address, meant for
+	// loopback or a cluster-internal network only.
+	var sidecars []*httpServer
+	defer func() {
+		for _, s := range sidecars {
+			s.srv.Close() // no-op after shutdown; cuts them on an early return
+		}
+	}()
+	if cfg.MetricsAddr == "" {
+		mux.Handle("/metrics", metrics)
+	} else {
+		// Only there: the chat's own address may face the internet.
+		mux.Handle("/metrics", http.NotFoundHandler())
+		m := http.NewServeMux()
+		m.Handle("GET /metrics", metrics)
+		s, err := listen("CHAT_METRICS_ADDR", cfg.MetricsAddr, m)
 		if err != nil {
 			gw.Shutdown(context.Background())
 			return err
 		}
-		defer stopDebug()
+		sidecars = append(sidecars, s)
+		log.Info("metrics listening", "addr", s.addr())
+	}
+	if cfg.DebugAddr != "" {
+		s, err := listen("CHAT_DEBUG_ADDR", cfg.DebugAddr, profiler())
+		if err != nil {
+			gw.Shutdown(context.Background())
+			return err
+		}
+		sidecars = append(sidecars, s)
+		log.Warn("profiler listening: keep CHAT_DEBUG_ADDR off public networks", "addr", s.addr())
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	srv, err := listen("CHAT_ADDR", cfg.Addr, mux)
 	if err != nil {
 		gw.Shutdown(context.Background())
-		return fmt.Errorf("CHAT_ADDR: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("chatd listening", "addr", ln.Addr().String(), "cluster", cfg.RedisURL != "")
+	startLog := []any{"addr", srv.addr(), "cluster", cfg.RedisURL != ""}
+	if cfg.LoopbackOnly {
+		startLog = append(startLog, "note", "dev login is on: loopback only; set CHAT_ADDR (e.g. :8080) to serve other hosts")
+	}
+	log.Info("chatd listening", startLog...)
 
 	select {
-	case err := <-serveErr:
+	case <-srv.done:
 		gw.Shutdown(context.Background())
-		return fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w", srv.err)
 	case <-ctx.Done():
 	}
 
-	// Drain: readyz turns 503 and new upgrades are refused at once; open
-	// websockets close with 1001; then the HTTP server and the backend.
+	// Drain: readyz turns 503 and new upgrades are refused at once, while
+	// the listener stays open so that load balancers see the 503s; open
+	// websockets close with 1001; then the HTTP servers and the backend.
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := gw.Shutdown(sctx); err != nil {
 		log.Warn("drain incomplete", "err", err)
 	}
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("http shutdown", "err", err)
+	for _, s := range append([]*httpServer{srv}, sidecars...) {
+		if err := s.shutdown(sctx); err != nil {
+			log.Warn("http shutdown: connections cut", "addr", s.addr(), "err", err)
+		}
 	}
-	srv.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// startupWarnings says what in the configuration is probably a mistake:
+// CHAT_ variables that chatd does not read (a misspelt name is otherwise
+// ignored without a word), and a chat nobody can log in to.
+func startupWarnings(log *slog.Logger, cfg config, providers int, environ []string) {
+	for _, u := range unknownSettings(environ) {
+		if u.near != "" {
+			log.Warn("unknown setting ignored: is it a misspelling?", "var", u.name, "did_you_mean", u.near)
+		} else {
+			log.Warn("unknown setting ignored (chatd help lists the settings)", "var", u.name)
+		}
+	}
+	if cfg.DevLogin {
+		log.Warn("dev login is on: anyone can log in as anyone (CHAT_DEV_LOGIN)")
+	} else if providers == 0 {
+		log.Warn("no login method is configured: nobody can log in. Set a provider's client id and secret (docs/login.md), or CHAT_DEV_LOGIN=true on your own machine")
+	}
 }
 
 // backend is what a node shares with the rest of the chat: the gateway's
@@ -188,7 +220,7 @@ func socialLogin(ctx context.Context, cfg config) ([]auth.Provider, error) {
 	return providers, nil
 }
 
-func newLogger(cfg config, out *os.File) *slog.Logger {
+func newLogger(cfg config, out io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel)) // validated by loadConfig
 	opts := &slog.HandlerOptions{Level: level}
@@ -198,50 +230,13 @@ func newLogger(cfg config, out *os.File) *slog.Logger {
 	return slog.New(slog.NewTextHandler(out, opts))
 }
 
-// healthcheck asks the local server's /healthz, for container health checks
-// in images without a shell. It returns the exit status.
-func healthcheck(getenv func(string) string) int {
-	addr := getenv("CHAT_ADDR")
-	if addr == "" {
-		addr = ":8080"
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "healthcheck: CHAT_ADDR:", err)
-		return 1
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(strings.Trim(host, "[]"), port) + "/healthz")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "healthcheck:", err)
-		return 1
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, "healthcheck: status", resp.Status)
-		return 1
-	}
-	return 0
-}
-
-// serveDebug serves Go's profiler (net/http/pprof) on its own listener,
-// meant for a loopback or cluster-internal address only.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("CHAT_DEBUG_ADDR: %w", err)
-	}
+// profiler serves Go's profiler (net/http/pprof), for CHAT_DEBUG_ADDR.
+func profiler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	log.Warn("profiler listening: keep CHAT_DEBUG_ADDR off public networks", "addr", ln.Addr().String())
-	return func() { srv.Close() }, nil
+	return mux
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -241,5 +243,145 @@ func TestProcess(t *testing.T) {
 	}
 	if strings.Contains(joined, l.Token) {
 		t.Errorf("a token was logged")
+	}
+}
+
+// logBuffer collects a process's log lines; safe for the copying goroutine
+// and the test.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// startLogged starts chatd with env as its whole environment, its log
+// going to the buffer; exited gets its exit once, and the process is
+// killed at the end of the test if it still runs.
+func startLogged(t *testing.T, bin string, env []string) (cmd *exec.Cmd, logs *logBuffer, exited chan error) {
+	t.Helper()
+	cmd = exec.Command(bin)
+	cmd.Env = env
+	logs = new(logBuffer)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		exited <- cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	return cmd, logs, exited
+}
+
+// TestProcessMetricsAddr: with CHAT_METRICS_ADDR, /metrics is served only
+// there and answered 404 on the chat's address; a misspelt variable is
+// warned about; and a connection that never sent a request does not hold
+// the exit after SIGTERM.
+func TestProcessMetricsAddr(t *testing.T) {
+	bin := buildChatd(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	cmd, logs, exited := startLogged(t, bin, append(os.Environ(), "CHAT_ADDR="+addr, "CHAT_METRICS_ADDR="+metricsAddr,
+		"CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL=", "CHAT_SHUTDOWN_TIMEOUT=3s", "CHAT_DEV_LOGON=true"))
+	status := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(t, "chatd to be ready", func() bool { return status("http://"+addr+"/readyz") == 200 })
+
+	if got := status("http://" + addr + "/metrics"); got != http.StatusNotFound {
+		t.Errorf("GET /metrics on CHAT_ADDR: %d, want 404", got)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "chat_connections ") || !strings.Contains(string(b), "go_goroutines") {
+		t.Errorf("GET /metrics on CHAT_METRICS_ADDR: %s\n%.300s", resp.Status, b)
+	}
+	for _, path := range []string{"/", "/healthz", "/auth/providers"} {
+		if got := status("http://" + metricsAddr + path); got != http.StatusNotFound {
+			t.Errorf("GET %s on CHAT_METRICS_ADDR: %d, want 404: only /metrics is served there", path, got)
+		}
+	}
+
+	// A client's spare connection, opened and never used.
+	spare, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spare.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		t.Errorf("exit after SIGTERM: %v, want status 0\n%s", err, logs.String())
+	}
+	log := logs.String()
+	for _, want := range []string{"var=CHAT_DEV_LOGON", "did_you_mean=CHAT_DEV_LOGIN", "metrics listening", "msg=stopped"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %q in the log:\n%s", want, log)
+		}
+	}
+	// Not a timing assertion: net/http alone would wait for the spare until
+	// it is 5 s old, longer than the 3s timeout: a shutdown that waited
+	// for it would have had to cut it at the deadline.
+	if strings.Contains(log, "connections cut") {
+		t.Errorf("shutdown waited for a connection that sent no request:\n%s", log)
+	}
+}
+
+// TestProcessDevLoginBindsLoopback: with dev login on and CHAT_ADDR unset,
+// chatd listens on 127.0.0.1:8080, and says so. (Port 8080 may be taken on
+// a shared machine: then the start fails, naming the address it tried.)
+func TestProcessDevLoginBindsLoopback(t *testing.T) {
+	bin := buildChatd(t)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CHAT_ADDR=") {
+			env = append(env, kv)
+		}
+	}
+	_, logs, exited := startLogged(t, bin, append(env, "CHAT_DEV_LOGIN=true", "CHAT_REDIS_URL="))
+	waitFor(t, "chatd to listen or to fail", func() bool {
+		select {
+		case err := <-exited:
+			exited <- err
+			return true
+		default:
+			return strings.Contains(logs.String(), "chatd listening")
+		}
+	})
+	log := logs.String()
+	switch {
+	case strings.Contains(log, "chatd listening"):
+		if !strings.Contains(log, "addr=127.0.0.1:8080") || !strings.Contains(log, "loopback only") {
+			t.Errorf("start-up line does not say loopback 127.0.0.1:8080:\n%s", log)
+		}
+	case strings.Contains(log, "CHAT_ADDR: listen tcp 127.0.0.1:8080:"):
+		t.Logf("port 8080 is taken here; chatd tried 127.0.0.1:8080 as it should:\n%s", log)
+	default:
+		t.Errorf("chatd neither listened on 127.0.0.1:8080 nor tried to:\n%s", log)
 	}
 }

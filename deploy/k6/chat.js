@@ -18,6 +18,8 @@
 //                 bytes (at most CHAT_MAX_MESSAGE_BYTES)
 //   USER_PREFIX   prefix of the dev-login user names      k6
 //   CHANNEL_PREFIX prefix of the channel names            k6
+//                 (both: a-z 0-9 _ -, any case; the server
+//                 lower-cases names, so the script does too)
 //   GRACE         wait for outstanding deliveries before  3s
 //                 closing a websocket
 //
@@ -25,11 +27,14 @@
 // every member that receives it records now - send time in the trend
 // chat_delivery_latency, so k6 and the server must share a clock: run k6 on
 // the machine that runs the stack, or on one synced by NTP.
-// Keep RATE under the server's CHAT_RATE_LIMIT (20 per second by default).
+// Keep RATE under the server's CHAT_RATE_LIMIT (20 per second by default):
+// a message the server refuses with rate_limited is counted in
+// chat_rate_limited, not as lost (it never entered the chat).
 //
-// The script speaks only the protocol of spec/PROTOCOL.md: POST
-// /auth/dev/login, GET /ws with a Bearer token, command create and join,
-// message to a channel.
+// The script speaks only the protocol of docs/protocol.md: POST
+// /auth/dev/login with a JSON body, GET /ws with a Bearer token, command
+// create and join, message to a channel (each with an id, so that a refusal
+// names the message it refuses).
 
 import http from 'k6/http';
 import ws from 'k6/ws';
@@ -44,12 +49,16 @@ const SESSION_MS = seconds(__ENV.SESSION || '30s') * 1000;
 const CHANNELS = int(__ENV.CHANNELS, 10);
 const RATE = Number(__ENV.RATE || 1);
 const SIZE = parseInt(__ENV.SIZE || '0', 10) || 0;
-const USER_PREFIX = __ENV.USER_PREFIX || 'k6';
-const CHANNEL_PREFIX = __ENV.CHANNEL_PREFIX || 'k6';
+const USER_PREFIX = namePart('USER_PREFIX', __ENV.USER_PREFIX || 'k6');
+const CHANNEL_PREFIX = namePart('CHANNEL_PREFIX', __ENV.CHANNEL_PREFIX || 'k6');
 const GRACE_MS = seconds(__ENV.GRACE || '3s') * 1000;
 
 // Marks the messages this script sends, so other traffic is not measured.
 const MARK = 'k6ts:';
+// Tells this run's message ids from an earlier run's: the server keeps a
+// user's message ids for a while to drop retries (docs/protocol.md), and a
+// new run logs in as the same users.
+const RUN = Date.now().toString(36);
 
 const deliveryLatency = new Trend('chat_delivery_latency', true);
 const ownDelivered = new Rate('chat_own_delivered');
@@ -75,6 +84,26 @@ export const options = {
   },
 };
 
+// namePart lower-cases a prefix of user or channel names, as the server
+// does with names (so that the script finds its channels in what the server
+// sends back), and stops the test at once on a character no name may have.
+function namePart(setting, v) {
+  const part = String(v).toLowerCase();
+  if (!/^[a-z0-9_-]{1,20}$/.test(part)) {
+    throw new Error(`${setting}=${v}: use 1 to 20 characters of a-z 0-9 _ -`);
+  }
+  return part;
+}
+
+// The names of the users and channels: `#<prefix>-<n>`, `<prefix>-<vu>`.
+function channelName(n) {
+  return `#${CHANNEL_PREFIX}-${n}`;
+}
+
+function userName(vu) {
+  return `${USER_PREFIX}-${vu}`;
+}
+
 function int(v, def) {
   const n = parseInt(v, 10);
   return Number.isFinite(n) && n > 0 ? n : def;
@@ -92,7 +121,7 @@ function seconds(v) {
 let token = null;
 
 function login() {
-  const username = `${USER_PREFIX}-${__VU}`.toLowerCase();
+  const username = userName(__VU);
   const res = http.post(`${BASE_URL}/auth/dev/login`, JSON.stringify({ username }), {
     headers: { 'Content-Type': 'application/json' },
     tags: { name: 'dev_login' },
@@ -107,7 +136,7 @@ function login() {
 
 export default function () {
   if (token === null) token = login();
-  const channel = `#${CHANNEL_PREFIX}-${(__VU - 1) % CHANNELS}`;
+  const channel = channelName((__VU - 1) % CHANNELS);
 
   // This iteration's mark in its messages, and seq -> send time of its own
   // messages not yet delivered back to it.
@@ -149,7 +178,10 @@ export default function () {
         case 'error':
           if (frame.code === 'already_exists' && frame.id === 'create') break;
           if (frame.code === 'rate_limited') {
+            // Refused, so never sent to anyone: not lost.
             rateLimited.add(1);
+            const n = ownSeq(frame.id);
+            if (n !== null) pending.delete(n);
             break;
           }
           serverErrors.add(1, { code: String(frame.code) });
@@ -180,6 +212,12 @@ export default function () {
       }
     }
 
+    // ownSeq is the seq of this iteration's message with that id, or null.
+    function ownSeq(id) {
+      const prefix = `${RUN}.${__ITER}.`;
+      return typeof id === 'string' && id.startsWith(prefix) ? id.slice(prefix.length) : null;
+    }
+
     function startSending() {
       const interval = Math.max(1, Math.round(1000 / RATE));
       socket.setInterval(() => {
@@ -189,7 +227,7 @@ export default function () {
         pending.set(String(seq), now);
         let text = `${MARK}${now} ${me}:${seq} hello from k6`;
         if (text.length < SIZE) text += ' ' + 'x'.repeat(SIZE - text.length - 1);
-        send({ type: 'message', target: channel, message: text });
+        send({ type: 'message', target: channel, message: text, id: `${RUN}.${__ITER}.${seq}` });
         sent.add(1);
       }, interval);
     }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"strconv"
+
+	"github.com/wirechat/chat/gateway"
+)
+
+// setting is one environment variable that chatd reads. The table of them
+// is the one source of each name and default: loadConfig reads the
+// variables through it, `chatd help` prints it, unknown CHAT_ variables are
+// found with it, and a test holds the README's table to it.
+type setting struct {
+	name string
+	// def is the value an unset or empty variable takes, in the variable's
+	// own syntax ("" is empty).
+	def string
+	// shown is the default as people read it, where def does not say it
+	// all; "" shows def.
+	shown string
+	// meaning is one line of Markdown, as the README's table shows it.
+	meaning string
+}
+
+// Listen addresses: where dev login is on and CHAT_ADDR is not set, chatd
+// listens on the loopback address only.
+const (
+	defaultAddr  = ":8080"
+	devLoginAddr = "127.0.0.1" + defaultAddr
+)
+
+// settings returns the table of every setting, in the README's order.
+func settings() []setting {
+	return []setting{
+		{"CHAT_ADDR", defaultAddr, "`" + defaultAddr + "`; `" + devLoginAddr + "` while `CHAT_DEV_LOGIN` is on",
+			"listen address; set it (e.g. `:8080`) to serve other hosts with dev login on"},
+		{"CHAT_REDIS_URL", "", "",
+			"`redis://host:6379/0` (or `rediss://`): cluster mode. Empty: one node in memory"},
+		{"CHAT_REDIS_PREFIX", "chat:", "",
+			"prefix of every Redis key and pub/sub channel (docs/cluster.md)"},
+		{"CHAT_NODE_ID", "", "host name",
+			"this node's name in logs and metrics"},
+		{"CHAT_DEV_LOGIN", "false", "",
+			"enable `POST /auth/dev/login` (no password: local use, demos, tests, load tests)"},
+		{"CHAT_PUBLIC_URL", "http://localhost:8080", "",
+			"public base URL; OAuth redirect URIs are `{CHAT_PUBLIC_URL}/auth/{provider}/callback`; https makes the cookie `Secure`"},
+		{"CHAT_ALLOWED_ORIGINS", "", "",
+			"comma-separated host patterns (`*.example.com`) allowed to open cross-origin websockets; same origin always is"},
+		{"CHAT_SHUTDOWN_TIMEOUT", "10s", "",
+			"how long SIGTERM may take to drain"},
+		{"CHAT_SESSION_TTL", "720h", "",
+			"login session lifetime"},
+		{"CHAT_MAX_FRAME_BYTES", strconv.Itoa(gateway.DefaultMaxFrameBytes), "",
+			"largest client frame; larger closes with 1009"},
+		{"CHAT_MAX_MESSAGE_BYTES", strconv.Itoa(gateway.DefaultMaxMessageBytes), "",
+			"longest message text"},
+		{"CHAT_MAX_SESSIONS_PER_USER", strconv.Itoa(gateway.DefaultMaxSessionsPerUser), "",
+			"open websockets per user across the cluster; one more gets HTTP 429"},
+		{"CHAT_MAX_CONNECTIONS", "0", "",
+			"websockets per node (0: no limit); one more gets HTTP 503"},
+		{"CHAT_RATE_LIMIT", strconv.FormatFloat(gateway.DefaultRateLimit, 'f', -1, 64), "",
+			"requests per second per user, across the cluster (burst twice that)"},
+		{"CHAT_SEND_QUEUE", strconv.Itoa(gateway.DefaultSendQueue), "",
+			"frames queued for a client before it is closed with 1008"},
+		{"CHAT_PING_INTERVAL", gateway.DefaultPingInterval.String(), "",
+			"websocket ping interval; a peer silent for one interval is dropped"},
+		{"CHAT_WRITE_TIMEOUT", gateway.DefaultWriteTimeout.String(), "",
+			"bound on one socket write"},
+		{"CHAT_WRITE_DELAY", gateway.DefaultWriteDelay.String(), "",
+			"least time between two writes to a websocket that is busy (more than two frames per delay) and behind (its writes already carry several frames: the node cannot write each on its own); frames queued meanwhile share one write. Connections that keep up are written to at once. `0` writes every frame as soon as it can, whatever the load; at most `" +
+				gateway.MaxWriteDelay.String() + "` (docs/performance.md)"},
+		{"CHAT_LOG_FORMAT", "text", "",
+			"`text` or `json`"},
+		{"CHAT_LOG_LEVEL", "info", "",
+			"`debug`, `info`, `warn` or `error`"},
+		{"CHAT_METRICS_ADDR", "", "",
+			"if set (e.g. `127.0.0.1:9090`, or `:9090` inside a cluster network), serve `/metrics` only there, and answer it 404 on `CHAT_ADDR`; empty: `/metrics` on `CHAT_ADDR`"},
+		{"CHAT_DEBUG_ADDR", "", "",
+			"if set (e.g. `127.0.0.1:6060`), serve Go's profiler (`/debug/pprof/`) there; never on a public address"},
+		{"CHAT_GITHUB_CLIENT_ID", "", "",
+			"GitHub login: the OAuth app's client id (docs/login.md); with its secret, enables GitHub login"},
+		{"CHAT_GITHUB_CLIENT_SECRET", "", "",
+			"GitHub login: the OAuth app's client secret"},
+		{"CHAT_GITHUB_URL", "https://github.com", "",
+			"GitHub Enterprise Server: its URL"},
+		{"CHAT_GITHUB_API_URL", "https://api.github.com", "",
+			"GitHub Enterprise Server: its API URL (`https://HOST/api/v3`)"},
+		{"CHAT_GOOGLE_CLIENT_ID", "", "",
+			"Google login: the OAuth client id (docs/login.md); with its secret, enables Google login"},
+		{"CHAT_GOOGLE_CLIENT_SECRET", "", "",
+			"Google login: the OAuth client secret"},
+		{"CHAT_OIDC_ISSUER", "", "",
+			"login with any OpenID Connect issuer: its issuer URL (docs/login.md)"},
+		{"CHAT_OIDC_CLIENT_ID", "", "",
+			"OpenID Connect: the client id; with the issuer and the secret, enables that login"},
+		{"CHAT_OIDC_CLIENT_SECRET", "", "",
+			"OpenID Connect: the client secret"},
+		{"CHAT_OIDC_NAME", "oidc", "",
+			"OpenID Connect: the provider's name in URLs and on the login button"},
+	}
+}
+
+// defaultCell is the default as the README's table and `chatd help` show it.
+func (s setting) defaultCell() string {
+	switch {
+	case s.shown != "":
+		return s.shown
+	case s.def == "":
+		return "empty"
+	default:
+		return "`" + s.def + "`"
+	}
+}
