@@ -107,10 +107,25 @@ func ignored(field string, typ *string) bool {
 	return false
 }
 
-// truncate keeps client-chosen strings short in error messages.
+// truncateBytes is how much of a client-chosen string an error message
+// quotes.
+const truncateBytes = 32
+
+// truncate keeps client-chosen strings short in error messages: a string
+// longer than truncateBytes is cut to the longest prefix of whole
+// characters that fits, and "…" is appended. Characters are those that
+// `for range` sees, so an invalid byte counts as one and a valid character
+// is never split.
 func truncate(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "…"
+	if len(s) <= truncateBytes {
+		return s
 	}
-	return s
+	cut := 0
+	for i := range s {
+		if i > truncateBytes {
+			break
+		}
+		cut = i // s[:i] ends on a character boundary
+	}
+	return s[:cut] + "…"
 }
