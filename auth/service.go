@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/wirechat/chat/internal/origin"
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -42,6 +44,12 @@ type Config struct {
 	// node only: in a cluster a login may come back to another node, so
 	// give every node the same StateRedis.
 	States StateStore
+
+	// AllowedOrigins are the host patterns (CHAT_ALLOWED_ORIGINS) whose
+	// pages may POST to dev login and logout from another origin, by the
+	// websocket upgrade's rule (internal/origin). If empty, only
+	// same-origin requests and requests without an Origin header.
+	AllowedOrigins []string
 
 	// OnLogout, if set, is called after a session was revoked, so that its
 	// open websockets can be closed wherever they are.
@@ -176,6 +184,15 @@ func (s *Service) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if !s.sameOrigin(w, r) {
+		return
+	}
+	// Only JSON: an HTML form (or a no-cors fetch) on another site can send
+	// text/plain or a form body without asking, but not application/json.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
+		return
+	}
 	var body struct {
 		Username *string `json:"username"`
 	}
@@ -211,6 +228,9 @@ func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if !s.sameOrigin(w, r) {
+		return
+	}
 	token := bearer(r)
 	if token == "" {
 		if c, err := r.Cookie(CookieName); err == nil {
@@ -232,6 +252,18 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 		s.cfg.OnLogout(r.Context(), sess)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// sameOrigin refuses, with 403, a request that another site's page made
+// (spec section 9): the Origin rule of the websocket upgrade. It reports
+// whether the request may go on.
+func (s *Service) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if origin.Allowed(r, s.cfg.AllowedOrigins) {
+		return true
+	}
+	s.log.Warn("cross-origin request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"))
+	http.Error(w, "cross-origin request not allowed", http.StatusForbidden)
+	return false
 }
 
 func (s *Service) unauthorized(w http.ResponseWriter, err error) {
