@@ -57,7 +57,8 @@ func (s *tamperStates) Take(ctx context.Context, key string) (LoginState, error)
 // fake issuer) and a generic OpenID Connect issuer named "corp".
 type loginEnv struct {
 	t       *testing.T
-	store   *Memory
+	store   Store
+	tune    func(*Config) // if set, changes every node's Config
 	states  *tamperStates
 	clock   *testClock
 	gh      *fakeAS
@@ -89,12 +90,29 @@ func (b *syncBuffer) String() string {
 }
 
 func newLoginEnv(t *testing.T) *loginEnv {
-	return newLoginEnvStates(t, NewStateMemory(0))
+	return newLoginEnvWith(t, loginOptions{})
 }
 
 func newLoginEnvStates(t *testing.T, states StateStore) *loginEnv {
+	return newLoginEnvWith(t, loginOptions{states: states})
+}
+
+// loginOptions change a loginEnv; a zero field means the default.
+type loginOptions struct {
+	states StateStore    // if nil, a StateMemory
+	store  Store         // if nil, a Memory
+	tune   func(*Config) // if set, changes every node's Config
+}
+
+func newLoginEnvWith(t *testing.T, o loginOptions) *loginEnv {
 	t.Helper()
-	e := &loginEnv{t: t, store: NewMemory(), states: &tamperStates{StateStore: states}, clock: &testClock{}, logs: &syncBuffer{}}
+	if o.states == nil {
+		o.states = NewStateMemory(0)
+	}
+	if o.store == nil {
+		o.store = NewMemory()
+	}
+	e := &loginEnv{t: t, store: o.store, tune: o.tune, states: &tamperStates{StateStore: o.states}, clock: &testClock{}, logs: &syncBuffer{}}
 	e.gh = newFakeGitHub(t)
 	e.google = newFakeIssuer(t, func(f *fakeAS) { f.authMethods = []string{"client_secret_post"} })
 	e.corp = newFakeIssuer(t, func(f *fakeAS) { f.issParam = true })
@@ -131,7 +149,11 @@ func newLoginEnvStates(t *testing.T, states StateStore) *loginEnv {
 }
 
 func (e *loginEnv) newService(states StateStore, secure bool) *Service {
-	svc := New(Config{Providers: e.ps, States: states, SecureCookie: secure}, e.store,
+	cfg := Config{Providers: e.ps, States: states, SecureCookie: secure}
+	if e.tune != nil {
+		e.tune(&cfg)
+	}
+	svc := New(cfg, e.store,
 		slog.New(slog.NewTextHandler(io.MultiWriter(e.t.Output(), e.logs), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	svc.now = e.clock.now
 	return svc
@@ -144,7 +166,8 @@ func (e *loginEnv) addNode(states StateStore) *httptest.Server {
 	return srv
 }
 
-func (e *loginEnv) counts() (users, sessions int) { return e.store.oauthTestCounts() }
+// counts returns how many users and sessions the env's Memory holds.
+func (e *loginEnv) counts() (users, sessions int) { return e.store.(*Memory).oauthTestCounts() }
 
 func (e *loginEnv) tokenRequests() int {
 	return e.gh.tokenRequests() + e.google.tokenRequests() + e.corp.tokenRequests()

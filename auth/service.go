@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,11 @@ const CookieName = "chat_session"
 
 // DevProvider is the provider name of dev login.
 const DevProvider = "dev"
+
+// DefaultLoginRateLimit is the login limit per client address and minute
+// that chatd runs with unless told otherwise (CHAT_LOGIN_RATE_LIMIT).
+// Config's zero LoginRateLimit is no limit.
+const DefaultLoginRateLimit = 30
 
 // Config configures a Service. A zero field means its default.
 type Config struct {
@@ -51,6 +58,12 @@ type Config struct {
 	// same-origin requests and requests without an Origin header.
 	AllowedOrigins []string
 
+	// LoginRateLimit is how many logins one client address may make per
+	// minute, all at once or spread out; past it a login is refused with
+	// 429 (limit.go says what counts and which address). If zero, logins
+	// are not limited (chatd's default is DefaultLoginRateLimit).
+	LoginRateLimit int
+
 	// OnLogout, if set, is called after a session was revoked, so that its
 	// open websockets can be closed wherever they are.
 	OnLogout func(ctx context.Context, s Session)
@@ -58,10 +71,11 @@ type Config struct {
 
 // Service issues and checks sessions and serves /auth/*.
 type Service struct {
-	cfg   Config // immutable after New
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	cfg    Config // immutable after New
+	store  Store
+	logins *loginLimiter // nil: logins are not limited
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New returns a Service on store.
@@ -72,7 +86,11 @@ func New(cfg Config, store Store, log *slog.Logger) *Service {
 	if cfg.States == nil {
 		cfg.States = NewStateMemory(0)
 	}
-	return &Service{cfg: cfg, store: store, log: log, now: time.Now}
+	s := &Service{cfg: cfg, store: store, log: log, now: time.Now}
+	if cfg.LoginRateLimit > 0 {
+		s.logins = newLoginLimiter(cfg.LoginRateLimit)
+	}
+	return s
 }
 
 // Authenticate returns the session of the request's token, taken from the
@@ -193,6 +211,9 @@ func (s *Service) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
 		return
 	}
+	if s.loginLimited(w, r, DevProvider) {
+		return
+	}
 	var body struct {
 		Username *string `json:"username"`
 	}
@@ -252,6 +273,30 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 		s.cfg.OnLogout(r.Context(), sess)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// loginLimited counts a login attempt against the client's address
+// (limit.go). Past the limit it answers 429, for dev login in plain text
+// and for a provider with a login page, and reports true.
+func (s *Service) loginLimited(w http.ResponseWriter, r *http.Request, provider string) bool {
+	if s.logins == nil {
+		return false
+	}
+	addr := clientAddr(r)
+	wait, first := s.logins.allow(addr, s.now())
+	if wait == 0 {
+		return false
+	}
+	if first { // once per run of refusals: a flood must not flood the log
+		s.log.Warn("logins refused: over the limit of the address", "addr", addr, "provider", provider)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	if provider == DevProvider {
+		http.Error(w, "too many logins from your address, try again later", http.StatusTooManyRequests)
+	} else {
+		s.loginPage(w, http.StatusTooManyRequests, provider, "Too many logins from your address. Please try again in a minute.")
+	}
+	return true
 }
 
 // sameOrigin refuses, with 403, a request that another site's page made

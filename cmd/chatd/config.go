@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
 )
 
@@ -23,6 +24,7 @@ type config struct {
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
 	SessionTTL      time.Duration
+	LoginRateLimit  int
 	MaxFrameBytes   int
 	MaxMessageBytes int
 	MaxSessions     int
@@ -162,6 +164,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DevLogin:        e.boolean("CHAT_DEV_LOGIN", false),
 		ShutdownTimeout: e.duration("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second),
 		SessionTTL:      e.duration("CHAT_SESSION_TTL", 720*time.Hour),
+		LoginRateLimit:  e.integer("CHAT_LOGIN_RATE_LIMIT", auth.DefaultLoginRateLimit),
 		MaxFrameBytes:   e.positive("CHAT_MAX_FRAME_BYTES", gateway.DefaultMaxFrameBytes),
 		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES", gateway.DefaultMaxMessageBytes),
 		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER", gateway.DefaultMaxSessionsPerUser),

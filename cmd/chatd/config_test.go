@@ -20,7 +20,8 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Addr != ":8080" || c.RedisURL != "" || c.RedisPrefix != "chat:" || c.DevLogin ||
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
-		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond {
+		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond ||
+		c.LoginRateLimit != 30 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -41,6 +42,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"CHAT_LOG_FORMAT":            {"CHAT_LOG_FORMAT": "xml"},
 		"CHAT_MAX_SESSIONS_PER_USER": {"CHAT_MAX_SESSIONS_PER_USER": "many"},
 		"CHAT_WRITE_DELAY":           {"CHAT_WRITE_DELAY": "-1ms"},
+		"CHAT_LOGIN_RATE_LIMIT":      {"CHAT_LOGIN_RATE_LIMIT": "-1"},
 	}
 	for name, env := range cases {
 		_, err := loadConfig(envOf(env))

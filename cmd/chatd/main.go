@@ -68,6 +68,7 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 		Providers:      providers,
 		States:         states,
 		AllowedOrigins: cfg.AllowedOrigins,
+		LoginRateLimit: cfg.LoginRateLimit,
 		OnLogout:       func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
 	}, store, log)
 	gw, err = gateway.New(ctx, gateway.Config{
