@@ -1,12 +1,14 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -219,5 +221,49 @@ func TestDevLoginAndLogoutOrigin(t *testing.T) {
 		if r := post(t, srv.URL+"/auth/logout", "", o, tokens[i], ""); r.StatusCode != http.StatusNoContent {
 			t.Fatalf("logout with Origin %q: %s, want 204", o, r.Status)
 		}
+	}
+}
+
+// A login past MaxLoginsPerUser revokes the user's oldest session, and
+// OnLogout closes its websockets as at logout.
+func TestLoginsPerUser(t *testing.T) {
+	var mu sync.Mutex
+	var closed []Session
+	_, _, srv := newDevService(t, Config{DevLogin: true, MaxLoginsPerUser: 2, OnLogout: func(ctx context.Context, s Session) {
+		mu.Lock()
+		defer mu.Unlock()
+		closed = append(closed, s)
+	}})
+	type answer struct{ Token, Identifier string }
+	var logins []answer
+	for range 3 {
+		var a answer
+		json.NewDecoder(devLogin(t, srv.URL, `{"username":"alice"}`).Body).Decode(&a)
+		logins = append(logins, a)
+	}
+	var bob answer
+	json.NewDecoder(devLogin(t, srv.URL, `{"username":"bob"}`).Body).Decode(&bob)
+	me := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/auth/me", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, want := range []int{http.StatusUnauthorized, http.StatusOK, http.StatusOK} {
+		if got := me(logins[i].Token); got != want {
+			t.Errorf("alice's login %d: /auth/me %d, want %d", i, got, want)
+		}
+	}
+	if me(bob.Token) != http.StatusOK {
+		t.Error("bob's session was revoked")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(closed) != 1 || closed[0].UserID != logins[0].Identifier {
+		t.Fatalf("OnLogout got %+v, want alice's first session", closed)
 	}
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,7 +20,8 @@ type Memory struct {
 	byName     map[string]string // username -> id
 	identities map[string]string // provider + "\x00" + subject -> id
 	sessions   map[string]Session
-	sweepAt    int // sweep expired sessions when the map grows to this size
+	byUser     map[string][]string // user id -> token hashes of the user's sessions, oldest first; may hold some gone since
+	sweepAt    int                 // sweep expired sessions when the map grows to this size
 }
 
 var _ Store = (*Memory)(nil)
@@ -32,6 +34,7 @@ func NewMemory() *Memory {
 		byName:     make(map[string]string),
 		identities: make(map[string]string),
 		sessions:   make(map[string]Session),
+		byUser:     make(map[string][]string),
 	}
 }
 
@@ -96,20 +99,52 @@ func (m *Memory) createLocked(username string) User {
 }
 
 // CreateSession implements Store.
-func (m *Memory) CreateSession(ctx context.Context, tokenHash string, s Session) error {
+func (m *Memory) CreateSession(ctx context.Context, tokenHash string, s Session, keep int) ([]Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.sessions) >= m.sweepAt { // keep the map from growing without bound
-		now := m.now()
+	now := m.now()
+	if len(m.sessions) >= m.sweepAt { // keep the maps from growing without bound
 		for h, old := range m.sessions {
 			if !old.Expires.After(now) {
 				delete(m.sessions, h)
 			}
 		}
+		for id := range m.byUser {
+			m.liveLocked(id, now)
+		}
 		m.sweepAt = max(1024, 2*len(m.sessions))
 	}
 	m.sessions[tokenHash] = s
-	return nil
+	hashes := slices.DeleteFunc(m.liveLocked(s.UserID, now), func(h string) bool { return h == tokenHash })
+	hashes = append(hashes, tokenHash)
+	var revoked []Session
+	for i := 0; keep > 0 && len(hashes) > keep && i < len(hashes); {
+		h := hashes[i]
+		if h == tokenHash {
+			i++
+			continue
+		}
+		revoked = append(revoked, m.sessions[h])
+		delete(m.sessions, h)
+		hashes = slices.Delete(hashes, i, i+1)
+	}
+	m.byUser[s.UserID] = hashes
+	return revoked, nil
+}
+
+// liveLocked drops from the user's list the sessions that are gone
+// (revoked or expired) and returns what is left.
+func (m *Memory) liveLocked(userID string, now time.Time) []string {
+	hashes := slices.DeleteFunc(m.byUser[userID], func(h string) bool {
+		s, ok := m.sessions[h]
+		return !ok || s.UserID != userID || !s.Expires.After(now)
+	})
+	if len(hashes) == 0 {
+		delete(m.byUser, userID)
+		return nil
+	}
+	m.byUser[userID] = hashes
+	return hashes
 }
 
 // Session implements Store.
@@ -132,5 +167,6 @@ func (m *Memory) DeleteSession(ctx context.Context, tokenHash string) (Session, 
 		return Session{}, ErrNoSession
 	}
 	delete(m.sessions, tokenHash)
+	m.liveLocked(s.UserID, m.now())
 	return s, nil
 }

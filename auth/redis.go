@@ -22,9 +22,13 @@ import (
 //	username:{name}              STRING the user's id
 //	identity:{provider}:{subject} STRING the user's id
 //	session:{tokenHash}          STRING the session as JSON; lapses at its expiry
+//	sessions:{id}                ZSET  the user's session token hashes, by creation
+//	                                   (Unix µs, Redis's clock); lapses with the last
 //
 // Creating a user is one Lua script, so two nodes never hand out the same
-// username or link one identity twice.
+// username or link one identity twice. Creating a session is one too, so
+// that two nodes logging one user in at once cannot both keep more than
+// the user may hold.
 type Redis struct {
 	client  *redis.Client // immutable after NewRedis
 	prefix  string
@@ -165,22 +169,73 @@ type storedSession struct {
 	Expires  time.Time `json:"expires"`
 }
 
+// createSessionScript stores the session ARGV[3] (JSON) under KEYS[1]
+// until ARGV[4] (Unix ms) and adds its token hash ARGV[2] to the user's
+// index KEYS[2], scored by Redis's clock. It drops from the index the
+// hashes whose session is gone (logged out or lapsed) and, if ARGV[5] > 0
+// and more than that many are left, deletes the oldest sessions but the
+// new one and returns them (JSON), oldest first. The index lapses with
+// the last of its sessions. ARGV[1] is the prefix of session keys.
+var createSessionScript = redis.NewScript(`
+local sp, hash, keep = ARGV[1], ARGV[2], tonumber(ARGV[5])
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), hash)
+local live, ttl = {}, {}
+for _, h in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local left = redis.call('PTTL', sp .. h)
+  if left < 0 then
+    redis.call('ZREM', KEYS[2], h)
+  else
+    live[#live + 1] = h
+    ttl[h] = left
+  end
+end
+local revoked = {}
+local over = #live - keep
+for _, h in ipairs(live) do
+  if keep <= 0 or over <= 0 then break end
+  if h ~= hash then
+    revoked[#revoked + 1] = redis.call('GETDEL', sp .. h)
+    redis.call('ZREM', KEYS[2], h)
+    ttl[h] = nil
+    over = over - 1
+  end
+end
+local longest = 0
+for _, left in pairs(ttl) do
+  if left > longest then longest = left end
+end
+redis.call('PEXPIRE', KEYS[2], math.max(longest, 1))
+return revoked
+`)
+
 // CreateSession implements Store: the key lapses at s.Expires.
-func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session) error {
+func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session, keep int) ([]Session, error) {
 	if !s.Expires.After(r.now()) {
-		return nil // lapsed already: nothing to keep
+		return nil, nil // lapsed already: nothing to keep
 	}
 	b, err := json.Marshal(storedSession{ID: s.ID, UserID: s.UserID, Username: s.Username, Provider: s.Provider, Expires: s.Expires})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	err = r.client.SetArgs(ctx, r.prefix+"session:"+tokenHash, b, redis.SetArgs{ExpireAt: s.Expires}).Err()
+	keys := []string{r.prefix + "session:" + tokenHash, r.prefix + "sessions:" + s.UserID}
+	old, err := createSessionScript.Run(ctx, r.client, keys,
+		r.prefix+"session:", tokenHash, b, s.Expires.UnixMilli(), max(keep, 0)).StringSlice()
 	if err != nil {
-		return fmt.Errorf("create session: %w", wrap(err))
+		return nil, fmt.Errorf("create session: %w", wrap(err))
 	}
-	return nil
+	revoked := make([]Session, 0, len(old))
+	for _, b := range old {
+		s, err := decodeSession([]byte(b))
+		if err != nil {
+			return revoked, err
+		}
+		revoked = append(revoked, s)
+	}
+	return revoked, nil
 }
 
 // Session implements Store.

@@ -30,6 +30,11 @@ const DevProvider = "dev"
 // Config's zero LoginRateLimit is no limit.
 const DefaultLoginRateLimit = 30
 
+// DefaultMaxLoginsPerUser is Config.MaxLoginsPerUser's default: every
+// login stores a session for CHAT_SESSION_TTL, and a user with a phone, a
+// laptop and a few browsers logs in from a handful of places.
+const DefaultMaxLoginsPerUser = 20
+
 // Config configures a Service. A zero field means its default.
 type Config struct {
 	// DevLogin enables POST /auth/dev/login: anyone may log in as any
@@ -64,6 +69,11 @@ type Config struct {
 	// are not limited (chatd's default is DefaultLoginRateLimit).
 	LoginRateLimit int
 
+	// MaxLoginsPerUser is how many login sessions one user may hold at
+	// once; a login past it revokes the user's oldest sessions, and
+	// OnLogout closes their websockets. If zero, DefaultMaxLoginsPerUser.
+	MaxLoginsPerUser int
+
 	// OnLogout, if set, is called after a session was revoked, so that its
 	// open websockets can be closed wherever they are.
 	OnLogout func(ctx context.Context, s Session)
@@ -85,6 +95,9 @@ func New(cfg Config, store Store, log *slog.Logger) *Service {
 	}
 	if cfg.States == nil {
 		cfg.States = NewStateMemory(0)
+	}
+	if cfg.MaxLoginsPerUser <= 0 {
+		cfg.MaxLoginsPerUser = DefaultMaxLoginsPerUser
 	}
 	s := &Service{cfg: cfg, store: store, log: log, now: time.Now}
 	if cfg.LoginRateLimit > 0 {
@@ -152,7 +165,8 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, p
 		Provider: provider,
 		Expires:  s.now().Add(s.cfg.SessionTTL),
 	}
-	if err := s.store.CreateSession(r.Context(), hashToken(token), sess); err != nil {
+	revoked, err := s.store.CreateSession(r.Context(), hashToken(token), sess, s.cfg.MaxLoginsPerUser)
+	if err != nil {
 		return "", fmt.Errorf("create session: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -166,6 +180,12 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, p
 		SameSite: http.SameSiteLaxMode,
 	})
 	s.log.Info("login", "user", u.ID, "username", u.Username, "provider", provider, "session", sess.ID)
+	for _, old := range revoked {
+		s.log.Info("session revoked: the user's oldest over the login limit", "user", old.UserID, "session", old.ID)
+		if s.cfg.OnLogout != nil {
+			s.cfg.OnLogout(r.Context(), old)
+		}
+	}
 	return token, nil
 }
 

@@ -49,8 +49,12 @@ type Store interface {
 	UserForIdentity(ctx context.Context, provider, subject, login string) (User, error)
 
 	// CreateSession stores s under the hash of its token; it lapses at
-	// s.Expires.
-	CreateSession(ctx context.Context, tokenHash string, s Session) error
+	// s.Expires. If keep > 0 and the user then holds more than keep
+	// unexpired sessions, the oldest of them (never s) are deleted in the
+	// same atomic step and returned, oldest first, so that the caller can
+	// close their websockets as at logout. If keep is zero, no session is
+	// deleted.
+	CreateSession(ctx context.Context, tokenHash string, s Session, keep int) (revoked []Session, err error)
 
 	// Session returns the unexpired session stored under tokenHash, or
 	// ErrNoSession.

@@ -25,6 +25,7 @@ type config struct {
 	ShutdownTimeout time.Duration
 	SessionTTL      time.Duration
 	LoginRateLimit  int
+	MaxLogins       int
 	MaxFrameBytes   int
 	MaxMessageBytes int
 	MaxSessions     int
@@ -165,6 +166,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownTimeout: e.duration("CHAT_SHUTDOWN_TIMEOUT", 10*time.Second),
 		SessionTTL:      e.duration("CHAT_SESSION_TTL", 720*time.Hour),
 		LoginRateLimit:  e.integer("CHAT_LOGIN_RATE_LIMIT", auth.DefaultLoginRateLimit),
+		MaxLogins:       e.positive("CHAT_MAX_LOGINS_PER_USER", auth.DefaultMaxLoginsPerUser),
 		MaxFrameBytes:   e.positive("CHAT_MAX_FRAME_BYTES", gateway.DefaultMaxFrameBytes),
 		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES", gateway.DefaultMaxMessageBytes),
 		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER", gateway.DefaultMaxSessionsPerUser),

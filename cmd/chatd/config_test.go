@@ -21,7 +21,7 @@ func TestConfigDefaults(t *testing.T) {
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
 		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond ||
-		c.LoginRateLimit != 30 {
+		c.LoginRateLimit != 30 || c.MaxLogins != 20 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -43,6 +43,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"CHAT_MAX_SESSIONS_PER_USER": {"CHAT_MAX_SESSIONS_PER_USER": "many"},
 		"CHAT_WRITE_DELAY":           {"CHAT_WRITE_DELAY": "-1ms"},
 		"CHAT_LOGIN_RATE_LIMIT":      {"CHAT_LOGIN_RATE_LIMIT": "-1"},
+		"CHAT_MAX_LOGINS_PER_USER":   {"CHAT_MAX_LOGINS_PER_USER": "0"},
 	}
 	for name, env := range cases {
 		_, err := loadConfig(envOf(env))

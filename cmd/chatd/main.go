@@ -62,14 +62,15 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 	}
 	var gw *gateway.Server
 	authn := auth.New(auth.Config{
-		DevLogin:       cfg.DevLogin,
-		SessionTTL:     cfg.SessionTTL,
-		SecureCookie:   cfg.PublicURL.Scheme == "https",
-		Providers:      providers,
-		States:         states,
-		AllowedOrigins: cfg.AllowedOrigins,
-		LoginRateLimit: cfg.LoginRateLimit,
-		OnLogout:       func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
+		DevLogin:         cfg.DevLogin,
+		SessionTTL:       cfg.SessionTTL,
+		SecureCookie:     cfg.PublicURL.Scheme == "https",
+		Providers:        providers,
+		States:           states,
+		AllowedOrigins:   cfg.AllowedOrigins,
+		LoginRateLimit:   cfg.LoginRateLimit,
+		MaxLoginsPerUser: cfg.MaxLogins,
+		OnLogout:         func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
 	}, store, log)
 	gw, err = gateway.New(ctx, gateway.Config{
 		NodeID:             cfg.NodeID,
