@@ -166,7 +166,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.loginPage(w, http.StatusUnauthorized, name, "Your login could not be verified with the provider. Please try again.")
 		return
 	}
-	u, err := s.store.UserForIdentity(r.Context(), name, id.Subject, id.Login)
+	u, err := s.store.UserForIdentity(r.Context(), name, id.Subject, id.Login, deriveUserID(s.ids, name, id.Subject))
 	if err != nil {
 		s.loginFailed(w, name, "find user", err)
 		return

@@ -298,6 +298,19 @@ func (e *loginEnv) finishLogin(b *browser, callback *url.URL, provider, username
 	return m, token
 }
 
+// checkIdentity checks that the user m is the one linked to the account
+// (provider, subject), and that its identifier is derived from it.
+func (e *loginEnv) checkIdentity(m me, provider, subject string) {
+	e.t.Helper()
+	u, err := e.store.UserForIdentity(e.t.Context(), provider, subject, "someone-else", uuid.NewString())
+	if err != nil || u.ID != m.Identifier {
+		e.t.Errorf("identity %s/%s is %+v, %v; want user %s", provider, subject, u, err, m.Identifier)
+	}
+	if want := deriveUserID(identityNamespace(""), provider, subject); m.Identifier != want {
+		e.t.Errorf("identifier %s, want %s derived from %s/%s", m.Identifier, want, provider, subject)
+	}
+}
+
 // me GETs /auth/me with b's cookies, or with token as Bearer if set.
 func (e *loginEnv) me(b *browser, token string) me {
 	e.t.Helper()
@@ -400,10 +413,7 @@ func TestLoginGitHub(t *testing.T) {
 		t.Errorf("%d calls to /api/v3/user, want 1", n)
 	}
 	// The account is keyed on GitHub's numeric id.
-	u, err := e.store.UserForIdentity(t.Context(), "github", "4242", "someone-else")
-	if err != nil || u.ID != m.Identifier {
-		t.Errorf("identity github/4242 is %+v, %v; want user %s", u, err, m.Identifier)
-	}
+	e.checkIdentity(m, "github", "4242")
 	if users, sessions := e.counts(); users != 1 || sessions != 1 {
 		t.Errorf("%d users, %d sessions; want 1, 1", users, sessions)
 	}
@@ -432,10 +442,7 @@ func TestLoginOIDC(t *testing.T) {
 		t.Errorf("%d userinfo calls; want none, the ID token has preferred_username", n)
 	}
 	// The account is keyed on issuer and subject.
-	u, err := e.store.UserForIdentity(t.Context(), "corp", e.corp.srv.URL+"#248289761001", "x")
-	if err != nil || u.ID != m.Identifier {
-		t.Errorf("identity is %+v, %v; want user %s", u, err, m.Identifier)
-	}
+	e.checkIdentity(m, "corp", e.corp.srv.URL+"#248289761001")
 }
 
 func TestLoginGoogle(t *testing.T) {
@@ -454,10 +461,7 @@ func TestLoginGoogle(t *testing.T) {
 	if n := e.google.apiCalls("/userinfo"); n != 1 {
 		t.Errorf("%d userinfo calls, want 1", n)
 	}
-	u, err := e.store.UserForIdentity(t.Context(), "google", e.google.srv.URL+"#110169484474386276334", "x")
-	if err != nil || u.ID != m.Identifier {
-		t.Errorf("identity is %+v, %v; want user %s", u, err, m.Identifier)
-	}
+	e.checkIdentity(m, "google", e.google.srv.URL+"#110169484474386276334")
 }
 
 func TestLoginOIDCUsername(t *testing.T) {

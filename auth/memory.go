@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -61,22 +59,30 @@ func (m *Memory) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 // UserForName implements Store.
-func (m *Memory) UserForName(ctx context.Context, username string) (User, error) {
+func (m *Memory) UserForName(ctx context.Context, username, newID string) (User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if id, ok := m.byName[username]; ok {
 		return m.users[id], nil
 	}
-	return m.createLocked(username), nil
+	return m.createLocked(newID, username), nil
 }
 
-// UserForIdentity implements Store.
-func (m *Memory) UserForIdentity(ctx context.Context, provider, subject, login string) (User, error) {
+// UserForIdentity implements Store, as the Redis store's script does.
+func (m *Memory) UserForIdentity(ctx context.Context, provider, subject, login, newID string) (User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := provider + "\x00" + subject
-	if id, ok := m.identities[key]; ok {
-		return m.users[id], nil
+	id, linked := m.identities[key]
+	if !linked {
+		id = newID
+	}
+	if u, ok := m.users[id]; ok {
+		if holder, taken := m.byName[u.Username]; !taken || holder == id {
+			m.byName[u.Username] = id
+			m.identities[key] = id
+			return u, nil
+		}
 	}
 	base := protocol.SanitizeUsername(login)
 	name := base
@@ -86,15 +92,14 @@ func (m *Memory) UserForIdentity(ctx context.Context, provider, subject, login s
 		}
 		name = protocol.WithSuffix(base, n)
 	}
-	u := m.createLocked(name)
-	m.identities[key] = u.ID
-	return u, nil
+	m.identities[key] = id
+	return m.createLocked(id, name), nil
 }
 
-func (m *Memory) createLocked(username string) User {
-	u := User{ID: uuid.NewString(), Username: username}
-	m.users[u.ID] = u
-	m.byName[username] = u.ID
+func (m *Memory) createLocked(id, username string) User {
+	u := User{ID: id, Username: username}
+	m.users[id] = u
+	m.byName[username] = id
 	return u
 }
 

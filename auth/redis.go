@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wirechat/chat/protocol"
@@ -61,7 +60,9 @@ func NewRedis(client *redis.Client, opts RedisOptions) *Redis {
 }
 
 // userForNameScript returns {id, name} of the user named ARGV[2], creating
-// it with id ARGV[3] if there is none. ARGV[1] is the prefix.
+// it with id ARGV[3] if there is none. ARGV[1] is the prefix. The user
+// hash may have outlived its name (a partial loss): ARGV[3] is derived
+// from the name, so that user is this one, and is written again.
 var userForNameScript = redis.NewScript(`
 local p, name, id = ARGV[1], ARGV[2], ARGV[3]
 local found = redis.call('GET', p .. 'username:' .. name)
@@ -72,17 +73,26 @@ return {id, name}
 `)
 
 // userForIdentityScript returns {id, name} of the user linked to the
-// identity key KEYS[1]. The first time, it creates a user with id ARGV[3]
-// named after the sanitised login ARGV[2], or the first of login-2,
-// login-3 … that is free (cut to ARGV[4] bytes as protocol.WithSuffix
-// does), and links it.
+// identity key KEYS[1], or else of the user ARGV[3] (the id derived from
+// the account), linking it. A user that does not exist yet, or whose name
+// another user holds now, is (re)created named after the sanitised login
+// ARGV[2], or the first of login-2, login-3 … that is free (cut to ARGV[4]
+// bytes as protocol.WithSuffix does). After a partial loss, what is left
+// (the link, the user, its name) is reused.
 var userForIdentityScript = redis.NewScript(`
-local p, base, id, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local found = redis.call('GET', KEYS[1])
-if found then
-  return {found, redis.call('HGET', p .. 'user:' .. found, 'username')}
+local p, base, newid, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local linked = redis.call('GET', KEYS[1])
+local id = linked or newid
+local name = redis.call('HGET', p .. 'user:' .. id, 'username')
+if name then
+  local holder = redis.call('GET', p .. 'username:' .. name)
+  if holder == id or not holder then
+    if not holder then redis.call('SET', p .. 'username:' .. name, id) end
+    if not linked then redis.call('SET', KEYS[1], id) end
+    return {id, name}
+  end
 end
-local name = base
+name = base
 local n = 2
 while redis.call('EXISTS', p .. 'username:' .. name) == 1 do
   local suffix = '-' .. n
@@ -93,7 +103,7 @@ while redis.call('EXISTS', p .. 'username:' .. name) == 1 do
 end
 redis.call('SET', p .. 'username:' .. name, id)
 redis.call('HSET', p .. 'user:' .. id, 'id', id, 'username', name)
-redis.call('SET', KEYS[1], id)
+if not linked then redis.call('SET', KEYS[1], id) end
 return {id, name}
 `)
 
@@ -130,10 +140,10 @@ func (r *Redis) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 // UserForName implements Store.
-func (r *Redis) UserForName(ctx context.Context, username string) (User, error) {
+func (r *Redis) UserForName(ctx context.Context, username, newID string) (User, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	v, err := userForNameScript.Run(ctx, r.client, nil, r.prefix, username, uuid.NewString()).StringSlice()
+	v, err := userForNameScript.Run(ctx, r.client, nil, r.prefix, username, newID).StringSlice()
 	if err != nil {
 		return User{}, fmt.Errorf("user for name: %w", wrap(err))
 	}
@@ -141,12 +151,12 @@ func (r *Redis) UserForName(ctx context.Context, username string) (User, error) 
 }
 
 // UserForIdentity implements Store.
-func (r *Redis) UserForIdentity(ctx context.Context, provider, subject, login string) (User, error) {
+func (r *Redis) UserForIdentity(ctx context.Context, provider, subject, login, newID string) (User, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	key := r.prefix + "identity:" + provider + ":" + subject
 	v, err := userForIdentityScript.Run(ctx, r.client, []string{key},
-		r.prefix, protocol.SanitizeUsername(login), uuid.NewString(), protocol.MaxUsernameLen).StringSlice()
+		r.prefix, protocol.SanitizeUsername(login), newID, protocol.MaxUsernameLen).StringSlice()
 	if err != nil {
 		return User{}, fmt.Errorf("user for identity: %w", wrap(err))
 	}

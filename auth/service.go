@@ -57,6 +57,13 @@ type Config struct {
 	// give every node the same StateRedis.
 	States StateStore
 
+	// IdentityKey is the deployment's secret (CHAT_IDENTITY_KEY) under
+	// which user identifiers are derived from accounts (identity.go):
+	// keep it, and never change it. If empty, identifiers are derived
+	// without a secret: as stable, but the same in every deployment
+	// without a key, and computable from an account's provider id.
+	IdentityKey string
+
 	// AllowedOrigins are the host patterns (CHAT_ALLOWED_ORIGINS) whose
 	// pages may POST to dev login and logout from another origin, by the
 	// websocket upgrade's rule (internal/origin). If empty, only
@@ -84,6 +91,7 @@ type Service struct {
 	cfg    Config // immutable after New
 	store  Store
 	logins *loginLimiter // nil: logins are not limited
+	ids    uuid.UUID     // the namespace of user identifiers
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -99,7 +107,10 @@ func New(cfg Config, store Store, log *slog.Logger) *Service {
 	if cfg.MaxLoginsPerUser <= 0 {
 		cfg.MaxLoginsPerUser = DefaultMaxLoginsPerUser
 	}
-	s := &Service{cfg: cfg, store: store, log: log, now: time.Now}
+	s := &Service{cfg: cfg, store: store, ids: identityNamespace(cfg.IdentityKey), log: log, now: time.Now}
+	if cfg.IdentityKey == "" && len(cfg.Providers) > 0 {
+		log.Warn("CHAT_IDENTITY_KEY is not set: user identifiers are derived without a secret, the same as in every deployment without one (docs/login.md)")
+	}
 	if cfg.LoginRateLimit > 0 {
 		s.logins = newLoginLimiter(cfg.LoginRateLimit)
 	}
@@ -246,7 +257,7 @@ func (s *Service) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "username: 1 to 39 characters of a-z 0-9 _ -", http.StatusBadRequest)
 		return
 	}
-	u, err := s.store.UserForName(r.Context(), name)
+	u, err := s.store.UserForName(r.Context(), name, deriveUserID(s.ids, DevProvider, name))
 	if err != nil {
 		s.fail(w, "dev login", err)
 		return

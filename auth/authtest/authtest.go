@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/protocol"
 )
@@ -25,6 +27,7 @@ type Factory func(t *testing.T) (open func() auth.Store)
 func RunStore(t *testing.T, f Factory) {
 	t.Run("UserForName", func(t *testing.T) { testUserForName(t, f) })
 	t.Run("UserForIdentity", func(t *testing.T) { testUserForIdentity(t, f) })
+	t.Run("NewIDs", func(t *testing.T) { testNewIDs(t, f) })
 	t.Run("NamesShared", func(t *testing.T) { testNamesShared(t, f) })
 	t.Run("LongLogin", func(t *testing.T) { testLongLogin(t, f) })
 	t.Run("ConcurrentIdentities", func(t *testing.T) { testConcurrentIdentities(t, f) })
@@ -70,12 +73,12 @@ func testUserForName(t *testing.T, f Factory) {
 	if !errors.Is(err, auth.ErrNoUser) {
 		t.Fatalf("UserByID of nobody: %v, want ErrNoUser", err)
 	}
-	u, err := s1.UserForName(ctx, "alice")
+	u, err := s1.UserForName(ctx, "alice", uuid.NewString())
 	must(t, err)
 	if u.Username != "alice" || len(u.ID) != 36 {
 		t.Fatalf("created %+v", u)
 	}
-	again, err := s2.UserForName(ctx, "alice")
+	again, err := s2.UserForName(ctx, "alice", uuid.NewString())
 	must(t, err)
 	if again != u {
 		t.Fatalf("second UserForName gave %+v, want %+v", again, u)
@@ -87,7 +90,7 @@ func testUserForName(t *testing.T, f Factory) {
 	if byName != u || byID != u {
 		t.Fatalf("lookups gave %+v and %+v, want %+v", byName, byID, u)
 	}
-	bob, err := s1.UserForName(ctx, "bob")
+	bob, err := s1.UserForName(ctx, "bob", uuid.NewString())
 	must(t, err)
 	if bob.ID == u.ID {
 		t.Fatal("two users share an id")
@@ -98,13 +101,13 @@ func testUserForIdentity(t *testing.T, f Factory) {
 	ctx := ctxT(t)
 	open := f(t)
 	s1, s2 := open(), open()
-	a, err := s1.UserForIdentity(ctx, "github", "1", "Alice")
+	a, err := s1.UserForIdentity(ctx, "github", "1", "Alice", uuid.NewString())
 	must(t, err)
 	if a.Username != "alice" {
 		t.Fatalf("username %q, want alice", a.Username)
 	}
 	// The same account, another login name later: the same user.
-	again, err := s2.UserForIdentity(ctx, "github", "1", "alice-renamed")
+	again, err := s2.UserForIdentity(ctx, "github", "1", "alice-renamed", uuid.NewString())
 	must(t, err)
 	if again != a {
 		t.Fatalf("same identity gave %+v, want %+v", again, a)
@@ -114,7 +117,7 @@ func testUserForIdentity(t *testing.T, f Factory) {
 	for i, want := range []string{"alice-2", "alice-3"} {
 		provider := []string{"github", "google"}[i]
 		subject := []string{"2", "1"}[i]
-		u, err := s2.UserForIdentity(ctx, provider, subject, "alice")
+		u, err := s2.UserForIdentity(ctx, provider, subject, "alice", uuid.NewString())
 		must(t, err)
 		if u.Username != want || u.ID == a.ID {
 			t.Fatalf("got %+v, want a new user %s", u, want)
@@ -126,15 +129,43 @@ func testUserForIdentity(t *testing.T, f Factory) {
 		}
 	}
 	// Logins are sanitised.
-	u, err := s1.UserForIdentity(ctx, "oidc", "x", "Zoë Smith")
+	u, err := s1.UserForIdentity(ctx, "oidc", "x", "Zoë Smith", uuid.NewString())
 	must(t, err)
 	if want := protocol.SanitizeUsername("Zoë Smith"); u.Username != want {
 		t.Fatalf("username %q, want %q", u.Username, want)
 	}
-	u, err = s1.UserForIdentity(ctx, "oidc", "y", "???")
+	u, err = s1.UserForIdentity(ctx, "oidc", "y", "???", uuid.NewString())
 	must(t, err)
 	if u.Username != "user" {
 		t.Fatalf("username %q, want user", u.Username)
+	}
+}
+
+// A new user gets the id it is given; an existing one keeps its own.
+func testNewIDs(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	s1, s2 := open(), open()
+	ids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	erin, err := s1.UserForName(ctx, "erin", ids[0])
+	must(t, err)
+	again, err := s2.UserForName(ctx, "erin", ids[1])
+	must(t, err)
+	if erin.ID != ids[0] || again != erin {
+		t.Fatalf("UserForName gave %+v then %+v, want id %s both times", erin, again, ids[0])
+	}
+	frank, err := s1.UserForIdentity(ctx, "github", "77", "frank", ids[2])
+	must(t, err)
+	again, err = s2.UserForIdentity(ctx, "github", "77", "frank", ids[3])
+	must(t, err)
+	if frank.ID != ids[2] || again != frank {
+		t.Fatalf("UserForIdentity gave %+v then %+v, want id %s both times", frank, again, ids[2])
+	}
+	if u, err := s2.UserByID(ctx, ids[2]); err != nil || u != frank {
+		t.Fatalf("UserByID = %+v, %v; want %+v", u, err, frank)
+	}
+	if _, err := s2.UserByID(ctx, ids[3]); !errors.Is(err, auth.ErrNoUser) {
+		t.Fatalf("UserByID of an id offered too late: %v, want ErrNoUser", err)
 	}
 }
 
@@ -142,15 +173,15 @@ func testUserForIdentity(t *testing.T, f Factory) {
 func testNamesShared(t *testing.T, f Factory) {
 	ctx := ctxT(t)
 	s := f(t)()
-	bob, err := s.UserForName(ctx, "bob")
+	bob, err := s.UserForName(ctx, "bob", uuid.NewString())
 	must(t, err)
-	u, err := s.UserForIdentity(ctx, "github", "7", "bob")
+	u, err := s.UserForIdentity(ctx, "github", "7", "bob", uuid.NewString())
 	must(t, err)
 	if u.Username != "bob-2" || u.ID == bob.ID {
 		t.Fatalf("got %+v, want a new user bob-2", u)
 	}
 	// A dev login of a taken suffixed name is that user.
-	same, err := s.UserForName(ctx, "bob-2")
+	same, err := s.UserForName(ctx, "bob-2", uuid.NewString())
 	must(t, err)
 	if same != u {
 		t.Fatalf("UserForName(bob-2) = %+v, want %+v", same, u)
@@ -164,7 +195,7 @@ func testLongLogin(t *testing.T, f Factory) {
 	login := strings.Repeat("x", protocol.MaxUsernameLen+5)
 	base := protocol.SanitizeUsername(login)
 	for n := 1; n <= 11; n++ {
-		u, err := s.UserForIdentity(ctx, "github", fmt.Sprint(n), login)
+		u, err := s.UserForIdentity(ctx, "github", fmt.Sprint(n), login, uuid.NewString())
 		must(t, err)
 		want := base
 		if n > 1 {
@@ -191,7 +222,7 @@ func testConcurrentIdentities(t *testing.T, f Factory) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			users[i], errs[i] = stores[i%2].UserForIdentity(ctx, "github", fmt.Sprint("sub-", i), "alice")
+			users[i], errs[i] = stores[i%2].UserForIdentity(ctx, "github", fmt.Sprint("sub-", i), "alice", uuid.NewString())
 		})
 	}
 	wg.Wait()
@@ -226,7 +257,9 @@ func testConcurrentSameIdentity(t *testing.T, f Factory) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { users[i], errs[i] = stores[i%2].UserForIdentity(ctx, "google", "42", "carol") })
+		wg.Go(func() {
+			users[i], errs[i] = stores[i%2].UserForIdentity(ctx, "google", "42", "carol", uuid.NewString())
+		})
 	}
 	wg.Wait()
 	for i := range n {

@@ -26,6 +26,7 @@ type config struct {
 	SessionTTL      time.Duration
 	LoginRateLimit  int
 	MaxLogins       int
+	IdentityKey     string
 	MaxFrameBytes   int
 	MaxMessageBytes int
 	MaxSessions     int
@@ -167,6 +168,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SessionTTL:      e.duration("CHAT_SESSION_TTL", 720*time.Hour),
 		LoginRateLimit:  e.integer("CHAT_LOGIN_RATE_LIMIT", auth.DefaultLoginRateLimit),
 		MaxLogins:       e.positive("CHAT_MAX_LOGINS_PER_USER", auth.DefaultMaxLoginsPerUser),
+		IdentityKey:     e.str("CHAT_IDENTITY_KEY", ""),
 		MaxFrameBytes:   e.positive("CHAT_MAX_FRAME_BYTES", gateway.DefaultMaxFrameBytes),
 		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES", gateway.DefaultMaxMessageBytes),
 		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER", gateway.DefaultMaxSessionsPerUser),
@@ -189,6 +191,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.OIDCClientID, c.OIDCClientSecret = e.pair("CHAT_OIDC_CLIENT_ID", "CHAT_OIDC_CLIENT_SECRET")
 	if (c.OIDCClientID != "") != (c.OIDCIssuer != "") {
 		e.errs = append(e.errs, "CHAT_OIDC_ISSUER and CHAT_OIDC_CLIENT_ID must be set together")
+	}
+
+	if n := len(c.IdentityKey); n > 0 && n < 16 { // a secret: never echo it
+		e.errs = append(e.errs, "CHAT_IDENTITY_KEY is too short: use 16 random characters or more, e.g. openssl rand -hex 32")
 	}
 
 	public := e.str("CHAT_PUBLIC_URL", "http://localhost:8080")

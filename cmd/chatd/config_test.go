@@ -21,7 +21,7 @@ func TestConfigDefaults(t *testing.T) {
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
 		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond ||
-		c.LoginRateLimit != 30 || c.MaxLogins != 20 {
+		c.LoginRateLimit != 30 || c.MaxLogins != 20 || c.IdentityKey != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -44,6 +44,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"CHAT_WRITE_DELAY":           {"CHAT_WRITE_DELAY": "-1ms"},
 		"CHAT_LOGIN_RATE_LIMIT":      {"CHAT_LOGIN_RATE_LIMIT": "-1"},
 		"CHAT_MAX_LOGINS_PER_USER":   {"CHAT_MAX_LOGINS_PER_USER": "0"},
+		"CHAT_IDENTITY_KEY":          {"CHAT_IDENTITY_KEY": "hunter2"},
 	}
 	for name, env := range cases {
 		_, err := loadConfig(envOf(env))
@@ -91,5 +92,13 @@ func TestJSONLogs(t *testing.T) {
 	}
 	if line["level"] != "DEBUG" || line["msg"] != "hello" || line["node"] != "n7" {
 		t.Fatalf("log line %v", line)
+	}
+}
+
+// A bad secret is named, never shown.
+func TestConfigIdentityKeyNotEchoed(t *testing.T) {
+	_, err := loadConfig(envOf(map[string]string{"CHAT_IDENTITY_KEY": "hunter2"}))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v: want one that does not show the key", err)
 	}
 }

@@ -70,6 +70,7 @@ func run(ctx context.Context, getenv func(string) string, logOut *os.File) error
 		AllowedOrigins:   cfg.AllowedOrigins,
 		LoginRateLimit:   cfg.LoginRateLimit,
 		MaxLoginsPerUser: cfg.MaxLogins,
+		IdentityKey:      cfg.IdentityKey,
 		OnLogout:         func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
 	}, store, log)
 	gw, err = gateway.New(ctx, gateway.Config{
