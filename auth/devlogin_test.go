@@ -1,12 +1,14 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -135,5 +137,133 @@ func TestSessionExpires(t *testing.T) {
 	svc.store.(*Memory).now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 	if _, err := svc.Authenticate(req); err != ErrNoSession {
 		t.Fatalf("expired session: %v", err)
+	}
+}
+
+// post POSTs body to url with the given Content-Type and Origin (each
+// left out when empty) and token as Bearer (when set).
+func post(t *testing.T, url, contentType, origin, token, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// A cross-site form or no-cors fetch can send only text/plain, form or
+// multipart bodies without a preflight: dev login takes JSON alone.
+func TestDevLoginContentType(t *testing.T) {
+	_, store, srv := newDevService(t, Config{DevLogin: true})
+	body := `{"username":"alice"}`
+	for _, ct := range []string{"", "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonp", "application/json;;"} {
+		if r := post(t, srv.URL+"/auth/dev/login", ct, "", "", body); r.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %q: %s, want 415", ct, r.Status)
+		}
+	}
+	if users, sessions := store.oauthTestCounts(); users != 0 || sessions != 0 {
+		t.Fatalf("refused logins made %d users, %d sessions", users, sessions)
+	}
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON"} {
+		if r := post(t, srv.URL+"/auth/dev/login", ct, "", "", body); r.StatusCode != http.StatusOK {
+			t.Errorf("Content-Type %q: %s, want 200", ct, r.Status)
+		}
+	}
+}
+
+// Dev login and logout refuse another site's requests by the websocket
+// upgrade's rule: same host, an allowed pattern, or no Origin at all.
+func TestDevLoginAndLogoutOrigin(t *testing.T) {
+	_, store, srv := newDevService(t, Config{DevLogin: true, AllowedOrigins: []string{"*.example.org"}})
+	const body = `{"username":"alice"}`
+	const evil = "https://evil.example"
+	if r := post(t, srv.URL+"/auth/dev/login", "application/json", evil, "", body); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin dev login: %s, want 403", r.Status)
+	}
+	if len(post(t, srv.URL+"/auth/dev/login", "text/plain", evil, "", body).Cookies()) != 0 {
+		t.Fatal("a refused dev login set a cookie")
+	}
+	if users, sessions := store.oauthTestCounts(); users != 0 || sessions != 0 {
+		t.Fatalf("refused logins made %d users, %d sessions", users, sessions)
+	}
+	var tokens []string
+	for _, o := range []string{"", srv.URL, "https://app.example.org"} {
+		r := post(t, srv.URL+"/auth/dev/login", "application/json", o, "", body)
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("dev login with Origin %q: %s, want 200", o, r.Status)
+		}
+		var got struct{ Token string }
+		json.NewDecoder(r.Body).Decode(&got)
+		tokens = append(tokens, got.Token)
+	}
+
+	if r := post(t, srv.URL+"/auth/logout", "", evil, tokens[0], ""); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin logout: %s, want 403", r.Status)
+	}
+	if _, err := store.Session(t.Context(), hashToken(tokens[0])); err != nil {
+		t.Fatalf("a refused logout revoked the session: %v", err)
+	}
+	for i, o := range []string{"", srv.URL, "https://app.example.org"} {
+		if r := post(t, srv.URL+"/auth/logout", "", o, tokens[i], ""); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("logout with Origin %q: %s, want 204", o, r.Status)
+		}
+	}
+}
+
+// A login past MaxLoginsPerUser revokes the user's oldest session, and
+// OnLogout closes its websockets as at logout.
+func TestLoginsPerUser(t *testing.T) {
+	var mu sync.Mutex
+	var closed []Session
+	_, _, srv := newDevService(t, Config{DevLogin: true, MaxLoginsPerUser: 2, OnLogout: func(ctx context.Context, s Session) {
+		mu.Lock()
+		defer mu.Unlock()
+		closed = append(closed, s)
+	}})
+	type answer struct{ Token, Identifier string }
+	var logins []answer
+	for range 3 {
+		var a answer
+		json.NewDecoder(devLogin(t, srv.URL, `{"username":"alice"}`).Body).Decode(&a)
+		logins = append(logins, a)
+	}
+	var bob answer
+	json.NewDecoder(devLogin(t, srv.URL, `{"username":"bob"}`).Body).Decode(&bob)
+	me := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/auth/me", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, want := range []int{http.StatusUnauthorized, http.StatusOK, http.StatusOK} {
+		if got := me(logins[i].Token); got != want {
+			t.Errorf("alice's login %d: /auth/me %d, want %d", i, got, want)
+		}
+	}
+	if me(bob.Token) != http.StatusOK {
+		t.Error("bob's session was revoked")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(closed) != 1 || closed[0].UserID != logins[0].Identifier {
+		t.Fatalf("OnLogout got %+v, want alice's first session", closed)
 	}
 }

@@ -52,6 +52,9 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if s.loginLimited(w, r, p.Name()) {
+		return
+	}
 	state, binding, nonce := newToken(), newToken(), newToken()
 	verifier := oauth2.GenerateVerifier()
 	st := LoginState{
@@ -94,6 +97,11 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	// The URL holds a code: keep it out of Referer headers and caches.
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Cache-Control", "no-store")
+	// Refused before the login cookie is cleared and the state taken, so
+	// that the same callback works when tried again after the wait.
+	if s.loginLimited(w, r, name) {
+		return
+	}
 	// The login ends here, whatever happens.
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/auth/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.SecureCookie, SameSite: http.SameSiteLaxMode})
 
@@ -158,7 +166,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.loginPage(w, http.StatusUnauthorized, name, "Your login could not be verified with the provider. Please try again.")
 		return
 	}
-	u, err := s.store.UserForIdentity(r.Context(), name, id.Subject, id.Login)
+	u, err := s.store.UserForIdentity(r.Context(), name, id.Subject, id.Login, deriveUserID(s.ids, name, id.Subject))
 	if err != nil {
 		s.loginFailed(w, name, "find user", err)
 		return

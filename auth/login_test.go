@@ -57,7 +57,8 @@ func (s *tamperStates) Take(ctx context.Context, key string) (LoginState, error)
 // fake issuer) and a generic OpenID Connect issuer named "corp".
 type loginEnv struct {
 	t       *testing.T
-	store   *Memory
+	store   Store
+	tune    func(*Config) // if set, changes every node's Config
 	states  *tamperStates
 	clock   *testClock
 	gh      *fakeAS
@@ -89,12 +90,29 @@ func (b *syncBuffer) String() string {
 }
 
 func newLoginEnv(t *testing.T) *loginEnv {
-	return newLoginEnvStates(t, NewStateMemory(0))
+	return newLoginEnvWith(t, loginOptions{})
 }
 
 func newLoginEnvStates(t *testing.T, states StateStore) *loginEnv {
+	return newLoginEnvWith(t, loginOptions{states: states})
+}
+
+// loginOptions change a loginEnv; a zero field means the default.
+type loginOptions struct {
+	states StateStore    // if nil, a StateMemory
+	store  Store         // if nil, a Memory
+	tune   func(*Config) // if set, changes every node's Config
+}
+
+func newLoginEnvWith(t *testing.T, o loginOptions) *loginEnv {
 	t.Helper()
-	e := &loginEnv{t: t, store: NewMemory(), states: &tamperStates{StateStore: states}, clock: &testClock{}, logs: &syncBuffer{}}
+	if o.states == nil {
+		o.states = NewStateMemory(0)
+	}
+	if o.store == nil {
+		o.store = NewMemory()
+	}
+	e := &loginEnv{t: t, store: o.store, tune: o.tune, states: &tamperStates{StateStore: o.states}, clock: &testClock{}, logs: &syncBuffer{}}
 	e.gh = newFakeGitHub(t)
 	e.google = newFakeIssuer(t, func(f *fakeAS) { f.authMethods = []string{"client_secret_post"} })
 	e.corp = newFakeIssuer(t, func(f *fakeAS) { f.issParam = true })
@@ -131,7 +149,11 @@ func newLoginEnvStates(t *testing.T, states StateStore) *loginEnv {
 }
 
 func (e *loginEnv) newService(states StateStore, secure bool) *Service {
-	svc := New(Config{Providers: e.ps, States: states, SecureCookie: secure}, e.store,
+	cfg := Config{Providers: e.ps, States: states, SecureCookie: secure}
+	if e.tune != nil {
+		e.tune(&cfg)
+	}
+	svc := New(cfg, e.store,
 		slog.New(slog.NewTextHandler(io.MultiWriter(e.t.Output(), e.logs), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	svc.now = e.clock.now
 	return svc
@@ -144,7 +166,8 @@ func (e *loginEnv) addNode(states StateStore) *httptest.Server {
 	return srv
 }
 
-func (e *loginEnv) counts() (users, sessions int) { return e.store.oauthTestCounts() }
+// counts returns how many users and sessions the env's Memory holds.
+func (e *loginEnv) counts() (users, sessions int) { return e.store.(*Memory).oauthTestCounts() }
 
 func (e *loginEnv) tokenRequests() int {
 	return e.gh.tokenRequests() + e.google.tokenRequests() + e.corp.tokenRequests()
@@ -275,6 +298,19 @@ func (e *loginEnv) finishLogin(b *browser, callback *url.URL, provider, username
 	return m, token
 }
 
+// checkIdentity checks that the user m is the one linked to the account
+// (provider, subject), and that its identifier is derived from it.
+func (e *loginEnv) checkIdentity(m me, provider, subject string) {
+	e.t.Helper()
+	u, err := e.store.UserForIdentity(e.t.Context(), provider, subject, "someone-else", uuid.NewString())
+	if err != nil || u.ID != m.Identifier {
+		e.t.Errorf("identity %s/%s is %+v, %v; want user %s", provider, subject, u, err, m.Identifier)
+	}
+	if want := deriveUserID(identityNamespace(""), provider, subject); m.Identifier != want {
+		e.t.Errorf("identifier %s, want %s derived from %s/%s", m.Identifier, want, provider, subject)
+	}
+}
+
 // me GETs /auth/me with b's cookies, or with token as Bearer if set.
 func (e *loginEnv) me(b *browser, token string) me {
 	e.t.Helper()
@@ -377,10 +413,7 @@ func TestLoginGitHub(t *testing.T) {
 		t.Errorf("%d calls to /api/v3/user, want 1", n)
 	}
 	// The account is keyed on GitHub's numeric id.
-	u, err := e.store.UserForIdentity(t.Context(), "github", "4242", "someone-else")
-	if err != nil || u.ID != m.Identifier {
-		t.Errorf("identity github/4242 is %+v, %v; want user %s", u, err, m.Identifier)
-	}
+	e.checkIdentity(m, "github", "4242")
 	if users, sessions := e.counts(); users != 1 || sessions != 1 {
 		t.Errorf("%d users, %d sessions; want 1, 1", users, sessions)
 	}
@@ -409,10 +442,7 @@ func TestLoginOIDC(t *testing.T) {
 		t.Errorf("%d userinfo calls; want none, the ID token has preferred_username", n)
 	}
 	// The account is keyed on issuer and subject.
-	u, err := e.store.UserForIdentity(t.Context(), "corp", e.corp.srv.URL+"#248289761001", "x")
-	if err != nil || u.ID != m.Identifier {
-		t.Errorf("identity is %+v, %v; want user %s", u, err, m.Identifier)
-	}
+	e.checkIdentity(m, "corp", e.corp.srv.URL+"#248289761001")
 }
 
 func TestLoginGoogle(t *testing.T) {
@@ -431,10 +461,7 @@ func TestLoginGoogle(t *testing.T) {
 	if n := e.google.apiCalls("/userinfo"); n != 1 {
 		t.Errorf("%d userinfo calls, want 1", n)
 	}
-	u, err := e.store.UserForIdentity(t.Context(), "google", e.google.srv.URL+"#110169484474386276334", "x")
-	if err != nil || u.ID != m.Identifier {
-		t.Errorf("identity is %+v, %v; want user %s", u, err, m.Identifier)
-	}
+	e.checkIdentity(m, "google", e.google.srv.URL+"#110169484474386276334")
 }
 
 func TestLoginOIDCUsername(t *testing.T) {

@@ -2,10 +2,9 @@ package auth
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/wirechat/chat/protocol"
 )
@@ -19,7 +18,8 @@ type Memory struct {
 	byName     map[string]string // username -> id
 	identities map[string]string // provider + "\x00" + subject -> id
 	sessions   map[string]Session
-	sweepAt    int // sweep expired sessions when the map grows to this size
+	byUser     map[string][]string // user id -> token hashes of the user's sessions, oldest first; may hold some gone since
+	sweepAt    int                 // sweep expired sessions when the map grows to this size
 }
 
 var _ Store = (*Memory)(nil)
@@ -32,6 +32,7 @@ func NewMemory() *Memory {
 		byName:     make(map[string]string),
 		identities: make(map[string]string),
 		sessions:   make(map[string]Session),
+		byUser:     make(map[string][]string),
 	}
 }
 
@@ -58,22 +59,30 @@ func (m *Memory) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 // UserForName implements Store.
-func (m *Memory) UserForName(ctx context.Context, username string) (User, error) {
+func (m *Memory) UserForName(ctx context.Context, username, newID string) (User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if id, ok := m.byName[username]; ok {
 		return m.users[id], nil
 	}
-	return m.createLocked(username), nil
+	return m.createLocked(newID, username), nil
 }
 
-// UserForIdentity implements Store.
-func (m *Memory) UserForIdentity(ctx context.Context, provider, subject, login string) (User, error) {
+// UserForIdentity implements Store, as the Redis store's script does.
+func (m *Memory) UserForIdentity(ctx context.Context, provider, subject, login, newID string) (User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := provider + "\x00" + subject
-	if id, ok := m.identities[key]; ok {
-		return m.users[id], nil
+	id, linked := m.identities[key]
+	if !linked {
+		id = newID
+	}
+	if u, ok := m.users[id]; ok {
+		if holder, taken := m.byName[u.Username]; !taken || holder == id {
+			m.byName[u.Username] = id
+			m.identities[key] = id
+			return u, nil
+		}
 	}
 	base := protocol.SanitizeUsername(login)
 	name := base
@@ -83,33 +92,64 @@ func (m *Memory) UserForIdentity(ctx context.Context, provider, subject, login s
 		}
 		name = protocol.WithSuffix(base, n)
 	}
-	u := m.createLocked(name)
-	m.identities[key] = u.ID
-	return u, nil
+	m.identities[key] = id
+	return m.createLocked(id, name), nil
 }
 
-func (m *Memory) createLocked(username string) User {
-	u := User{ID: uuid.NewString(), Username: username}
-	m.users[u.ID] = u
-	m.byName[username] = u.ID
+func (m *Memory) createLocked(id, username string) User {
+	u := User{ID: id, Username: username}
+	m.users[id] = u
+	m.byName[username] = id
 	return u
 }
 
 // CreateSession implements Store.
-func (m *Memory) CreateSession(ctx context.Context, tokenHash string, s Session) error {
+func (m *Memory) CreateSession(ctx context.Context, tokenHash string, s Session, keep int) ([]Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.sessions) >= m.sweepAt { // keep the map from growing without bound
-		now := m.now()
+	now := m.now()
+	if len(m.sessions) >= m.sweepAt { // keep the maps from growing without bound
 		for h, old := range m.sessions {
 			if !old.Expires.After(now) {
 				delete(m.sessions, h)
 			}
 		}
+		for id := range m.byUser {
+			m.liveLocked(id, now)
+		}
 		m.sweepAt = max(1024, 2*len(m.sessions))
 	}
 	m.sessions[tokenHash] = s
-	return nil
+	hashes := slices.DeleteFunc(m.liveLocked(s.UserID, now), func(h string) bool { return h == tokenHash })
+	hashes = append(hashes, tokenHash)
+	var revoked []Session
+	for i := 0; keep > 0 && len(hashes) > keep && i < len(hashes); {
+		h := hashes[i]
+		if h == tokenHash {
+			i++
+			continue
+		}
+		revoked = append(revoked, m.sessions[h])
+		delete(m.sessions, h)
+		hashes = slices.Delete(hashes, i, i+1)
+	}
+	m.byUser[s.UserID] = hashes
+	return revoked, nil
+}
+
+// liveLocked drops from the user's list the sessions that are gone
+// (revoked or expired) and returns what is left.
+func (m *Memory) liveLocked(userID string, now time.Time) []string {
+	hashes := slices.DeleteFunc(m.byUser[userID], func(h string) bool {
+		s, ok := m.sessions[h]
+		return !ok || s.UserID != userID || !s.Expires.After(now)
+	})
+	if len(hashes) == 0 {
+		delete(m.byUser, userID)
+		return nil
+	}
+	m.byUser[userID] = hashes
+	return hashes
 }
 
 // Session implements Store.
@@ -132,5 +172,6 @@ func (m *Memory) DeleteSession(ctx context.Context, tokenHash string) (Session, 
 		return Session{}, ErrNoSession
 	}
 	delete(m.sessions, tokenHash)
+	m.liveLocked(s.UserID, m.now())
 	return s, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wirechat/chat/internal/rediserr"
@@ -21,9 +20,13 @@ import (
 //	username:{name}              STRING the user's id
 //	identity:{provider}:{subject} STRING the user's id
 //	session:{tokenHash}          STRING the session as JSON; lapses at its expiry
+//	sessions:{id}                ZSET  the user's session token hashes, by creation
+//	                                   (Unix µs, Redis's clock); lapses with the last
 //
 // Creating a user is one Lua script, so two nodes never hand out the same
-// username or link one identity twice.
+// username or link one identity twice. Creating a session is one too, so
+// that two nodes logging one user in at once cannot both keep more than
+// the user may hold.
 type Redis struct {
 	client  *redis.Client // immutable after NewRedis
 	prefix  string
@@ -56,7 +59,9 @@ func NewRedis(client *redis.Client, opts RedisOptions) *Redis {
 }
 
 // userForNameScript returns {id, name} of the user named ARGV[2], creating
-// it with id ARGV[3] if there is none. ARGV[1] is the prefix.
+// it with id ARGV[3] if there is none. ARGV[1] is the prefix. The user
+// hash may have outlived its name (a partial loss): ARGV[3] is derived
+// from the name, so that user is this one, and is written again.
 var userForNameScript = redis.NewScript(`
 local p, name, id = ARGV[1], ARGV[2], ARGV[3]
 local found = redis.call('GET', p .. 'username:' .. name)
@@ -67,17 +72,26 @@ return {id, name}
 `)
 
 // userForIdentityScript returns {id, name} of the user linked to the
-// identity key KEYS[1]. The first time, it creates a user with id ARGV[3]
-// named after the sanitised login ARGV[2], or the first of login-2,
-// login-3 … that is free (cut to ARGV[4] bytes as protocol.WithSuffix
-// does), and links it.
+// identity key KEYS[1], or else of the user ARGV[3] (the id derived from
+// the account), linking it. A user that does not exist yet, or whose name
+// another user holds now, is (re)created named after the sanitised login
+// ARGV[2], or the first of login-2, login-3 … that is free (cut to ARGV[4]
+// bytes as protocol.WithSuffix does). After a partial loss, what is left
+// (the link, the user, its name) is reused.
 var userForIdentityScript = redis.NewScript(`
-local p, base, id, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local found = redis.call('GET', KEYS[1])
-if found then
-  return {found, redis.call('HGET', p .. 'user:' .. found, 'username')}
+local p, base, newid, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local linked = redis.call('GET', KEYS[1])
+local id = linked or newid
+local name = redis.call('HGET', p .. 'user:' .. id, 'username')
+if name then
+  local holder = redis.call('GET', p .. 'username:' .. name)
+  if holder == id or not holder then
+    if not holder then redis.call('SET', p .. 'username:' .. name, id) end
+    if not linked then redis.call('SET', KEYS[1], id) end
+    return {id, name}
+  end
 end
-local name = base
+name = base
 local n = 2
 while redis.call('EXISTS', p .. 'username:' .. name) == 1 do
   local suffix = '-' .. n
@@ -88,7 +102,7 @@ while redis.call('EXISTS', p .. 'username:' .. name) == 1 do
 end
 redis.call('SET', p .. 'username:' .. name, id)
 redis.call('HSET', p .. 'user:' .. id, 'id', id, 'username', name)
-redis.call('SET', KEYS[1], id)
+if not linked then redis.call('SET', KEYS[1], id) end
 return {id, name}
 `)
 
@@ -125,10 +139,10 @@ func (r *Redis) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 // UserForName implements Store.
-func (r *Redis) UserForName(ctx context.Context, username string) (User, error) {
+func (r *Redis) UserForName(ctx context.Context, username, newID string) (User, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	v, err := userForNameScript.Run(ctx, r.client, nil, r.prefix, username, uuid.NewString()).StringSlice()
+	v, err := userForNameScript.Run(ctx, r.client, nil, r.prefix, username, newID).StringSlice()
 	if err != nil {
 		return User{}, fmt.Errorf("user for name: %w", wrap(err))
 	}
@@ -136,12 +150,12 @@ func (r *Redis) UserForName(ctx context.Context, username string) (User, error) 
 }
 
 // UserForIdentity implements Store.
-func (r *Redis) UserForIdentity(ctx context.Context, provider, subject, login string) (User, error) {
+func (r *Redis) UserForIdentity(ctx context.Context, provider, subject, login, newID string) (User, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	key := r.prefix + "identity:" + provider + ":" + subject
 	v, err := userForIdentityScript.Run(ctx, r.client, []string{key},
-		r.prefix, protocol.SanitizeUsername(login), uuid.NewString(), protocol.MaxUsernameLen).StringSlice()
+		r.prefix, protocol.SanitizeUsername(login), newID, protocol.MaxUsernameLen).StringSlice()
 	if err != nil {
 		return User{}, fmt.Errorf("user for identity: %w", wrap(err))
 	}
@@ -164,22 +178,73 @@ type storedSession struct {
 	Expires  time.Time `json:"expires"`
 }
 
+// createSessionScript stores the session ARGV[3] (JSON) under KEYS[1]
+// until ARGV[4] (Unix ms) and adds its token hash ARGV[2] to the user's
+// index KEYS[2], scored by Redis's clock. It drops from the index the
+// hashes whose session is gone (logged out or lapsed) and, if ARGV[5] > 0
+// and more than that many are left, deletes the oldest sessions but the
+// new one and returns them (JSON), oldest first. The index lapses with
+// the last of its sessions. ARGV[1] is the prefix of session keys.
+var createSessionScript = redis.NewScript(`
+local sp, hash, keep = ARGV[1], ARGV[2], tonumber(ARGV[5])
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), hash)
+local live, ttl = {}, {}
+for _, h in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local left = redis.call('PTTL', sp .. h)
+  if left < 0 then
+    redis.call('ZREM', KEYS[2], h)
+  else
+    live[#live + 1] = h
+    ttl[h] = left
+  end
+end
+local revoked = {}
+local over = #live - keep
+for _, h in ipairs(live) do
+  if keep <= 0 or over <= 0 then break end
+  if h ~= hash then
+    revoked[#revoked + 1] = redis.call('GETDEL', sp .. h)
+    redis.call('ZREM', KEYS[2], h)
+    ttl[h] = nil
+    over = over - 1
+  end
+end
+local longest = 0
+for _, left in pairs(ttl) do
+  if left > longest then longest = left end
+end
+redis.call('PEXPIRE', KEYS[2], math.max(longest, 1))
+return revoked
+`)
+
 // CreateSession implements Store: the key lapses at s.Expires.
-func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session) error {
+func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session, keep int) ([]Session, error) {
 	if !s.Expires.After(r.now()) {
-		return nil // lapsed already: nothing to keep
+		return nil, nil // lapsed already: nothing to keep
 	}
 	b, err := json.Marshal(storedSession{ID: s.ID, UserID: s.UserID, Username: s.Username, Provider: s.Provider, Expires: s.Expires})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	err = r.client.SetArgs(ctx, r.prefix+"session:"+tokenHash, b, redis.SetArgs{ExpireAt: s.Expires}).Err()
+	keys := []string{r.prefix + "session:" + tokenHash, r.prefix + "sessions:" + s.UserID}
+	old, err := createSessionScript.Run(ctx, r.client, keys,
+		r.prefix+"session:", tokenHash, b, s.Expires.UnixMilli(), max(keep, 0)).StringSlice()
 	if err != nil {
-		return fmt.Errorf("create session: %w", wrap(err))
+		return nil, fmt.Errorf("create session: %w", wrap(err))
 	}
-	return nil
+	revoked := make([]Session, 0, len(old))
+	for _, b := range old {
+		s, err := decodeSession([]byte(b))
+		if err != nil {
+			return revoked, err
+		}
+		revoked = append(revoked, s)
+	}
+	return revoked, nil
 }
 
 // Session implements Store.

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/wirechat/chat/internal/origin"
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -20,6 +24,16 @@ const CookieName = "chat_session"
 
 // DevProvider is the provider name of dev login.
 const DevProvider = "dev"
+
+// DefaultLoginRateLimit is the login limit per client address and minute
+// that chatd runs with unless told otherwise (CHAT_LOGIN_RATE_LIMIT).
+// Config's zero LoginRateLimit is no limit.
+const DefaultLoginRateLimit = 30
+
+// DefaultMaxLoginsPerUser is Config.MaxLoginsPerUser's default: every
+// login stores a session for CHAT_SESSION_TTL, and a user with a phone, a
+// laptop and a few browsers logs in from a handful of places.
+const DefaultMaxLoginsPerUser = 20
 
 // Config configures a Service. A zero field means its default.
 type Config struct {
@@ -43,6 +57,30 @@ type Config struct {
 	// give every node the same StateRedis.
 	States StateStore
 
+	// IdentityKey is the deployment's secret (CHAT_IDENTITY_KEY) under
+	// which user identifiers are derived from accounts (identity.go):
+	// keep it, and never change it. If empty, identifiers are derived
+	// without a secret: as stable, but the same in every deployment
+	// without a key, and computable from an account's provider id.
+	IdentityKey string
+
+	// AllowedOrigins are the host patterns (CHAT_ALLOWED_ORIGINS) whose
+	// pages may POST to dev login and logout from another origin, by the
+	// websocket upgrade's rule (internal/origin). If empty, only
+	// same-origin requests and requests without an Origin header.
+	AllowedOrigins []string
+
+	// LoginRateLimit is how many logins one client address may make per
+	// minute, all at once or spread out; past it a login is refused with
+	// 429 (limit.go says what counts and which address). If zero, logins
+	// are not limited (chatd's default is DefaultLoginRateLimit).
+	LoginRateLimit int
+
+	// MaxLoginsPerUser is how many login sessions one user may hold at
+	// once; a login past it revokes the user's oldest sessions, and
+	// OnLogout closes their websockets. If zero, DefaultMaxLoginsPerUser.
+	MaxLoginsPerUser int
+
 	// OnLogout, if set, is called after a session was revoked, so that its
 	// open websockets can be closed wherever they are.
 	OnLogout func(ctx context.Context, s Session)
@@ -50,10 +88,12 @@ type Config struct {
 
 // Service issues and checks sessions and serves /auth/*.
 type Service struct {
-	cfg   Config // immutable after New
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	cfg    Config // immutable after New
+	store  Store
+	logins *loginLimiter // nil: logins are not limited
+	ids    uuid.UUID     // the namespace of user identifiers
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New returns a Service on store.
@@ -64,7 +104,17 @@ func New(cfg Config, store Store, log *slog.Logger) *Service {
 	if cfg.States == nil {
 		cfg.States = NewStateMemory(0)
 	}
-	return &Service{cfg: cfg, store: store, log: log, now: time.Now}
+	if cfg.MaxLoginsPerUser <= 0 {
+		cfg.MaxLoginsPerUser = DefaultMaxLoginsPerUser
+	}
+	s := &Service{cfg: cfg, store: store, ids: identityNamespace(cfg.IdentityKey), log: log, now: time.Now}
+	if cfg.IdentityKey == "" && len(cfg.Providers) > 0 {
+		log.Warn("CHAT_IDENTITY_KEY is not set: user identifiers are derived without a secret, the same as in every deployment without one (docs/login.md)")
+	}
+	if cfg.LoginRateLimit > 0 {
+		s.logins = newLoginLimiter(cfg.LoginRateLimit)
+	}
+	return s
 }
 
 // Authenticate returns the session of the request's token, taken from the
@@ -126,7 +176,8 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, p
 		Provider: provider,
 		Expires:  s.now().Add(s.cfg.SessionTTL),
 	}
-	if err := s.store.CreateSession(r.Context(), hashToken(token), sess); err != nil {
+	revoked, err := s.store.CreateSession(r.Context(), hashToken(token), sess, s.cfg.MaxLoginsPerUser)
+	if err != nil {
 		return "", fmt.Errorf("create session: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -140,6 +191,12 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, p
 		SameSite: http.SameSiteLaxMode,
 	})
 	s.log.Info("login", "user", u.ID, "username", u.Username, "provider", provider, "session", sess.ID)
+	for _, old := range revoked {
+		s.log.Info("session revoked: the user's oldest over the login limit", "user", old.UserID, "session", old.ID)
+		if s.cfg.OnLogout != nil {
+			s.cfg.OnLogout(r.Context(), old)
+		}
+	}
 	return token, nil
 }
 
@@ -176,6 +233,18 @@ func (s *Service) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if !s.sameOrigin(w, r) {
+		return
+	}
+	// Only JSON: an HTML form (or a no-cors fetch) on another site can send
+	// text/plain or a form body without asking, but not application/json.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
+		return
+	}
+	if s.loginLimited(w, r, DevProvider) {
+		return
+	}
 	var body struct {
 		Username *string `json:"username"`
 	}
@@ -188,7 +257,7 @@ func (s *Service) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "username: 1 to 39 characters of a-z 0-9 _ -", http.StatusBadRequest)
 		return
 	}
-	u, err := s.store.UserForName(r.Context(), name)
+	u, err := s.store.UserForName(r.Context(), name, deriveUserID(s.ids, DevProvider, name))
 	if err != nil {
 		s.fail(w, "dev login", err)
 		return
@@ -211,6 +280,9 @@ func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if !s.sameOrigin(w, r) {
+		return
+	}
 	token := bearer(r)
 	if token == "" {
 		if c, err := r.Cookie(CookieName); err == nil {
@@ -232,6 +304,42 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 		s.cfg.OnLogout(r.Context(), sess)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// loginLimited counts a login attempt against the client's address
+// (limit.go). Past the limit it answers 429, for dev login in plain text
+// and for a provider with a login page, and reports true.
+func (s *Service) loginLimited(w http.ResponseWriter, r *http.Request, provider string) bool {
+	if s.logins == nil {
+		return false
+	}
+	addr := clientAddr(r)
+	wait, first := s.logins.allow(addr, s.now())
+	if wait == 0 {
+		return false
+	}
+	if first { // once per run of refusals: a flood must not flood the log
+		s.log.Warn("logins refused: over the limit of the address", "addr", addr, "provider", provider)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	if provider == DevProvider {
+		http.Error(w, "too many logins from your address, try again later", http.StatusTooManyRequests)
+	} else {
+		s.loginPage(w, http.StatusTooManyRequests, provider, "Too many logins from your address. Please try again in a minute.")
+	}
+	return true
+}
+
+// sameOrigin refuses, with 403, a request that another site's page made
+// (spec section 9): the Origin rule of the websocket upgrade. It reports
+// whether the request may go on.
+func (s *Service) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if origin.Allowed(r, s.cfg.AllowedOrigins) {
+		return true
+	}
+	s.log.Warn("cross-origin request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"))
+	http.Error(w, "cross-origin request not allowed", http.StatusForbidden)
+	return false
 }
 
 func (s *Service) unauthorized(w http.ResponseWriter, err error) {

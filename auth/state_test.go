@@ -1,72 +1,30 @@
 package auth
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wirechat/chat/internal/redistest"
 )
 
-// stateTestRedis returns a Redis client and a key prefix of the test's own:
-// CHAT_TEST_REDIS_URL's server if set, else a throwaway redis-server on a
-// Unix socket, stopped when the test ends. No Redis is a failure, not a
-// skip.
+// stateTestRedis returns a client of the tests' Redis (internal/redistest)
+// and a key prefix of the test's own, whose keys are deleted when the test
+// ends. No Redis is a failure, not a skip.
 func stateTestRedis(t *testing.T) (*redis.Client, string) {
 	t.Helper()
-	prefix := "test:" + newToken()[:12] + ":"
-	if u := os.Getenv("CHAT_TEST_REDIS_URL"); u != "" {
-		opt, err := redis.ParseURL(u)
-		if err != nil {
-			t.Fatalf("CHAT_TEST_REDIS_URL: %v", err)
-		}
-		rdb := redis.NewClient(opt)
-		t.Cleanup(func() {
-			ctx := context.Background()
-			iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
-			for iter.Next(ctx) {
-				rdb.Del(ctx, iter.Val())
-			}
-			rdb.Close()
-		})
-		return rdb, prefix
-	}
-	// A short directory: a Unix socket path has a small length limit.
-	dir, err := os.MkdirTemp("", "chat-redis-")
+	url, prefix := redistest.URL(t)
+	opt, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "redis.sock")
-	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		t.Fatalf("start redis-server (install it or set CHAT_TEST_REDIS_URL): %v", err)
-	}
-	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: sock})
-	t.Cleanup(func() {
-		rdb.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-		os.RemoveAll(dir)
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := rdb.Ping(t.Context()).Err()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server does not answer: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
 	return rdb, prefix
 }
 

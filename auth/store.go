@@ -12,7 +12,7 @@ import (
 
 // User is a person known to the chat.
 type User struct {
-	ID       string // UUID, assigned at the first login, never reused
+	ID       string // UUID, derived from the account at the first login (identity.go)
 	Username string // unique, canonical (lower case)
 }
 
@@ -30,7 +30,8 @@ type Session struct {
 
 // Store keeps users, identities and sessions. Memory serves a single node;
 // Redis a cluster. Methods are safe for concurrent use and atomic in the
-// backend: two nodes never hand out the same username or UUID.
+// backend: two nodes never hand out the same username, or link one
+// account to two users.
 type Store interface {
 	// UserByName returns the user with that canonical username, or
 	// ErrNoUser.
@@ -40,17 +41,25 @@ type Store interface {
 	UserByID(ctx context.Context, id string) (User, error)
 
 	// UserForName returns the user with exactly that username, creating it
-	// if there is none. Dev login uses it.
-	UserForName(ctx context.Context, username string) (User, error)
+	// with id newID if there is none. Dev login uses it.
+	UserForName(ctx context.Context, username, newID string) (User, error)
 
 	// UserForIdentity returns the user linked to the provider account
-	// (provider, subject). The first time it creates a user named after
-	// login (sanitised, with "-2", "-3" … appended when taken) and links it.
-	UserForIdentity(ctx context.Context, provider, subject, login string) (User, error)
+	// (provider, subject). The first time it links the account to the user
+	// newID, creating that user named after login (sanitised, with "-2",
+	// "-3" … appended when taken). newID is derived from the account, so
+	// after a loss of data the same account comes back with the same id:
+	// a user newID that outlived its link (a partial loss) is linked
+	// again and keeps its username, unless another user holds that now.
+	UserForIdentity(ctx context.Context, provider, subject, login, newID string) (User, error)
 
 	// CreateSession stores s under the hash of its token; it lapses at
-	// s.Expires.
-	CreateSession(ctx context.Context, tokenHash string, s Session) error
+	// s.Expires. If keep > 0 and the user then holds more than keep
+	// unexpired sessions, the oldest of them (never s) are deleted in the
+	// same atomic step and returned, oldest first, so that the caller can
+	// close their websockets as at logout. If keep is zero, no session is
+	// deleted.
+	CreateSession(ctx context.Context, tokenHash string, s Session, keep int) (revoked []Session, err error)
 
 	// Session returns the unexpired session stored under tokenHash, or
 	// ErrNoSession.

@@ -279,12 +279,25 @@ func participantEvent(s *Session, channel, event string) []byte {
 	})
 }
 
-// clip keeps client-chosen strings short in error messages.
+// clipBytes is how much of a client-chosen string an error message quotes.
+const clipBytes = 70
+
+// clip keeps client-chosen strings short in error messages: a string
+// longer than clipBytes is cut to the longest prefix of whole characters
+// that fits (as `for range` sees them: an invalid byte counts as one), and
+// "…" is appended.
 func clip(s string) string {
-	if len(s) > 70 {
-		return s[:70] + "…"
+	if len(s) <= clipBytes {
+		return s
 	}
-	return s
+	cut := 0
+	for i := range s {
+		if i > clipBytes {
+			break
+		}
+		cut = i
+	}
+	return s[:cut] + "…"
 }
 
 // mustJSON encodes one of our own wire types. HTML characters stay as they

@@ -3,7 +3,9 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var noticeSeeds = []notice{
@@ -101,4 +103,16 @@ func FuzzDecodeNotice(f *testing.F) {
 			t.Fatalf("%q: %+v encodes to %q, which decodes to %+v", payload, n, n.encode(), again)
 		}
 	})
+}
+
+// TestClip: a long client-chosen string is cut on a character boundary.
+func TestClip(t *testing.T) {
+	long := strings.Repeat("é", 40) // 80 bytes
+	got := clip(long)
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > clipBytes+len("…") {
+		t.Fatalf("clip(%q) = %q", long, got)
+	}
+	if clip("short") != "short" {
+		t.Fatal("a short string was clipped")
+	}
 }

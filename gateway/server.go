@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"path"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirechat/chat/auth"
+	"github.com/wirechat/chat/internal/origin"
 	"github.com/wirechat/chat/protocol"
 	"github.com/wirechat/chat/pubsub"
 )
@@ -189,7 +187,7 @@ func (s *Server) admit(r *http.Request) (login auth.Session, connID string, rele
 	if s.draining.Load() {
 		return login, "", nil, &refusal{http.StatusServiceUnavailable, "shutting down"}
 	}
-	if !originAllowed(r, s.cfg.AllowedOrigins) {
+	if !origin.Allowed(r, s.cfg.AllowedOrigins) {
 		return login, "", nil, &refusal{http.StatusForbidden, "cross-origin websocket not allowed"}
 	}
 	login, err := s.auth.Authenticate(r)
@@ -224,28 +222,6 @@ func (s *Server) admit(r *http.Request) (login auth.Session, connID string, rele
 		s.conns.Add(-1)
 	}
 	return login, connID, release, nil
-}
-
-// originAllowed implements spec 3: same origin, no Origin header, or a host
-// matching one of patterns (CHAT_ALLOWED_ORIGINS).
-func originAllowed(r *http.Request, patterns []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, p := range patterns {
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {

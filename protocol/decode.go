@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 )
 
 // DecodeError is a request that cannot be understood (code bad_request).
@@ -192,16 +191,25 @@ func ignored(field string, typ *string) bool {
 	return false
 }
 
-// truncate keeps client-chosen strings short in error messages, cut on a
-// character boundary.
+// truncateBytes is how much of a client-chosen string an error message
+// quotes.
+const truncateBytes = 32
+
+// truncate keeps client-chosen strings short in error messages: a string
+// longer than truncateBytes is cut to the longest prefix of whole
+// characters that fits, and "…" is appended. Characters are those that
+// `for range` sees, so an invalid byte counts as one and a valid character
+// is never split.
 func truncate(s string) string {
-	const most = 32
-	if len(s) <= most {
+	if len(s) <= truncateBytes {
 		return s
 	}
-	cut := most
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	cut := 0
+	for i := range s {
+		if i > truncateBytes {
+			break
+		}
+		cut = i // s[:i] ends on a character boundary
 	}
 	return s[:cut] + "…"
 }

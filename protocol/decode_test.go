@@ -229,3 +229,51 @@ func BenchmarkDecodeReference(b *testing.B) {
 		}
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	a := func(n int) string { return strings.Repeat("a", n) }
+	cases := []struct {
+		name, in, want string
+	}{
+		{"short", "create", "create"},
+		{"exactly the limit", a(32), a(32)},
+		{"one byte over", a(33), a(32) + "…"},
+		{"two-byte character across the cut", a(31) + "é" + a(5), a(31) + "…"},
+		{"three-byte character across the cut", a(30) + "€" + a(5), a(30) + "…"},
+		{"four-byte character across the cut", a(29) + "🙂" + a(5), a(29) + "…"},
+		{"character ending at the cut", a(30) + "é" + a(5), a(30) + "é…"},
+		{"only wide characters", strings.Repeat("€", 20), strings.Repeat("€", 10) + "…"},
+		{"invalid bytes count as one each", a(31) + "\xff\xfe" + a(5), a(31) + "\xff…"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := truncate(tc.in); got != tc.want {
+				t.Fatalf("truncate(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// Every cut of valid UTF-8 is valid UTF-8, a prefix of the input, at most
+// 32 bytes before the ellipsis, and as long as whole characters allow.
+func TestTruncateValidUTF8(t *testing.T) {
+	for _, fill := range []string{"é", "€", "🙂"} {
+		for lead := range 40 {
+			in := strings.Repeat("a", lead) + strings.Repeat(fill, 12)
+			got := truncate(in)
+			if len(in) <= 32 {
+				if got != in {
+					t.Fatalf("truncate(%q) = %q, want it unchanged", in, got)
+				}
+				continue
+			}
+			kept, ok := strings.CutSuffix(got, "…")
+			if !ok || !strings.HasPrefix(in, kept) || len(kept) > 32 || !utf8.ValidString(got) {
+				t.Fatalf("truncate(%q) = %q", in, got)
+			}
+			if next, _ := utf8.DecodeRuneInString(in[len(kept):]); len(kept)+utf8.RuneLen(next) <= 32 {
+				t.Fatalf("truncate(%q) = %q: the next character would have fit", in, got)
+			}
+		}
+	}
+}

@@ -25,6 +25,9 @@ type config struct {
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
 	SessionTTL      time.Duration
+	LoginRateLimit  int
+	MaxLogins       int
+	IdentityKey     string
 	MaxFrameBytes   int
 	MaxMessageBytes int
 	MaxSessions     int
@@ -169,6 +172,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DevLogin:        e.boolean("CHAT_DEV_LOGIN"),
 		ShutdownTimeout: e.duration("CHAT_SHUTDOWN_TIMEOUT"),
 		SessionTTL:      e.duration("CHAT_SESSION_TTL"),
+		LoginRateLimit:  e.integer("CHAT_LOGIN_RATE_LIMIT"),
+		MaxLogins:       e.positive("CHAT_MAX_LOGINS_PER_USER"),
+		IdentityKey:     e.str("CHAT_IDENTITY_KEY"),
 		MaxFrameBytes:   e.positive("CHAT_MAX_FRAME_BYTES"),
 		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES"),
 		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER"),
@@ -200,6 +206,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.OIDCClientID, c.OIDCClientSecret = e.pair("CHAT_OIDC_CLIENT_ID", "CHAT_OIDC_CLIENT_SECRET")
 	if (c.OIDCClientID != "") != (c.OIDCIssuer != "") {
 		e.errs = append(e.errs, "CHAT_OIDC_ISSUER and CHAT_OIDC_CLIENT_ID must be set together")
+	}
+
+	if n := len(c.IdentityKey); n > 0 && n < 16 { // a secret: never echo it
+		e.errs = append(e.errs, "CHAT_IDENTITY_KEY is too short: use 16 random characters or more, e.g. openssl rand -hex 32")
 	}
 
 	public := e.str("CHAT_PUBLIC_URL")

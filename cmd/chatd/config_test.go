@@ -25,7 +25,8 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Addr != ":8080" || c.RedisURL != "" || c.RedisPrefix != "chat:" || c.DevLogin ||
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
-		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond {
+		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond ||
+		c.LoginRateLimit != 30 || c.MaxLogins != 20 || c.IdentityKey != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -46,6 +47,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"CHAT_LOG_FORMAT":            {"CHAT_LOG_FORMAT": "xml"},
 		"CHAT_MAX_SESSIONS_PER_USER": {"CHAT_MAX_SESSIONS_PER_USER": "many"},
 		"CHAT_WRITE_DELAY":           {"CHAT_WRITE_DELAY": "-1ms"},
+		"CHAT_LOGIN_RATE_LIMIT":      {"CHAT_LOGIN_RATE_LIMIT": "-1"},
+		"CHAT_MAX_LOGINS_PER_USER":   {"CHAT_MAX_LOGINS_PER_USER": "0"},
+		"CHAT_IDENTITY_KEY":          {"CHAT_IDENTITY_KEY": "hunter2"},
 	}
 	for name, env := range cases {
 		_, err := loadConfig(envOf(env))
@@ -225,5 +229,13 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(tc.a, tc.b); got != tc.d {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.d)
 		}
+	}
+}
+
+// A bad secret is named, never shown.
+func TestConfigIdentityKeyNotEchoed(t *testing.T) {
+	_, err := loadConfig(envOf(map[string]string{"CHAT_IDENTITY_KEY": "hunter2"}))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v: want one that does not show the key", err)
 	}
 }

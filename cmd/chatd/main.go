@@ -52,12 +52,16 @@ func run(ctx context.Context, getenv func(string) string, environ func() []strin
 	startupWarnings(log, cfg, len(providers), environ())
 	var gw *gateway.Server
 	authn := auth.New(auth.Config{
-		DevLogin:     cfg.DevLogin,
-		SessionTTL:   cfg.SessionTTL,
-		SecureCookie: cfg.PublicURL.Scheme == "https",
-		Providers:    providers,
-		States:       be.states,
-		OnLogout:     func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
+		DevLogin:         cfg.DevLogin,
+		SessionTTL:       cfg.SessionTTL,
+		SecureCookie:     cfg.PublicURL.Scheme == "https",
+		Providers:        providers,
+		States:           be.states,
+		AllowedOrigins:   cfg.AllowedOrigins,
+		LoginRateLimit:   cfg.LoginRateLimit,
+		MaxLoginsPerUser: cfg.MaxLogins,
+		IdentityKey:      cfg.IdentityKey,
+		OnLogout:         func(ctx context.Context, s auth.Session) { gw.Revoke(ctx, s) },
 	}, be.users, log)
 	gw, err = gateway.New(ctx, gateway.Config{
 		NodeID:             cfg.NodeID,

@@ -3,6 +3,7 @@ package main
 import (
 	"strconv"
 
+	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
 )
 
@@ -50,6 +51,12 @@ func settings() []setting {
 			"how long SIGTERM may take to drain"},
 		{"CHAT_SESSION_TTL", "720h", "",
 			"login session lifetime"},
+		{"CHAT_IDENTITY_KEY", "", "",
+			"secret (16 characters or more, e.g. `openssl rand -hex 32`) under which user identifiers are derived from accounts, so that an account keeps its identifier even if Redis loses its data; set it once and never change it. Empty: identifiers are as stable but the same as in any deployment without a key (docs/login.md)"},
+		{"CHAT_MAX_LOGINS_PER_USER", strconv.Itoa(auth.DefaultMaxLoginsPerUser), "",
+			"login sessions one user may hold; a login past it revokes the user's oldest sessions and closes their websockets, as logout does"},
+		{"CHAT_LOGIN_RATE_LIMIT", strconv.Itoa(auth.DefaultLoginRateLimit), "",
+			"logins per minute from one client address (0: no limit), at once or spread out; more get HTTP 429. Dev login counts one, a social login two (start and callback). The address is the TCP peer's: behind a reverse proxy all logins count against the proxy (docs/login.md)"},
 		{"CHAT_MAX_FRAME_BYTES", strconv.Itoa(gateway.DefaultMaxFrameBytes), "",
 			"largest client frame; larger closes with 1009"},
 		{"CHAT_MAX_MESSAGE_BYTES", strconv.Itoa(gateway.DefaultMaxMessageBytes), "",

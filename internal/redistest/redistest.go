@@ -1,17 +1,29 @@
 // Package redistest gives tests a real Redis.
 //
-// URL returns the Redis of the test run with a key prefix of the test's own:
-// CHAT_TEST_REDIS_URL if set, otherwise a throwaway redis-server (found on
-// PATH, bound to 127.0.0.1 on a free port, keeping nothing on disk) that the
-// test binary starts once and shares between its tests. Start always starts
-// a dedicated redis-server, which a fault test may kill and restart.
+// URL returns the Redis of the test run with a key prefix of the test's
+// own. It takes the first of these that works, and the test binary shares
+// it between its tests:
 //
-// A test that cannot get a Redis fails; it never skips. A package that uses
-// the shared server stops it at exit with
+//  1. CHAT_TEST_REDIS_URL, an existing Redis;
+//  2. a throwaway redis-server found on PATH, bound to 127.0.0.1 on a free
+//     port, keeping nothing on disk;
+//  3. the same in a container, with testcontainers-go: image
+//     CHAT_TEST_REDIS_IMAGE (default redis:7), host networking, so it
+//     needs a Docker engine on Linux.
+//
+// Start always starts a dedicated server, which a fault test may kill and
+// restart: a redis-server of its own, else a container of its own.
+// CHAT_TEST_REDIS_USE=url, server or container allows that source alone
+// (CI runs the suites through containers this way).
+//
+// A test that cannot get a Redis fails, saying what it tried; it never
+// skips. A package that uses the shared server stops it at exit with
 //
 //	func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 //
-// (on Linux the server also dies with the test binary if it crashes).
+// (on Linux a redis-server process also dies with the test binary if it
+// crashes; a container outlives a crash unless testcontainers' reaper,
+// Ryuk, runs).
 package redistest
 
 import (
@@ -23,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,15 +43,40 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// EnvURL names the variable that points the tests at an existing Redis.
-const EnvURL = "CHAT_TEST_REDIS_URL"
+// The variables that choose the Redis of the tests.
+const (
+	// EnvURL points the tests at an existing Redis.
+	EnvURL = "CHAT_TEST_REDIS_URL"
+
+	// EnvUse, if set, allows one source alone: "url", "server" (a
+	// redis-server on PATH) or "container".
+	EnvUse = "CHAT_TEST_REDIS_USE"
+
+	// EnvImage names the image of containers; if empty, DefaultImage.
+	EnvImage = "CHAT_TEST_REDIS_IMAGE"
+
+	// DefaultImage is the image of containers when EnvImage is empty.
+	DefaultImage = "redis:7"
+)
+
+// The sources of a Redis, in the order URL tries them.
+const (
+	useURL       = "url"
+	useServer    = "server"
+	useContainer = "container"
+)
 
 // readyTimeout bounds how long a fresh redis-server may take to answer.
 const readyTimeout = 10 * time.Second
 
+// startTimeout bounds a start with its wait, pulling a container's image
+// included.
+const startTimeout = 5 * time.Minute
+
 var shared struct {
 	once sync.Once
-	srv  *Server
+	srv  *Server // nil when the run's Redis is EnvURL's
+	url  string
 	err  error
 }
 
@@ -47,25 +85,58 @@ var shared struct {
 // prefix are deleted.
 func URL(t testing.TB) (url, prefix string) {
 	t.Helper()
-	url = os.Getenv(EnvURL)
-	if url == "" {
-		shared.once.Do(func() { shared.srv, shared.err = start(Options{}) })
-		if shared.err != nil {
-			t.Fatalf("redistest: no Redis: %v (set %s or install redis-server)", shared.err, EnvURL)
-		}
-		url = shared.srv.URL
+	shared.once.Do(func() { shared.url, shared.srv, shared.err = sharedRedis() })
+	if shared.err != nil {
+		t.Fatalf("redistest: no Redis: %v", shared.err)
 	}
+	url = shared.url
 	prefix = "test:" + randomID() + ":"
 	t.Cleanup(func() { deleteKeys(t, url, prefix) })
 	return url, prefix
 }
 
-// Main runs the tests of m and then stops the shared redis-server, if one
-// was started. It returns m.Run's exit code.
+// sharedRedis finds the Redis of the test binary.
+func sharedRedis() (string, *Server, error) {
+	uses, err := sources()
+	if err != nil {
+		return "", nil, err
+	}
+	var tried []string
+	for _, use := range uses {
+		if use == useURL {
+			if url := os.Getenv(EnvURL); url != "" {
+				return url, nil, nil
+			}
+			tried = append(tried, EnvURL+" is not set")
+			continue
+		}
+		s, err := startUsing(use, Options{})
+		if err == nil {
+			return s.URL, s, nil
+		}
+		tried = append(tried, err.Error())
+	}
+	return "", nil, fmt.Errorf("%s (set %s, install redis-server, or run Docker)", strings.Join(tried, "; "), EnvURL)
+}
+
+// sources returns the sources to try, in order.
+func sources() ([]string, error) {
+	switch use := os.Getenv(EnvUse); use {
+	case "":
+		return []string{useURL, useServer, useContainer}, nil
+	case useURL, useServer, useContainer:
+		return []string{use}, nil
+	default:
+		return nil, fmt.Errorf("%s=%q: want %s, %s or %s", EnvUse, use, useURL, useServer, useContainer)
+	}
+}
+
+// Main runs the tests of m and then stops the shared server, if one was
+// started. It returns m.Run's exit code.
 func Main(m *testing.M) int {
 	code := m.Run()
 	if shared.srv != nil {
-		shared.srv.stop(false)
+		shared.srv.close()
 	}
 	return code
 }
@@ -78,34 +149,58 @@ type Options struct {
 	Dir string
 }
 
-// Server is a redis-server that a test owns.
+// Server is a Redis that a test owns: a redis-server process or a
+// container.
 type Server struct {
 	URL  string // redis://127.0.0.1:port/0
 	Addr string // 127.0.0.1:port
 
-	opts Options
-	port int
-
-	mu   sync.Mutex // guards cmd
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	run engine // immutable after startUsing
 }
 
-// Start starts a redis-server of t's own and stops it when t ends.
+// engine runs the redis-server of a Server, on a fixed port.
+type engine interface {
+	// start starts the server; again after halt.
+	start(ctx context.Context) error
+	// running reports whether the server is (still) running.
+	running(ctx context.Context) bool
+	// halt stops the server, at once (SIGKILL) if kill, else cleanly.
+	halt(kill bool)
+	// close stops the server for good and frees what it holds.
+	close()
+	// String says what it is, for messages.
+	String() string
+}
+
+// Start starts a Redis of t's own (see the package comment) and stops it
+// when t ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := start(opts)
+	uses, err := sources()
 	if err != nil {
-		t.Fatalf("redistest: start redis-server: %v", err)
+		t.Fatalf("redistest: %v", err)
 	}
-	t.Cleanup(func() { s.stop(false) })
-	return s
+	var tried []string
+	for _, use := range uses {
+		if use == useURL {
+			tried = append(tried, "a dedicated server cannot be "+EnvURL+"'s")
+			continue
+		}
+		s, err := startUsing(use, opts)
+		if err == nil {
+			t.Cleanup(s.close)
+			return s
+		}
+		tried = append(tried, err.Error())
+	}
+	t.Fatalf("redistest: start a Redis: %s", strings.Join(tried, "; "))
+	return nil
 }
 
 // Kill kills the server with SIGKILL and waits until it is gone.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
-	s.stop(true)
+	s.run.halt(true)
 }
 
 // Restart starts the server again on the same port (and with the same
@@ -114,17 +209,20 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	var err error
 	for range 20 { // the port can take a moment to be free again
-		if err = s.run(); err == nil {
+		if err = s.startAndWait(); err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("redistest: restart redis-server: %v", err)
+	t.Fatalf("redistest: restart %s: %v", s.run, err)
 }
 
-func start(opts Options) (*Server, error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, err
+// startUsing starts a server from source use on a free port.
+func startUsing(use string, opts Options) (*Server, error) {
+	if use == useServer {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			return nil, fmt.Errorf("no redis-server on PATH")
+		}
 	}
 	var lastErr error
 	for range 5 { // another process may take the free port before us
@@ -135,84 +233,66 @@ func start(opts Options) (*Server, error) {
 		s := &Server{
 			URL:  fmt.Sprintf("redis://127.0.0.1:%d/0", port),
 			Addr: fmt.Sprintf("127.0.0.1:%d", port),
-			opts: opts,
-			port: port,
 		}
-		if lastErr = s.run(); lastErr == nil {
+		args := serverArgs(port, opts)
+		if use == useServer {
+			s.run = newProcess(args)
+		} else {
+			s.run = newContainer(args, opts.Dir, s.Addr)
+		}
+		if lastErr = s.startAndWait(); lastErr == nil {
 			return s, nil
 		}
+		s.close()
 	}
 	return nil, lastErr
 }
 
-// run starts the process and waits until it answers PING.
-func (s *Server) run() error {
+// serverArgs are redis-server's arguments, wherever it runs.
+func serverArgs(port int, opts Options) []string {
 	args := []string{
-		"--port", strconv.Itoa(s.port),
+		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--logfile", "",
 		"--loglevel", "warning",
 	}
-	if s.opts.Dir != "" {
-		args = append(args, "--dir", s.opts.Dir, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
+	if opts.Dir != "" {
+		return append(args, "--dir", opts.Dir, "--appendonly", "yes", "--appendfsync", "always")
 	}
-	cmd := exec.Command("redis-server", args...)
-	setParentDeathSignal(cmd)
-	if err := cmd.Start(); err != nil {
+	return append(args, "--appendonly", "no")
+}
+
+// startAndWait starts the server and waits until it answers PING.
+func (s *Server) startAndWait() error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.run.start(ctx); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
 	defer c.Close()
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		err := c.Ping(pctx).Err()
+		pcancel()
 		if err == nil {
 			return nil
 		}
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server on port %d exited: %v", s.port, cmd.ProcessState)
-		default:
+		if !s.run.running(ctx) {
+			return fmt.Errorf("%s on %s exited", s.run, s.Addr)
 		}
 		if time.Now().After(deadline) {
-			s.stop(true)
-			return fmt.Errorf("redis-server on port %d does not answer: %w", s.port, err)
+			s.run.halt(true)
+			return fmt.Errorf("%s on %s does not answer: %w", s.run, s.Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func (s *Server) stop(kill bool) {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	if kill {
-		cmd.Process.Kill()
-	} else {
-		cmd.Process.Signal(os.Interrupt)
-	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
+// close stops the server for good.
+func (s *Server) close() { s.run.close() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -220,6 +300,8 @@ func freePort() (int, error) {
 		return 0, err
 	}
 	defer l.Close()
+	// An ephemeral port: never Redis's own 6379, which the machine's Redis
+	// may hold (or get back) while a test runs.
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
