@@ -1,11 +1,12 @@
-// The client's logic without a browser: the store, the name rules and the
-// backoff (plain modules of web/static, loaded by node).
+// The client's logic without a browser: the store, the name rules, the
+// backoff and the formatting (plain modules of web/static, loaded by node).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
 import { backoff } from '../../static/conn.js';
+import { parse, mentionsMe, plainText } from '../../static/format.js';
 
 const ALICE = '00000000-0000-4000-8000-00000000000a';
 const BOB = '00000000-0000-4000-8000-00000000000b';
@@ -110,4 +111,55 @@ test('backoff grows, is jittered and is capped', () => {
   assert.equal(backoff(3, () => 0), 2000);
   assert.equal(backoff(50, () => 1), 30000);
   assert.equal(backoff(50, () => 0), 15000);
+});
+
+test('formatting: links, code, emphasis, mentions', () => {
+  const t = (text) => ({ type: 'text', text });
+  assert.deepEqual(parse('plain text'), [t('plain text')]);
+  assert.deepEqual(parse('see https://example.com/a_b_c?x=1&y=2, then'), [
+    t('see '),
+    { type: 'link', href: 'https://example.com/a_b_c?x=1&y=2', text: 'https://example.com/a_b_c?x=1&y=2' },
+    t(', then'),
+  ]);
+  assert.deepEqual(parse('(at http://example.com/wiki/A_(b)).'), [
+    t('(at '),
+    { type: 'link', href: 'http://example.com/wiki/A_(b)', text: 'http://example.com/wiki/A_(b)' },
+    t(').'),
+  ]);
+  assert.deepEqual(parse('run `rm -rf *` now'), [t('run '), { type: 'code', text: 'rm -rf *' }, t(' now')]);
+  assert.deepEqual(parse('```js\nlet a = 1;\n**not bold**\n```'), [{ type: 'pre', text: 'let a = 1;\n**not bold**' }]);
+  assert.deepEqual(parse('**bold** and *it* and _it_'), [
+    { type: 'strong', children: [t('bold')] },
+    t(' and '),
+    { type: 'em', children: [t('it')] },
+    t(' and '),
+    { type: 'em', children: [t('it')] },
+  ]);
+  assert.deepEqual(parse('**bold with *it* inside**'), [{ type: 'strong', children: [t('bold with '), { type: 'em', children: [t('it')] }, t(' inside')] }]);
+  assert.deepEqual(parse('**https://example.com**'), [{ type: 'strong', children: [{ type: 'link', href: 'https://example.com/', text: 'https://example.com' }] }]);
+  // What is not formatting stays as it was typed.
+  for (const s of ['snake_case_name', '2*3*4 = 24', '* not a list', '** nor this **', 'a `', '``````', 'x**y', 'mail bob@example.com', '**']) {
+    assert.deepEqual(parse(s), [t(s)], s);
+  }
+  // Only http(s) becomes a link; nothing else is a scheme to follow.
+  for (const s of ['javascript:alert(1)', 'data:text/html,<b>x</b>', '[x](javascript:alert(1))', 'ftp://example.com', 'xhttps://example.com']) {
+    assert.deepEqual(parse(s), [t(s)], s);
+  }
+  assert.deepEqual(parse('no link in `https://example.com`'), [t('no link in '), { type: 'code', text: 'https://example.com' }]);
+  // Mentions: the reader's own are marked.
+  const m = parse('hi @Alice and @bob-2, ok?', 'alice');
+  assert.deepEqual(m, [
+    t('hi '),
+    { type: 'mention', name: 'alice', text: '@Alice', me: true },
+    t(' and '),
+    { type: 'mention', name: 'bob-2', text: '@bob-2', me: false },
+    t(', ok?'),
+  ]);
+  assert.equal(mentionsMe(m), true);
+  assert.equal(mentionsMe(parse('hi @alice2 and `@alice`', 'alice')), false);
+  assert.equal(mentionsMe(parse('**@alice!**', 'alice')), true);
+  assert.equal(plainText(parse('**bold** `code` https://example.com @bob')), 'bold code https://example.com @bob');
+  // A long run of delimiters stays quick and stays text.
+  const stars = '*'.repeat(4000);
+  assert.equal(plainText(parse(stars)), stars);
 });
