@@ -1,5 +1,6 @@
 // The client's logic without a browser: the store, the name rules, the
-// backoff and the formatting (plain modules of web/static, loaded by node).
+// backoff, the formatting and the notifications' rules (plain modules of
+// web/static, loaded by node).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,6 +8,7 @@ import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
 import { backoff } from '../../static/conn.js';
 import { parse, mentionsMe, plainText } from '../../static/format.js';
+import { Notifier } from '../../static/notify.js';
 
 const ALICE = '00000000-0000-4000-8000-00000000000a';
 const BOB = '00000000-0000-4000-8000-00000000000b';
@@ -162,4 +164,42 @@ test('formatting: links, code, emphasis, mentions', () => {
   // A long run of delimiters stays quick and stays text.
   const stars = '*'.repeat(4000);
   assert.equal(plainText(parse(stars)), stars);
+});
+
+test('notifications: asked only on a press, shown only while hidden, off on demand', async () => {
+  const shown = [];
+  let asked = 0;
+  const saved = new Map();
+  const win = {
+    document: { visibilityState: 'visible' },
+    localStorage: { getItem: (k) => saved.get(k) ?? null, setItem: (k, v) => saved.set(k, v) },
+    focus() {},
+  };
+  win.Notification = class {
+    static permission = 'default';
+    static async requestPermission() {
+      asked++;
+      win.Notification.permission = 'granted';
+      return 'granted';
+    }
+    constructor(title, opts) {
+      shown.push([title, opts.body, opts.tag]);
+    }
+    close() {}
+  };
+  const n = new Notifier(() => {}, win);
+  assert.equal(n.state, 'default');
+  n.message('@bob', 'bob', 'hi');
+  assert.equal(asked, 0, 'never asked without a press');
+  assert.equal(await n.toggle(), 'on');
+  assert.equal(asked, 1);
+  n.message('@bob', 'bob', 'while visible');
+  assert.equal(shown.length, 0);
+  win.document.visibilityState = 'hidden';
+  n.message('@bob', 'bob (private)', 'x'.repeat(500));
+  assert.deepEqual(shown.map((s) => [s[0], [...s[1]].length, s[2]]), [['bob (private)', 180, '@bob']]);
+  assert.equal(await n.toggle(), 'off');
+  n.message('@bob', 'bob', 'muted');
+  assert.equal(shown.length, 1);
+  assert.equal(new Notifier(() => {}, win).state, 'off', 'remembered');
 });
