@@ -1,6 +1,6 @@
 // The client's logic without a browser: the store, the name rules, the
-// backoff, the formatting and the notifications' rules (plain modules of
-// web/static, loaded by node).
+// backoff, the formatting, the time format and the notifications' rules
+// (plain modules of web/static, loaded by node).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +8,7 @@ import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
 import { backoff } from '../../static/conn.js';
 import { parse, mentionsMe, plainText } from '../../static/format.js';
+import { timeFormat } from '../../static/view.js';
 import { Notifier } from '../../static/notify.js';
 
 const ALICE = '00000000-0000-4000-8000-00000000000a';
@@ -164,6 +165,49 @@ test('formatting: links, code, emphasis, mentions', () => {
   // A long run of delimiters stays quick and stays text.
   const stars = '*'.repeat(4000);
   assert.equal(plainText(parse(stars)), stars);
+});
+
+test('times in the reader\'s locale, without a leading zero where it writes none', () => {
+  const d = new Date('2026-11-26T06:07:05Z');
+  assert.equal(timeFormat('en-US', 'UTC').format(d), '6:07 AM');
+  assert.equal(timeFormat('en-GB', 'UTC').format(d), '06:07');
+});
+
+test('private conversations: confirmed by a delivered message, closed on demand', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  s.open('@nobody');
+  assert.equal(s.get('@nobody').confirmed, false);
+  s.closeDirect('@nobody');
+  assert.equal(s.get('@nobody'), null);
+  assert.equal(s.current, null);
+  s.frame(msg('@alice', BOB, 'bob', 'hi'));
+  assert.equal(s.get('@bob').confirmed, true);
+  assert.equal(s.get('@bob').alert, true, 'a private message is for me in person');
+  s.closeDirect('#main');
+  assert.notEqual(s.get('#main'), null, 'a channel is not closed that way');
+  s.closeDirect('@bob');
+  s.frame(msg('@alice', BOB, 'bob', 'again'));
+  assert.deepEqual(s.get('@bob').items.map((i) => i.text), ['again'], 'a new message opens it again');
+});
+
+test('mentions of me are alerts; the gone channel is told once with its membership', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  const changes = [];
+  s.addEventListener('change', (e) => changes.push(e.detail));
+  s.frame(msg('#main', BOB, 'bob', 'hey @alice look'));
+  assert.equal(s.get('#main').alert, true);
+  assert.equal(changes.at(-1).incoming.item.mentionsMe, true);
+  s.frame(msg('#main', ALICE, 'alice', 'me, @alice'));
+  assert.equal(changes.at(-1).incoming, null, 'my own message is not incoming');
+  s.frame({ type: 'event', emitter: 'channel', identifier: '#main', event: 'destroy' });
+  s.frame({ type: 'event', emitter: 'channel', identifier: '#random', event: 'destroy' });
+  const gone = changes.filter((c) => c.gone).map((c) => c.gone);
+  assert.deepEqual(gone, [
+    { name: '#main', words: '#main was destroyed.', member: true, open: false },
+    { name: '#random', words: '#random was destroyed.', member: false, open: false },
+  ]);
 });
 
 test('notifications: asked only on a press, shown only while hidden, off on demand', async () => {
