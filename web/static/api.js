@@ -9,6 +9,23 @@ export async function providers() {
   return Array.isArray(body.providers) ? body.providers : [];
 }
 
+/**
+ * Whether the browser holds a session cookie at all, which the page can't
+ * see itself (the cookie is HttpOnly). Without one, GET /auth/me would only
+ * answer 401, which the browser logs as an error in its console; this asks
+ * the page's own server instead (web.SessionHintPath), which always answers
+ * 200. When the hint can't be had, the answer is "maybe".
+ */
+export async function maybeSignedIn() {
+  try {
+    const r = await fetch('/session-hint', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    if (!r.ok) return true;
+    return (await r.json()).cookie !== false;
+  } catch {
+    return true;
+  }
+}
+
 /** The signed-in user {identifier, username, provider}, or null without a session. */
 export async function me() {
   const r = await fetch('/auth/me', { headers: { Accept: 'application/json' } });

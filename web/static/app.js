@@ -4,6 +4,8 @@
 import * as api from './api.js';
 import { Connection } from './conn.js';
 import { Store, MAX_ITEMS } from './store.js';
+import { Notifier } from './notify.js';
+import { plainText } from './format.js';
 import { el, avatar, listItem, itemNode } from './view.js';
 import { channelName, username, explain, closeWords, blank, CHANNEL_RULE, USERNAME_RULE } from './words.js';
 
@@ -11,6 +13,9 @@ const $ = (id) => document.getElementById(id);
 
 /** Largest frame the client sends; the server closes with 1009 past CHAT_MAX_FRAME_BYTES (16384 by default). */
 const MAX_FRAME = 16000;
+
+/** How many notices (a channel gone, …) stay on screen at once. */
+const MAX_TOASTS = 3;
 
 let store = null;
 let conn = null;
@@ -20,6 +25,8 @@ const drafts = new Map(); // conversation key -> unsent text
 const actionErrors = new Map(); // conversation key -> words
 const sendErrors = new Map(); // conversation key -> words
 let rendered = { key: null, last: null }; // what the message pane shows
+let carried = ''; // text written to a user who does not exist, for the next conversation opened
+const notifier = new Notifier((key) => store && openAndFocus(key));
 
 // ---------------------------------------------------------------- boot
 
@@ -28,8 +35,9 @@ boot();
 async function boot() {
   bindLogin();
   bindChat();
+  bindKeys();
   try {
-    const user = await api.me();
+    const user = (await api.maybeSignedIn()) ? await api.me() : null;
     if (user) startChat(user);
     else await showLogin();
   } catch (e) {
@@ -43,6 +51,8 @@ async function showLogin(notice = '') {
   $('boot').hidden = true;
   $('app').hidden = true;
   $('login').hidden = false;
+  $('toasts').replaceChildren();
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
   document.title = 'Sign in · chat';
   setText($('login-notice'), notice);
   setText($('login-error'), '');
@@ -64,6 +74,7 @@ async function showLogin(notice = '') {
   $('dev-login').hidden = !dev;
   $('no-providers').hidden = list.length > 0;
   if (dev) $('dev-username').focus();
+  else if (others.length > 0) box.firstElementChild.focus();
 }
 
 function providerLabel(name) {
@@ -77,6 +88,7 @@ function bindLogin() {
     const name = username($('dev-username').value);
     if (!name) {
       setText($('login-error'), USERNAME_RULE);
+      $('dev-username').focus();
       return;
     }
     const button = e.target.querySelector('button');
@@ -87,6 +99,7 @@ function bindLogin() {
       startChat(user);
     } catch (err) {
       setText($('login-error'), err.message);
+      $('dev-username').focus();
     } finally {
       button.disabled = false;
     }
@@ -103,8 +116,10 @@ function startChat(user) {
   drafts.clear();
   actionErrors.clear();
   sendErrors.clear();
+  carried = '';
   rendered = { key: null, last: null };
   showMe(user.username);
+  renderBell();
 
   store = new Store();
   store.addEventListener('change', (e) => onStoreChange(e.detail));
@@ -146,6 +161,8 @@ function onStoreChange(d) {
   if (d.sidebar) renderSidebar();
   if (d.pane) renderPane();
   else if (d.appended && d.appended === store.current) appendMessages();
+  if (d.gone) channelGone(d.gone);
+  if (d.incoming) incoming(d.incoming);
   document.title = titleText();
 }
 
@@ -153,6 +170,25 @@ function titleText() {
   const n = store ? store.totalUnread() : 0;
   const where = store && store.current ? `${store.current} · ` : '';
   return `${n > 0 ? `(${n}) ` : ''}${where}chat`;
+}
+
+/** A channel went away: said once, in the pane if it was open, else as a notice if the person was in it. */
+function channelGone(g) {
+  if (g.open) {
+    closeForms();
+    if (document.activeElement === document.body || !document.activeElement) $('new-channel').focus();
+  } else if (g.member) {
+    toast(g.words);
+  }
+}
+
+/** A message from someone else: a desktop notification and a spoken line when it is for the person. */
+function incoming({ key, item }) {
+  const direct = key.startsWith('@');
+  if (!direct && !item.mentionsMe) return;
+  const title = direct ? `${item.username} (private)` : `${item.username} in ${key}`;
+  notifier.message(key, title, plainText(item.nodes));
+  if (key !== store.current) announce(direct ? `New private message from ${item.username}` : `${item.username} mentioned you in ${key}`);
 }
 
 // ---------------------------------------------------------------- actions
@@ -177,11 +213,26 @@ function actionErrorFor(key) {
   };
 }
 
+/** Opens a conversation (null: none); any open side form closes. */
 function open(key) {
   saveDraft();
+  closeForms();
   store.open(key);
+  if (key) notifier.seen(key);
   $('app').dataset.view = key ? 'pane' : 'list';
-  if (key && !matchMedia('(max-width: 720px)').matches) $('input').focus();
+  if (key && !matchMedia('(max-width: 720px)').matches) focusPane();
+}
+
+/** Opens a conversation and puts the focus in it, whatever the screen size (keyboard use). */
+function openAndFocus(key) {
+  open(key);
+  focusPane();
+}
+
+/** The focus goes where the person acts next: the composer, or the Join button. */
+function focusPane() {
+  if (!$('composer').hidden) $('input').focus();
+  else if (!$('join-cta').hidden) $('join-cta-btn').focus();
 }
 
 function saveDraft() {
@@ -192,6 +243,10 @@ function saveDraft() {
   }
 }
 
+/**
+ * Creates a channel and joins it: the protocol keeps the two apart, but a
+ * person who creates a channel means to be in it.
+ */
 async function createChannel(input) {
   const show = (w) => setText($('create-error'), w || '');
   const name = channelName(input);
@@ -200,20 +255,25 @@ async function createChannel(input) {
     return;
   }
   const ok = await request({ type: 'command', action: 'create', target: name }, show);
-  if (ok) {
-    store.created(name);
-    $('create-input').value = '';
-    toggleForm('create', false);
-    open(name);
-  }
+  if (!ok) return;
+  store.created(name);
+  $('create-input').value = '';
+  open(name);
+  await join(name);
 }
 
 async function join(key) {
-  await request({ type: 'command', action: 'join', target: key }, actionErrorFor(key));
+  if (await request({ type: 'command', action: 'join', target: key }, actionErrorFor(key))) {
+    store.membership(key, true);
+    if (store.current === key) focusPane();
+  }
 }
 
 async function leave(key) {
-  await request({ type: 'command', action: 'leave', target: key }, actionErrorFor(key));
+  if (await request({ type: 'command', action: 'leave', target: key }, actionErrorFor(key))) {
+    store.membership(key, false);
+    if (store.current === key) focusPane();
+  }
 }
 
 async function destroy(key) {
@@ -223,8 +283,12 @@ async function destroy(key) {
   dlg.returnValue = '';
   dlg.showModal();
   await new Promise((r) => dlg.addEventListener('close', r, { once: true }));
-  if (dlg.returnValue !== 'ok') return;
+  if (dlg.returnValue !== 'ok') {
+    $('destroy').focus();
+    return;
+  }
   await request({ type: 'command', action: 'destroy', target: key }, actionErrorFor(key));
+  if (!$('destroy').hidden) $('destroy').focus();
 }
 
 function openDirect(input) {
@@ -235,8 +299,41 @@ function openDirect(input) {
   }
   setText($('dm-error'), '');
   $('dm-input').value = '';
-  toggleForm('dm', false);
-  open('@' + name);
+  const key = '@' + name;
+  if (carried && !drafts.has(key)) drafts.set(key, carried);
+  carried = '';
+  open(key);
+}
+
+/**
+ * The first message to a user who does not exist fails: the conversation
+ * was never real, so it goes, and the form to open one comes back with the
+ * name in it. The text written is kept for the next conversation opened.
+ * (Once history lands, `history @name` checks the name before opening.)
+ */
+function nobody(key, text) {
+  sendErrors.delete(key);
+  drafts.delete(key);
+  store.closeDirect(key);
+  carried = text;
+  toggleForm('dm', true);
+  $('dm-input').value = key.slice(1);
+  $('dm-input').select();
+  setText($('dm-error'), `There is nobody called ${key}, so that conversation was closed. Check the name: your message goes to the conversation you open next.`);
+  $('app').dataset.view = 'list';
+}
+
+/** Closes a private conversation from the sidebar; the focus moves to its neighbour. */
+function closeConversation(key) {
+  const keys = store.directs().map((c) => c.key);
+  const i = keys.indexOf(key);
+  const next = keys[i + 1] || keys[i - 1];
+  const wasCurrent = store.current === key;
+  saveDraft();
+  store.closeDirect(key);
+  if (wasCurrent) $('app').dataset.view = 'list';
+  const target = next ? document.querySelector(`#dm-list .item[data-key="${CSS.escape(next)}"]`) : $('new-dm');
+  (target || $('new-dm')).focus();
 }
 
 async function send() {
@@ -261,15 +358,24 @@ async function send() {
   input.value = '';
   drafts.delete(key);
   autosize();
-  const ok = await request(req, showErr);
-  if (!ok) {
-    // Give the text back so nothing the person wrote is lost.
-    if (store.current === key && input.value === '') {
-      input.value = text;
-      autosize();
-    } else if (!drafts.has(key)) {
-      drafts.set(key, text);
+  showErr(null);
+  try {
+    await conn.request(req);
+    return;
+  } catch (err) {
+    const conv = store.get(key);
+    if (err.code === 'not_found' && conv && conv.kind === 'direct' && !conv.confirmed) {
+      nobody(key, text);
+      return;
     }
+    showErr(explain(err, req));
+  }
+  // Give the text back so nothing the person wrote is lost.
+  if (store.current === key && input.value === '') {
+    input.value = text;
+    autosize();
+  } else if (!drafts.has(key)) {
+    drafts.set(key, text);
   }
 }
 
@@ -289,6 +395,7 @@ async function logout() {
   conn = null;
   if (c) c.stop();
   stopTicker();
+  notifier.closeAll();
   store = null;
   await showLogin('You are signed out.');
 }
@@ -315,6 +422,12 @@ async function connectionEnded(c) {
     return;
   }
   showBanner(closeWords(c.endCode, c.endReason), 'Reconnect');
+}
+
+async function toggleNotifications() {
+  const state = await notifier.toggle();
+  renderBell();
+  if (state === 'denied') toast('Desktop notifications are blocked for this site. Allow them in the browser’s site settings, then press the bell again.');
 }
 
 // ---------------------------------------------------------------- rendering
@@ -369,12 +482,49 @@ function hideBanner() {
   $('banner').hidden = true;
 }
 
+/** A notice that stays until it is dismissed (the newest MAX_TOASTS of them); the region speaks it. */
+function toast(words) {
+  const box = $('toasts');
+  const t = el('div', { class: 'toast' }, el('span', {}, words));
+  t.append(el('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Dismiss', title: 'Dismiss', onclick: () => t.remove() }, '×'));
+  box.append(t);
+  while (box.childElementCount > MAX_TOASTS) box.firstElementChild.remove();
+}
+
+/** Says something to screen readers only. */
+function announce(words) {
+  $('announce').textContent = words;
+}
+
+function renderBell() {
+  const b = $('notify');
+  const state = notifier.state;
+  b.hidden = state === 'unsupported';
+  b.dataset.state = state;
+  b.setAttribute('aria-pressed', String(state === 'on'));
+  b.title = {
+    default: 'Turn on desktop notifications for private messages and mentions',
+    on: 'Desktop notifications are on for private messages and mentions while this tab is hidden (press to turn them off)',
+    off: 'Desktop notifications are off (press to turn them on)',
+    denied: 'Desktop notifications are blocked in this browser’s site settings',
+  }[state] || '';
+}
+
 function renderSidebar() {
   if (!store) return;
+  // Keep the keyboard focus on the same entry across the re-render.
+  const focused = document.activeElement;
+  const focusKey = focused && focused.closest('.list') ? focused.dataset.key || focused.dataset.close : null;
+  const focusClose = focused && focused.classList.contains('close-conv');
   const chans = store.channels();
-  $('channel-list').replaceChildren(...chans.map((c) => listItem(c, store.current, open)));
+  $('channel-list').replaceChildren(...chans.map((c) => listItem(c, store.current, open, closeConversation)));
   $('no-channels').hidden = chans.length > 0;
-  $('dm-list').replaceChildren(...store.directs().map((c) => listItem(c, store.current, open)));
+  $('dm-list').replaceChildren(...store.directs().map((c) => listItem(c, store.current, open, closeConversation)));
+  if (focusKey) {
+    const sel = focusClose ? `.close-conv[data-close="${CSS.escape(focusKey)}"]` : `.item[data-key="${CSS.escape(focusKey)}"]`;
+    const again = document.querySelector(sel);
+    if (again) again.focus();
+  }
 }
 
 function renderPane() {
@@ -382,12 +532,13 @@ function renderPane() {
   const conv = key ? store.get(key) : null;
   $('empty').hidden = !!conv;
   $('messages').hidden = !conv;
+  $('messages').setAttribute('aria-label', conv ? `Messages in ${key}` : 'Messages');
   if (!conv) {
     const gone = store && store.lastGone;
     $('empty-title').textContent = gone || 'Pick a conversation';
     $('empty-text').textContent = gone
       ? 'Pick another conversation on the left.'
-      : 'Open a channel on the left, create one with +, or message someone directly.';
+      : 'Open a channel on the left, create one with +, or message someone directly. Ctrl+K jumps to any conversation.';
     if (store) store.lastGone = '';
     $('app').dataset.view = gone ? $('app').dataset.view : 'list';
     $('title').textContent = 'chat';
@@ -418,7 +569,6 @@ function renderPaneHead() {
       ? [conv.joined ? 'You are a member' : 'You are not a member', conv.owned ? 'you own it' : ''].filter(Boolean).join(' · ')
       : `Private conversation with ${key.slice(1)}`;
   }
-  $('join').hidden = !(isChannel && !conv.joined);
   $('leave').hidden = !(isChannel && conv.joined);
   $('destroy').hidden = !(isChannel && conv.owned);
   setText($('action-error'), (key && actionErrors.get(key)) || '');
@@ -459,9 +609,7 @@ function appendMessages(jump = false) {
   }
   if (conv.items.length > 0) rendered.last = conv.items[conv.items.length - 1];
   if (conv.items.length === 0) {
-    box.replaceChildren(
-      el('div', { class: 'intro' }, introText(conv)),
-    );
+    box.replaceChildren(el('div', { class: 'intro' }, introText(conv)));
   } else {
     box.querySelector('.intro')?.remove();
   }
@@ -487,6 +635,13 @@ function toggleForm(which, show) {
   if (visible) $(`${which}-input`).focus();
 }
 
+/** Closes both side forms (and their errors), e.g. when the open conversation changes. */
+function closeForms() {
+  for (const which of ['create', 'dm']) {
+    if (!$(`${which}-form`).hidden) toggleForm(which, false);
+  }
+}
+
 function autosize() {
   const t = $('input');
   t.style.height = 'auto';
@@ -496,6 +651,70 @@ function autosize() {
 function setText(node, words) {
   node.textContent = words || '';
   node.hidden = !words;
+}
+
+// ---------------------------------------------------------------- the quick switcher
+
+let switcherChoices = []; // keys listed, in order
+let switcherIndex = 0;
+let switcherReturn = null; // where the focus goes back to when nothing is chosen
+
+function openSwitcher() {
+  const dlg = $('switcher');
+  if (!store || dlg.open) return;
+  switcherReturn = document.activeElement;
+  $('switcher-input').value = '';
+  renderSwitcher();
+  dlg.showModal();
+  $('switcher-input').focus();
+}
+
+/** Lists the conversations whose name holds what was typed: names that start with it first. */
+function renderSwitcher() {
+  const q = $('switcher-input').value.trim().toLowerCase();
+  const sigil = q[0] === '#' || q[0] === '@' ? q[0] : '';
+  const word = sigil ? q.slice(1) : q;
+  const all = store.ordered().filter((c) => (!sigil || c.key[0] === sigil) && c.key.slice(1).includes(word));
+  const starts = all.filter((c) => c.key.slice(1).startsWith(word));
+  const rest = all.filter((c) => !c.key.slice(1).startsWith(word));
+  switcherChoices = [...starts, ...rest].map((c) => c.key);
+  switcherIndex = 0;
+  const list = $('switcher-list');
+  list.replaceChildren(
+    ...[...starts, ...rest].map((c, i) =>
+      el(
+        'li',
+        { id: `switcher-${i}`, role: 'option', 'data-key': c.key, 'aria-selected': 'false', onclick: () => chooseSwitcher(c.key) },
+        el('span', { class: 'name' }, c.key),
+        c.unread > 0 ? el('span', { class: c.alert ? 'badge alert' : 'badge' }, `${c.unread} unread`) : null,
+        c.kind === 'channel' && !c.joined ? el('span', { class: 'hint' }, 'not joined') : null,
+      ),
+    ),
+  );
+  if (switcherChoices.length === 0) list.append(el('li', { class: 'hint', role: 'option', 'aria-disabled': 'true' }, 'No conversation has that name.'));
+  markSwitcher();
+}
+
+function markSwitcher() {
+  const input = $('switcher-input');
+  let active = null;
+  for (const li of $('switcher-list').children) {
+    const on = li.id === `switcher-${switcherIndex}`;
+    li.setAttribute('aria-selected', String(on && li.dataset.key !== undefined));
+    if (on && li.dataset.key) active = li;
+  }
+  if (active) {
+    input.setAttribute('aria-activedescendant', active.id);
+    active.scrollIntoView({ block: 'nearest' });
+  } else {
+    input.removeAttribute('aria-activedescendant');
+  }
+}
+
+function chooseSwitcher(key) {
+  switcherReturn = null;
+  $('switcher').close();
+  openAndFocus(key);
 }
 
 // ---------------------------------------------------------------- events
@@ -513,10 +732,12 @@ function bindChat() {
   });
   for (const which of ['create', 'dm']) {
     $(`${which}-input`).addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') toggleForm(which, false);
+      if (e.key === 'Escape') {
+        toggleForm(which, false);
+        $(which === 'create' ? 'new-channel' : 'new-dm').focus();
+      }
     });
   }
-  $('join').addEventListener('click', () => join(store.current));
   $('join-cta-btn').addEventListener('click', () => join(store.current));
   $('leave').addEventListener('click', () => leave(store.current));
   $('destroy').addEventListener('click', () => destroy(store.current));
@@ -524,8 +745,12 @@ function bindChat() {
   // arrives in it counts as unread.
   $('back').addEventListener('click', () => open(null));
   $('logout').addEventListener('click', logout);
+  $('notify').addEventListener('click', toggleNotifications);
   $('banner-retry').addEventListener('click', () => conn && conn.retryNow());
   window.addEventListener('online', () => conn && conn.retryNow());
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && store && store.current) notifier.seen(store.current);
+  });
 
   const input = $('input');
   input.addEventListener('keydown', (e) => {
@@ -546,4 +771,55 @@ function bindChat() {
     send();
     input.focus();
   });
+
+  const sw = $('switcher-input');
+  sw.addEventListener('input', renderSwitcher);
+  sw.addEventListener('keydown', (e) => {
+    const n = switcherChoices.length;
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      if (n > 0) switcherIndex = (switcherIndex + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+      markSwitcher();
+    } else if (e.key === 'Enter') {
+      e.preventDefault();
+      if (n > 0) chooseSwitcher(switcherChoices[switcherIndex]);
+    }
+  });
+  // Escape closes the dialog (the browser does that for a modal dialog);
+  // the focus goes back to where it was.
+  $('switcher').addEventListener('close', () => {
+    if (switcherReturn && switcherReturn.isConnected) switcherReturn.focus();
+    switcherReturn = null;
+  });
+  // A click on the backdrop (outside the dialog's box) closes it too.
+  $('switcher').addEventListener('click', (e) => {
+    if (e.target === $('switcher')) $('switcher').close();
+  });
+}
+
+/**
+ * Keys that work anywhere in the chat: Ctrl+K (⌘K) opens the quick
+ * switcher, Alt+↑ and Alt+↓ move to the previous and next conversation in
+ * the sidebar's order.
+ */
+function bindKeys() {
+  document.addEventListener('keydown', (e) => {
+    if (!store || $('app').hidden || $('confirm').open) return;
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && (e.key === 'k' || e.key === 'K')) {
+      e.preventDefault();
+      openSwitcher();
+    } else if (e.altKey && !e.ctrlKey && !e.metaKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && !$('switcher').open) {
+      e.preventDefault();
+      step(e.key === 'ArrowDown' ? 1 : -1);
+    }
+  });
+}
+
+/** Opens the conversation delta places away from the open one in the sidebar (wrapping round). */
+function step(delta) {
+  const keys = store.ordered().map((c) => c.key);
+  if (keys.length === 0) return;
+  const i = keys.indexOf(store.current);
+  const next = i < 0 ? (delta > 0 ? 0 : keys.length - 1) : (i + delta + keys.length) % keys.length;
+  openAndFocus(keys[next]);
 }

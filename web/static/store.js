@@ -6,6 +6,8 @@
 // A conversation is a channel ("#lobby") or a private conversation with one
 // user ("@bob"); its key is that name, lower case, as the server sends it.
 
+import { parse, mentionsMe } from './format.js';
+
 /** How many items a conversation keeps; older ones are dropped. */
 export const MAX_ITEMS = 1000;
 
@@ -20,6 +22,8 @@ export class Store extends EventTarget {
     this.current = null;
     /** channels this user created while the page was open (welcome's owned covers the rest) */
     this.createdHere = new Set();
+    /** words for the pane when the open channel went away ("#x was destroyed.") */
+    this.lastGone = '';
     this.seq = 0;
   }
 
@@ -31,6 +35,11 @@ export class Store extends EventTarget {
   /** Private conversations, sorted by name. */
   directs() {
     return [...this.convs.values()].filter((c) => c.kind === 'direct').sort(byKey);
+  }
+
+  /** Every conversation in the sidebar's order: channels, then private ones. */
+  ordered() {
+    return [...this.channels(), ...this.directs()];
   }
 
   totalUnread() {
@@ -112,19 +121,40 @@ export class Store extends EventTarget {
     if (typeof key !== 'string') return;
     if (key.startsWith('@') && !mine) key = '@' + f.username;
     const c = this.ensure(key);
+    c.confirmed = true; // the server delivered it, so the other user exists
     const ts = new Date(f.ts);
-    this.push(c, {
+    const text = typeof f.message === 'string' ? f.message : '';
+    const nodes = parse(text, this.me ? this.me.username : '');
+    const item = {
       kind: 'message',
       seq: ++this.seq,
       identifier: f.identifier,
       username: f.username,
-      text: f.message,
+      text,
+      nodes,
+      mentionsMe: !mine && mentionsMe(nodes),
       ts: isNaN(ts) ? new Date() : ts,
       tsText: f.ts,
       mine,
-    });
-    if (key !== this.current && !mine) c.unread++;
-    this.changed({ sidebar: true, appended: key });
+    };
+    this.push(c, item);
+    if (key !== this.current && !mine) {
+      c.unread++;
+      // A private message or a mention is for the reader in person.
+      if (c.kind === 'direct' || item.mentionsMe) c.alert = true;
+    }
+    this.changed({ sidebar: true, appended: key, incoming: mine ? null : { key, item } });
+  }
+
+  /**
+   * The user's own join or leave of a channel was acknowledged; its event
+   * may come before or after the ack.
+   */
+  membership(key, joined) {
+    const c = this.convs.get(key);
+    if (!c || c.kind !== 'channel' || c.joined === joined) return;
+    c.joined = joined;
+    this.changed({ sidebar: true, pane: this.current === key });
   }
 
   /** The user created a channel (its create was acknowledged). */
@@ -135,12 +165,32 @@ export class Store extends EventTarget {
     this.changed({ sidebar: true, pane: this.current === name });
   }
 
-  /** Opens a conversation (creating an empty private one on demand). */
+  /**
+   * Opens a conversation (creating an empty private one on demand: it is
+   * not confirmed until a message in it is delivered, which tells that the
+   * other user exists).
+   */
   open(key) {
     const c = key === null ? null : this.ensure(key);
     this.current = key;
-    if (c) c.unread = 0;
+    if (c) {
+      c.unread = 0;
+      c.alert = false;
+    }
     this.changed({ sidebar: true, pane: true, opened: true });
+  }
+
+  /**
+   * Closes a private conversation: it leaves the sidebar with what it
+   * held. A new message in it opens it again.
+   */
+  closeDirect(key) {
+    const c = this.convs.get(key);
+    if (!c || c.kind !== 'direct') return;
+    this.convs.delete(key);
+    const pane = this.current === key;
+    if (pane) this.current = null;
+    this.changed({ sidebar: true, pane });
   }
 
   /** Adds a line of the app's own to a conversation (not from the server). */
@@ -166,26 +216,30 @@ export class Store extends EventTarget {
         joined: false,
         owned: false,
         unread: 0,
+        alert: false, // an unread private message or mention
+        confirmed: false, // (private) a message in it was delivered
         items: [],
-        gone: '',
       };
       this.convs.set(key, c);
     }
     return c;
   }
 
+  /**
+   * A channel is gone. The change says so once: gone names it, with the
+   * words, and whether the user was a member and had it open.
+   */
   removeChannel(name, why) {
     const c = this.convs.get(name);
     if (!c) return;
     this.convs.delete(name);
     this.createdHere.delete(name);
-    let pane = false;
-    if (this.current === name) {
+    const open = this.current === name;
+    if (open) {
       this.current = null;
-      pane = true;
       this.lastGone = `${name} ${why}.`;
     }
-    this.changed({ sidebar: true, pane, gone: name });
+    this.changed({ sidebar: true, pane: open, gone: { name, words: `${name} ${why}.`, member: c.joined, open } });
   }
 
   push(c, item) {
@@ -206,4 +260,4 @@ function byKey(a, b) {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
-/** @typedef {{key: string, kind: 'channel'|'direct', joined: boolean, owned: boolean, unread: number, items: object[]}} Conversation */
+/** @typedef {{key: string, kind: 'channel'|'direct', joined: boolean, owned: boolean, unread: number, alert: boolean, confirmed: boolean, items: object[]}} Conversation */

@@ -30,7 +30,15 @@ export function avatar(name, cls = 'avatar') {
   return a;
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+/**
+ * Formats a time of day the way the reader's locale writes it ("6:07 AM",
+ * "06:07", "6:07 vorm."): the short time style, not two-digit hours.
+ */
+export function timeFormat(locale = undefined, timeZone = undefined) {
+  return new Intl.DateTimeFormat(locale, { timeStyle: 'short', timeZone });
+}
+
+const timeFmt = timeFormat();
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
 
@@ -39,17 +47,55 @@ export function timeEl(d, iso) {
   return el('time', { datetime: iso || d.toISOString(), title: fullFmt.format(d) }, timeFmt.format(d));
 }
 
-/** One sidebar entry. */
-export function listItem(conv, current, onOpen) {
+/**
+ * DOM nodes for formatted text (format.js): elements built one by one,
+ * every piece of text a text node. Links open in a new tab without telling
+ * the target where they came from.
+ */
+export function richText(nodes) {
+  return nodes.map((n) => {
+    switch (n.type) {
+      case 'code':
+        return el('code', {}, n.text);
+      case 'pre':
+        return el('pre', {}, el('code', {}, n.text));
+      case 'strong':
+      case 'em':
+        return el(n.type, {}, ...richText(n.children));
+      case 'link':
+        return el('a', { href: n.href, target: '_blank', rel: 'noopener noreferrer' }, n.text);
+      case 'mention':
+        return el('span', { class: n.me ? 'mention you' : 'mention' }, n.text);
+      default:
+        return document.createTextNode(n.text);
+    }
+  });
+}
+
+/**
+ * One sidebar entry: a button that opens the conversation and, for a
+ * private conversation, a second one that closes it (onClose).
+ */
+export function listItem(conv, current, onOpen, onClose) {
   const isChannel = conv.kind === 'channel';
   const label = conv.key.slice(1);
   const marks = [];
   if (conv.unread > 0) {
-    marks.push(el('span', { class: 'badge', 'aria-label': `${conv.unread} unread` }, conv.unread > 99 ? '99+' : String(conv.unread)));
+    // The badge's number is read with its meaning: "erin 2 unread, for you".
+    marks.push(
+      el(
+        'span',
+        { class: conv.alert ? 'badge alert' : 'badge', title: conv.alert ? 'unread, for you' : 'unread' },
+        conv.unread > 99 ? '99+' : String(conv.unread),
+        el('span', { class: 'sr-only' }, conv.alert ? ' unread, for you' : ' unread'),
+      ),
+    );
   } else if (isChannel && !conv.joined) {
     marks.push(el('span', { class: 'tag' }, 'join'));
   }
-  if (isChannel && conv.owned) marks.push(el('span', { class: 'owner', title: 'You own this channel' }, '★'));
+  if (isChannel && conv.owned) marks.push(el('span', { class: 'owner', title: 'You own this channel' }, '★', el('span', { class: 'sr-only' }, ' yours')));
+  // The accessible name is the visible text with a few words for what the
+  // marks and the avatar say by their looks.
   const btn = el(
     'button',
     {
@@ -64,9 +110,23 @@ export function listItem(conv, current, onOpen) {
     },
     isChannel ? el('span', { class: 'sigil', 'aria-hidden': 'true' }, '#') : avatar(label, 'avatar tiny'),
     el('span', { class: 'name' }, label),
+    isChannel ? null : el('span', { class: 'sr-only' }, ' (private)'),
     ...marks,
   );
-  return el('li', {}, btn);
+  if (isChannel) return el('li', {}, btn);
+  const close = el(
+    'button',
+    {
+      type: 'button',
+      class: 'close-conv',
+      'data-close': conv.key,
+      'aria-label': `Close the conversation with ${label}`,
+      title: 'Close this conversation (a new message opens it again)',
+      onclick: () => onClose(conv.key),
+    },
+    '×',
+  );
+  return el('li', { class: 'with-close' }, btn, close);
 }
 
 /**
@@ -86,16 +146,23 @@ export function itemNode(items, i) {
   }
   const continues =
     prev && prev.kind === 'message' && prev.identifier === it.identifier && it.ts - prev.ts < 5 * 60 * 1000 && prev.ts.toDateString() === it.ts.toDateString();
-  const body = el('div', { class: 'text' }, it.text);
+  const body = el('div', { class: 'text' }, ...richText(it.nodes || [{ type: 'text', text: it.text }]));
+  const cls = ['msg', continues ? 'cont' : '', it.mine ? 'mine' : '', it.mentionsMe ? 'for-me' : ''].filter(Boolean).join(' ');
   if (continues) {
+    // The author is not shown again, but a screen reader still says it.
     nodes.push(
-      el('div', { class: 'msg cont' + (it.mine ? ' mine' : ''), 'data-user': it.username }, el('span', { class: 'gutter' }, timeEl(it.ts, it.tsText)), el('div', { class: 'body' }, body)),
+      el(
+        'div',
+        { class: cls, 'data-user': it.username },
+        el('span', { class: 'gutter' }, timeEl(it.ts, it.tsText)),
+        el('div', { class: 'body' }, el('span', { class: 'sr-only' }, `${it.username}: `), body),
+      ),
     );
   } else {
     nodes.push(
       el(
         'div',
-        { class: 'msg' + (it.mine ? ' mine' : ''), 'data-user': it.username },
+        { class: cls, 'data-user': it.username },
         avatar(it.username),
         el('div', { class: 'body' }, el('div', { class: 'meta' }, el('span', { class: 'author' }, it.username), timeEl(it.ts, it.tsText)), body),
       ),

@@ -5,7 +5,18 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { artifacts } from './chatd.js';
-import { signIn, item, openConv, say, message } from './browser.js';
+import { signIn, item, openConv, say, message, assertClean, visibleJoinButtons, watch } from './browser.js';
+
+/**
+ * A time zone in which the clock now shows 6 or 7 in the morning, so that
+ * times shown to a reader in it have a one-digit hour.
+ */
+export function morningZone(now = new Date()) {
+  let offset = 6 - now.getUTCHours(); // hours east of UTC
+  if (offset < -12) offset += 24;
+  // Etc/GMT-5 is five hours east of UTC: the sign is the POSIX one.
+  return offset === 0 ? 'Etc/GMT' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+}
 
 /**
  * @param browser a launched Chromium
@@ -14,14 +25,22 @@ import { signIn, item, openConv, say, message } from './browser.js';
  */
 export async function chatScenario(browser, aliceURL, bobURL, label) {
   const alice = await signIn(browser, aliceURL, 'alice');
-  const bob = await signIn(browser, bobURL, 'bob');
+  const bob = await signIn(browser, bobURL, 'bob', { timezoneId: morningZone() });
 
-  // alice creates #lobby: she owns it (Destroy offered), bob sees it appear, not joined.
+  // alice creates #lobby, and is in it at once (issue 20, 1): she owns it
+  // (Destroy offered), can write, and sees no Join button at all. bob sees
+  // it appear, not joined.
   await alice.click('#new-channel');
   await alice.fill('#create-input', 'Lobby');
   await alice.press('#create-input', 'Enter');
   await alice.locator('#title', { hasText: '#lobby' }).waitFor();
   await alice.locator('#destroy').waitFor();
+  await alice.locator('#composer').waitFor();
+  await alice.locator('#leave').waitFor();
+  await alice.locator('#messages .notice-line', { hasText: 'You joined #lobby' }).waitFor();
+  assert.equal(await item(alice, '#lobby').getAttribute('data-joined'), 'true');
+  assert.equal(await visibleJoinButtons(alice).count(), 0);
+  assert.equal(await alice.evaluate(() => document.activeElement.id), 'input', 'the focus is in the composer');
   await item(bob, '#lobby').waitFor();
   assert.equal(await item(bob, '#lobby').getAttribute('data-joined'), 'false');
 
@@ -32,19 +51,19 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
   await alice.locator('#create-error', { hasText: '#lobby already exists' }).waitFor();
   await alice.press('#create-input', 'Escape');
 
-  // Both join.
-  await alice.click('#join');
-  await alice.locator('#leave').waitFor();
-  await alice.locator('#composer').waitFor();
+  // bob joins: one Join button on his screen, not two.
   await openConv(bob, '#lobby');
   assert.equal(await bob.isVisible('#destroy'), false, 'bob does not own #lobby');
   await bob.locator('#join-cta').waitFor();
+  assert.equal(await visibleJoinButtons(bob).count(), 1);
   await bob.click('#join-cta-btn');
   await bob.locator('#composer').waitFor();
   assert.equal(await item(bob, '#lobby').getAttribute('data-joined'), 'true');
   await alice.locator('#messages .notice-line', { hasText: 'bob joined #lobby' }).waitFor();
 
-  // They talk; each message shows its author and the local time of its ts.
+  // They talk; each message shows its author and the local time of its ts,
+  // as the reader's locale writes it: bob reads en-US in a time zone where
+  // it is morning, so "6:07 AM", never "06:07 AM" (issue 20, 2).
   await say(alice, 'Hi bob, welcome to the lobby!');
   const hi = message(bob, 'alice', 'Hi bob, welcome to the lobby!');
   await hi.waitFor();
@@ -52,8 +71,16 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
   const iso = await time.getAttribute('datetime');
   assert.match(iso, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   const shown = await time.textContent();
-  const local = await bob.evaluate((ts) => new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' }).format(new Date(ts)), iso);
+  const local = await bob.evaluate((ts) => new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date(ts)), iso);
   assert.equal(shown, local);
+  assert.match(shown, /^[67]:\d\d\s[AP]M$/, 'a one-digit hour, no leading zero');
+  // A run of one-line messages is single-spaced: a continued row is one
+  // line of text tall (it was 46 px for 22 px of text).
+  await say(alice, 'How are you?');
+  const cont = bob.locator('#messages .msg.cont', { hasText: 'How are you?' });
+  await cont.waitFor();
+  const [rowHeight, lineHeight] = await cont.evaluate((row) => [row.getBoundingClientRect().height, parseFloat(getComputedStyle(row.querySelector('.text')).lineHeight)]);
+  assert.ok(rowHeight <= lineHeight + 6, `a continued one-line row is ${rowHeight}px tall for ${lineHeight}px of text`);
   await say(bob, 'Thanks alice. Nice place.');
   await message(alice, 'bob', 'Thanks alice. Nice place.').waitFor();
 
@@ -98,13 +125,24 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
   await say(alice, 'back in the lobby');
   await bob.locator('.item[data-key="#lobby"][data-unread="1"]').waitFor();
 
-  // A private message to nobody: the error shows under the composer.
+  // A private message to nobody (issue 20, 3): the first send fails, the
+  // conversation goes from the sidebar, and the form comes back with the
+  // name to correct; the text written goes to the conversation opened next.
   await bob.click('#new-dm');
   await bob.fill('#dm-input', 'nobody-here');
   await bob.press('#dm-input', 'Enter');
+  await item(bob, '@nobody-here').waitFor();
   await say(bob, 'hello?');
-  await bob.locator('#send-error', { hasText: 'There is nobody called @nobody-here' }).waitFor();
+  await bob.locator('#dm-error', { hasText: 'There is nobody called @nobody-here' }).waitFor();
+  await item(bob, '@nobody-here').waitFor({ state: 'detached' });
+  await bob.locator('#empty').waitFor();
+  assert.equal(await bob.inputValue('#dm-input'), 'nobody-here');
+  assert.equal(await bob.evaluate(() => document.activeElement.id), 'dm-input');
+  await bob.fill('#dm-input', 'alice');
+  await bob.press('#dm-input', 'Enter');
+  await bob.locator('#title', { hasText: '@alice' }).waitFor();
   assert.equal(await bob.inputValue('#input'), 'hello?', 'the text that could not be sent is kept');
+  await bob.fill('#input', '');
 
   assert.equal(await alice.isVisible('#banner'), false, 'no connection trouble to report');
   assert.equal(await alice.getAttribute('#conn', 'data-state'), 'online');
@@ -114,7 +152,8 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
 
   // alice leaves; bob sees it. She still owns #lobby, and destroys it.
   await alice.click('#leave');
-  await alice.locator('#join').waitFor();
+  await alice.locator('#join-cta-btn').waitFor();
+  assert.equal(await alice.evaluate(() => document.activeElement.id), 'join-cta-btn');
   assert.equal(await item(alice, '#lobby').getAttribute('data-joined'), 'false');
   await bob.locator('#messages .notice-line', { hasText: 'alice left #lobby' }).waitFor();
   await alice.click('#destroy');
@@ -126,7 +165,7 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
 
   // Logging out leads back to the login page, in every tab of that session
   // (the server closes their websockets with 1000).
-  const aliceTab2 = await alice.context().newPage();
+  const aliceTab2 = watch(await alice.context().newPage(), 'alice-tab2');
   await aliceTab2.goto('/');
   await aliceTab2.locator('#conn[data-state="online"]').waitFor();
   await alice.click('#logout');
@@ -135,8 +174,9 @@ export async function chatScenario(browser, aliceURL, bobURL, label) {
   await alice.reload();
   await alice.locator('#dev-login').waitFor();
 
-  assert.deepEqual(alice.errors, []);
-  assert.deepEqual(bob.errors, []);
+  await assertClean(alice);
+  await assertClean(bob);
+  await assertClean(aliceTab2);
   await alice.context().close();
   await bob.context().close();
 }

@@ -2,33 +2,31 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
-import { buildChatd, freePort, Node, artifacts } from '../lib/chatd.js';
-import { launch, signIn, openConv, say, message, shotsOnFailure } from '../lib/browser.js';
+import { artifacts } from '../lib/chatd.js';
+import { singleNode } from '../lib/single.js';
+import { signIn, openConv, say, message, shotsOnFailure, createChannel } from '../lib/browser.js';
 import { chatScenario } from '../lib/scenario.js';
+import { featureScenario } from '../lib/features.js';
 
-let build;
 let node;
 let browser;
+let stop;
 
 before(async () => {
-  build = await buildChatd();
-  // A GitHub app that is never reached: it only puts its button on the login page.
-  node = new Node(build.bin, 'single', await freePort(), { CHAT_GITHUB_CLIENT_ID: 'e2e-client', CHAT_GITHUB_CLIENT_SECRET: 'e2e-secret' });
-  await node.start();
-  browser = await launch();
+  ({ node, browser, stop } = await singleNode('single'));
 });
 
-after(async () => {
-  await browser?.close();
-  await node?.kill();
-  if (build) fs.rmSync(build.dir, { recursive: true, force: true });
-});
+after(() => stop?.());
 
 test('alice and bob chat on one node', { timeout: 180000 }, () =>
   shotsOnFailure('single', async () => {
     await chatScenario(browser, node.url, node.url, 'single');
+  }));
+
+test('what people expect of a chat client, on one node', { timeout: 180000 }, () =>
+  shotsOnFailure('features-single', async () => {
+    await featureScenario(browser, node.url, node.url, 'single');
   }));
 
 test('the main screen at phone width', { timeout: 60000 }, () =>
@@ -45,15 +43,11 @@ test('the main screen at phone width', { timeout: 60000 }, () =>
     await visitor.screenshot({ path: path.join(artifacts, 'phone-login.png') });
     await visitor.context().close();
 
-    const carol = await signIn(browser, node.url, 'carol', phone);
-    await carol.click('#new-channel');
-    await carol.fill('#create-input', 'phones');
-    await carol.press('#create-input', 'Enter');
-    await carol.locator('#title', { hasText: '#phones' }).waitFor();
+    const carol = await signIn(browser, node.url, 'carol', { viewport: phone });
+    await createChannel(carol, 'phones');
     // On a phone the list and the conversation take turns on the screen.
     await carol.locator('#app[data-view="pane"]').waitFor();
     await carol.locator('.sidebar').waitFor({ state: 'hidden' });
-    await carol.click('#join-cta-btn');
     await carol.fill('#input', 'Small screens work too.');
     await carol.press('#input', 'Enter');
     await carol.locator('#messages .text', { hasText: 'Small screens work too.' }).waitFor();
@@ -78,10 +72,7 @@ test('bob carries on after his single node restarts', { timeout: 120000 }, () =>
   shotsOnFailure('restart', async () => {
     const alice = await signIn(browser, node.url, 'alice');
     const bob = await signIn(browser, node.url, 'bob');
-    await alice.click('#new-channel');
-    await alice.fill('#create-input', 'before');
-    await alice.press('#create-input', 'Enter');
-    await alice.click('#join');
+    await createChannel(alice, 'before');
     await openConv(bob, '#before');
     await bob.click('#join-cta-btn');
     await bob.locator('#composer').waitFor();
@@ -104,10 +95,7 @@ test('bob carries on after his single node restarts', { timeout: 120000 }, () =>
     const states = await bob.evaluate(() => window.__states);
     assert.ok(states.includes('waiting') || states.includes('connecting'), `bob's page showed the reconnect: ${states}`);
 
-    await bob.click('#new-channel');
-    await bob.fill('#create-input', 'after');
-    await bob.press('#create-input', 'Enter');
-    await bob.click('#join');
+    await createChannel(bob, 'after');
     await openConv(alice, '#after');
     await alice.click('#join-cta-btn');
     await alice.locator('#composer').waitFor();

@@ -1,11 +1,15 @@
-// The client's logic without a browser: the store, the name rules and the
-// backoff (plain modules of web/static, loaded by node).
+// The client's logic without a browser: the store, the name rules, the
+// backoff, the formatting, the time format and the notifications' rules
+// (plain modules of web/static, loaded by node).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
 import { backoff } from '../../static/conn.js';
+import { parse, mentionsMe, plainText } from '../../static/format.js';
+import { timeFormat } from '../../static/view.js';
+import { Notifier } from '../../static/notify.js';
 
 const ALICE = '00000000-0000-4000-8000-00000000000a';
 const BOB = '00000000-0000-4000-8000-00000000000b';
@@ -110,4 +114,136 @@ test('backoff grows, is jittered and is capped', () => {
   assert.equal(backoff(3, () => 0), 2000);
   assert.equal(backoff(50, () => 1), 30000);
   assert.equal(backoff(50, () => 0), 15000);
+});
+
+test('formatting: links, code, emphasis, mentions', () => {
+  const t = (text) => ({ type: 'text', text });
+  assert.deepEqual(parse('plain text'), [t('plain text')]);
+  assert.deepEqual(parse('see https://example.com/a_b_c?x=1&y=2, then'), [
+    t('see '),
+    { type: 'link', href: 'https://example.com/a_b_c?x=1&y=2', text: 'https://example.com/a_b_c?x=1&y=2' },
+    t(', then'),
+  ]);
+  assert.deepEqual(parse('(at http://example.com/wiki/A_(b)).'), [
+    t('(at '),
+    { type: 'link', href: 'http://example.com/wiki/A_(b)', text: 'http://example.com/wiki/A_(b)' },
+    t(').'),
+  ]);
+  assert.deepEqual(parse('run `rm -rf *` now'), [t('run '), { type: 'code', text: 'rm -rf *' }, t(' now')]);
+  assert.deepEqual(parse('```js\nlet a = 1;\n**not bold**\n```'), [{ type: 'pre', text: 'let a = 1;\n**not bold**' }]);
+  assert.deepEqual(parse('**bold** and *it* and _it_'), [
+    { type: 'strong', children: [t('bold')] },
+    t(' and '),
+    { type: 'em', children: [t('it')] },
+    t(' and '),
+    { type: 'em', children: [t('it')] },
+  ]);
+  assert.deepEqual(parse('**bold with *it* inside**'), [{ type: 'strong', children: [t('bold with '), { type: 'em', children: [t('it')] }, t(' inside')] }]);
+  assert.deepEqual(parse('**https://example.com**'), [{ type: 'strong', children: [{ type: 'link', href: 'https://example.com/', text: 'https://example.com' }] }]);
+  // What is not formatting stays as it was typed.
+  for (const s of ['snake_case_name', '2*3*4 = 24', '* not a list', '** nor this **', 'a `', '``````', 'x**y', 'mail bob@example.com', '**']) {
+    assert.deepEqual(parse(s), [t(s)], s);
+  }
+  // Only http(s) becomes a link; nothing else is a scheme to follow.
+  for (const s of ['javascript:alert(1)', 'data:text/html,<b>x</b>', '[x](javascript:alert(1))', 'ftp://example.com', 'xhttps://example.com']) {
+    assert.deepEqual(parse(s), [t(s)], s);
+  }
+  assert.deepEqual(parse('no link in `https://example.com`'), [t('no link in '), { type: 'code', text: 'https://example.com' }]);
+  // Mentions: the reader's own are marked.
+  const m = parse('hi @Alice and @bob-2, ok?', 'alice');
+  assert.deepEqual(m, [
+    t('hi '),
+    { type: 'mention', name: 'alice', text: '@Alice', me: true },
+    t(' and '),
+    { type: 'mention', name: 'bob-2', text: '@bob-2', me: false },
+    t(', ok?'),
+  ]);
+  assert.equal(mentionsMe(m), true);
+  assert.equal(mentionsMe(parse('hi @alice2 and `@alice`', 'alice')), false);
+  assert.equal(mentionsMe(parse('**@alice!**', 'alice')), true);
+  assert.equal(plainText(parse('**bold** `code` https://example.com @bob')), 'bold code https://example.com @bob');
+  // A long run of delimiters stays quick and stays text.
+  const stars = '*'.repeat(4000);
+  assert.equal(plainText(parse(stars)), stars);
+});
+
+test('times in the reader\'s locale, without a leading zero where it writes none', () => {
+  const d = new Date('2026-11-26T06:07:05Z');
+  assert.equal(timeFormat('en-US', 'UTC').format(d), '6:07 AM');
+  assert.equal(timeFormat('en-GB', 'UTC').format(d), '06:07');
+});
+
+test('private conversations: confirmed by a delivered message, closed on demand', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  s.open('@nobody');
+  assert.equal(s.get('@nobody').confirmed, false);
+  s.closeDirect('@nobody');
+  assert.equal(s.get('@nobody'), null);
+  assert.equal(s.current, null);
+  s.frame(msg('@alice', BOB, 'bob', 'hi'));
+  assert.equal(s.get('@bob').confirmed, true);
+  assert.equal(s.get('@bob').alert, true, 'a private message is for me in person');
+  s.closeDirect('#main');
+  assert.notEqual(s.get('#main'), null, 'a channel is not closed that way');
+  s.closeDirect('@bob');
+  s.frame(msg('@alice', BOB, 'bob', 'again'));
+  assert.deepEqual(s.get('@bob').items.map((i) => i.text), ['again'], 'a new message opens it again');
+});
+
+test('mentions of me are alerts; the gone channel is told once with its membership', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  const changes = [];
+  s.addEventListener('change', (e) => changes.push(e.detail));
+  s.frame(msg('#main', BOB, 'bob', 'hey @alice look'));
+  assert.equal(s.get('#main').alert, true);
+  assert.equal(changes.at(-1).incoming.item.mentionsMe, true);
+  s.frame(msg('#main', ALICE, 'alice', 'me, @alice'));
+  assert.equal(changes.at(-1).incoming, null, 'my own message is not incoming');
+  s.frame({ type: 'event', emitter: 'channel', identifier: '#main', event: 'destroy' });
+  s.frame({ type: 'event', emitter: 'channel', identifier: '#random', event: 'destroy' });
+  const gone = changes.filter((c) => c.gone).map((c) => c.gone);
+  assert.deepEqual(gone, [
+    { name: '#main', words: '#main was destroyed.', member: true, open: false },
+    { name: '#random', words: '#random was destroyed.', member: false, open: false },
+  ]);
+});
+
+test('notifications: asked only on a press, shown only while hidden, off on demand', async () => {
+  const shown = [];
+  let asked = 0;
+  const saved = new Map();
+  const win = {
+    document: { visibilityState: 'visible' },
+    localStorage: { getItem: (k) => saved.get(k) ?? null, setItem: (k, v) => saved.set(k, v) },
+    focus() {},
+  };
+  win.Notification = class {
+    static permission = 'default';
+    static async requestPermission() {
+      asked++;
+      win.Notification.permission = 'granted';
+      return 'granted';
+    }
+    constructor(title, opts) {
+      shown.push([title, opts.body, opts.tag]);
+    }
+    close() {}
+  };
+  const n = new Notifier(() => {}, win);
+  assert.equal(n.state, 'default');
+  n.message('@bob', 'bob', 'hi');
+  assert.equal(asked, 0, 'never asked without a press');
+  assert.equal(await n.toggle(), 'on');
+  assert.equal(asked, 1);
+  n.message('@bob', 'bob', 'while visible');
+  assert.equal(shown.length, 0);
+  win.document.visibilityState = 'hidden';
+  n.message('@bob', 'bob (private)', 'x'.repeat(500));
+  assert.deepEqual(shown.map((s) => [s[0], [...s[1]].length, s[2]]), [['bob (private)', 180, '@bob']]);
+  assert.equal(await n.toggle(), 'off');
+  n.message('@bob', 'bob', 'muted');
+  assert.equal(shown.length, 1);
+  assert.equal(new Notifier(() => {}, win).state, 'off', 'remembered');
 });

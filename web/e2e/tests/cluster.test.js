@@ -9,8 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildChatd, freePort, Node, artifacts } from '../lib/chatd.js';
 import { Proxy } from '../lib/proxy.js';
-import { launch, signIn, openConv, say, message, shotsOnFailure } from '../lib/browser.js';
+import { launch, signIn, openConv, say, message, shotsOnFailure, createChannel } from '../lib/browser.js';
 import { chatScenario } from '../lib/scenario.js';
+import { featureScenario } from '../lib/features.js';
 
 const redisURL = process.env.CHAT_TEST_REDIS_URL || 'redis://127.0.0.1:6379/0';
 const prefix = `chat-e2e-${process.pid}-${Date.now()}:`;
@@ -63,16 +64,17 @@ test('alice and bob chat across two nodes', { timeout: 180000 }, () =>
     await chatScenario(browser, node2.url, proxy.url, 'cluster');
   }));
 
+test('what people expect of a chat client, across two nodes', { timeout: 180000 }, () =>
+  shotsOnFailure('features-cluster', async () => {
+    await featureScenario(browser, node2.url, proxy.url, 'cluster');
+  }));
+
 test('bob carries on when his node shuts down or the network drops', { timeout: 180000 }, () =>
   shotsOnFailure('reconnect', async () => {
     const alice = await signIn(browser, node2.url, 'alice');
     const bob = await signIn(browser, proxy.url, 'bob');
 
-    await alice.click('#new-channel');
-    await alice.fill('#create-input', 'ops');
-    await alice.press('#create-input', 'Enter');
-    await alice.click('#join');
-    await alice.locator('#composer').waitFor();
+    await createChannel(alice, 'ops');
     await openConv(bob, '#ops');
     await bob.click('#join-cta-btn');
     await bob.locator('#composer').waitFor();
