@@ -34,6 +34,11 @@ export class Connection extends EventTarget {
     this.retryAt = 0;
     this.timer = 0;
     this.nextId = 0;
+    // Request ids are unique for the user, not just for this page: the
+    // server takes a message with an id it has seen (from this user, to
+    // this target, in the last five minutes) for a retry, and does not
+    // deliver it again. getRandomValues works on plain http too.
+    this.idPrefix = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
     this.pending = new Map(); // id -> {resolve, reject}
     this.welcomed = false; // a welcome arrived on some socket of this Connection
     this.endCode = 0;
@@ -67,7 +72,7 @@ export class Connection extends EventTarget {
    */
   request(obj) {
     if (this.state !== 'online') return Promise.reject({ code: 'offline', message: 'not connected' });
-    const id = String(++this.nextId);
+    const id = `${this.idPrefix}.${++this.nextId}`;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.ws.send(JSON.stringify({ ...obj, id }));
