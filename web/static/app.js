@@ -1,9 +1,10 @@
 // The browser client: the login page, then the chat. Wires the Store (the
-// model), the Connection (the websocket) and the page together.
+// model), the ChatClient (chat-client.js: the websocket, its requests,
+// reconnects and resume) and the page together.
 
 import * as api from './api.js';
-import { Connection } from './conn.js';
-import { Store, MAX_ITEMS } from './store.js';
+import { ChatClient } from './chat-client.js';
+import { Store, oldestSeq } from './store.js';
 import { Notifier } from './notify.js';
 import { plainText } from './format.js';
 import { el, avatar, listItem, itemNode } from './view.js';
@@ -17,6 +18,12 @@ const MAX_FRAME = 16000;
 /** How many notices (a channel gone, …) stay on screen at once. */
 const MAX_TOASTS = 3;
 
+/** Messages per history page: when a conversation opens, and each scroll to the top. */
+const PAGE = 50;
+
+/** How close to the top (px) the scroll has to come for the next older page to load. */
+const NEAR_TOP = 48;
+
 let store = null;
 let conn = null;
 let loggingOut = false;
@@ -24,7 +31,7 @@ let ticker = 0;
 const drafts = new Map(); // conversation key -> unsent text
 const actionErrors = new Map(); // conversation key -> words
 const sendErrors = new Map(); // conversation key -> words
-let rendered = { key: null, last: null }; // what the message pane shows
+let rendered = { key: null, last: null }; // what the message pane shows: the conversation and its last item drawn
 let carried = ''; // text written to a user who does not exist, for the next conversation opened
 const notifier = new Notifier((key) => store && openAndFocus(key));
 
@@ -123,17 +130,23 @@ function startChat(user) {
 
   store = new Store();
   store.addEventListener('change', (e) => onStoreChange(e.detail));
-  const c = new Connection(api.wsURL(), async () => (await api.me()) !== null);
+  // The page's own origin; a refused upgrade is checked against /auth/me.
+  const c = new ChatClient(undefined, { signedIn: async () => (await api.me()) !== null });
   conn = c;
-  c.addEventListener('state', () => c === conn && renderConn());
-  c.addEventListener('welcome', (e) => {
-    if (c !== conn) return;
-    showMe(e.detail.frame.username);
-    store.welcome(e.detail.frame, { reconnected: e.detail.reconnected });
-  });
-  c.addEventListener('frame', (e) => c === conn && onFrame(e.detail));
+  const mine = (fn) => (d) => c === conn && fn(d);
+  c.on('state', mine(renderConn));
+  c.on('welcome', mine((d) => {
+    showMe(d.frame.username);
+    store.welcome(d.frame, { epochChanged: d.epochChanged });
+    // The open conversation's history, if it was not read yet (opened while offline).
+    if (store.current) loadHistory(store.current);
+  }));
+  c.on('message', mine((f) => store.message(f)));
+  c.on('event', mine((f) => store.frame(f)));
+  c.on('resumed', mine((d) => store.resumed(d.counts)));
+  c.on('error', mine(unanswered));
   renderAll();
-  c.start();
+  c.connect();
 }
 
 function showMe(name) {
@@ -141,26 +154,23 @@ function showMe(name) {
   $('me-avatar').replaceWith(Object.assign(avatar(name), { id: 'me-avatar' }));
 }
 
-function onFrame(f) {
-  if (f.type === 'error') {
-    // An error to a request without an id (or one we no longer wait for).
-    const key = store.current;
-    const words = explain(f);
-    if (key) {
-      actionErrors.set(key, words);
-      renderPaneHead();
-    } else {
-      showBanner(words, null);
-    }
-    return;
+/** An error to a request without an id (or one no longer waited for). */
+function unanswered(err) {
+  const key = store.current;
+  const words = explain(err);
+  if (key) {
+    actionErrors.set(key, words);
+    renderPaneHead();
+  } else {
+    showBanner(words, null);
   }
-  store.frame(f);
 }
 
 function onStoreChange(d) {
   if (d.sidebar) renderSidebar();
-  if (d.pane) renderPane();
+  if (d.pane) renderPane(d.keepScroll);
   else if (d.appended && d.appended === store.current) appendMessages();
+  else if (d.edge && d.edge === store.current) renderEdge();
   if (d.gone) channelGone(d.gone);
   if (d.incoming) incoming(d.incoming);
   document.title = titleText();
@@ -218,7 +228,10 @@ function open(key) {
   saveDraft();
   closeForms();
   store.open(key);
-  if (key) notifier.seen(key);
+  if (key) {
+    notifier.seen(key);
+    loadHistory(key);
+  }
   $('app').dataset.view = key ? 'pane' : 'list';
   if (key && !matchMedia('(max-width: 720px)').matches) focusPane();
 }
@@ -265,7 +278,32 @@ async function createChannel(input) {
 async function join(key) {
   if (await request({ type: 'command', action: 'join', target: key }, actionErrorFor(key))) {
     store.membership(key, true);
-    if (store.current === key) focusPane();
+    if (store.current === key) {
+      focusPane();
+      loadHistory(key);
+    }
+  }
+}
+
+/**
+ * Reads a page of key's history: the newest one when the conversation has
+ * not been read yet, else (older) the page before the oldest message held,
+ * when there is one. A channel one is not in has none to read.
+ */
+async function loadHistory(key, older = false) {
+  const c = store && store.get(key);
+  if (!c || c.loading || !conn || conn.state !== 'online') return;
+  if (c.kind === 'channel' && !c.joined) return;
+  if (older ? !c.loaded || !c.more : c.loaded) return;
+  const before = older ? oldestSeq(c) : null;
+  store.loading(key, true);
+  try {
+    const page = await conn.history(key, before ? { before, limit: PAGE } : { limit: PAGE });
+    if (store && store.get(key) === c) store.historyPage(key, page);
+  } catch (err) {
+    if (!store || store.get(key) !== c) return;
+    store.loading(key, false);
+    if (err.code !== 'offline' && err.code !== 'disconnected') actionErrorFor(key)(explain(err, { type: 'command', action: 'history', target: key }));
   }
 }
 
@@ -291,25 +329,51 @@ async function destroy(key) {
   if (!$('destroy').hidden) $('destroy').focus();
 }
 
-function openDirect(input) {
+/**
+ * Opens the private conversation with the user typed in the form, once
+ * `history @name` has told that the user exists (its answer is the
+ * conversation's first page, too). A name nobody has stays in the form,
+ * with the error under it. Offline, the conversation opens unchecked.
+ */
+async function openDirect(input) {
   const name = username(input);
+  const show = (w) => setText($('dm-error'), w || '');
   if (!name) {
-    setText($('dm-error'), USERNAME_RULE);
+    show(USERNAME_RULE);
     return;
   }
-  setText($('dm-error'), '');
-  $('dm-input').value = '';
+  show('');
   const key = '@' + name;
+  const known = store.get(key);
+  if (!(known && known.confirmed) && conn && conn.state === 'online') {
+    const button = $('dm-form').querySelector('button');
+    button.disabled = true;
+    let page;
+    try {
+      page = await conn.history(key, { limit: PAGE });
+    } catch (err) {
+      if (err.code !== 'offline' && err.code !== 'disconnected') {
+        show(err.code === 'not_found' ? `There is nobody called ${key}. Check the name.` : explain(err, { type: 'command', action: 'history', target: key }));
+        $('dm-input').focus();
+        return;
+      }
+    } finally {
+      button.disabled = false;
+    }
+    if (!store) return;
+    if (page) store.historyPage(key, page);
+  }
+  $('dm-input').value = '';
   if (carried && !drafts.has(key)) drafts.set(key, carried);
   carried = '';
   open(key);
 }
 
 /**
- * The first message to a user who does not exist fails: the conversation
- * was never real, so it goes, and the form to open one comes back with the
- * name in it. The text written is kept for the next conversation opened.
- * (Once history lands, `history @name` checks the name before opening.)
+ * The first message to a user who does not exist fails (a conversation
+ * opened while offline, unchecked): the conversation was never real, so
+ * it goes, and the form to open one comes back with the name in it. The
+ * text written is kept for the next conversation opened.
  */
 function nobody(key, text) {
   sendErrors.delete(key);
@@ -360,7 +424,9 @@ async function send() {
   autosize();
   showErr(null);
   try {
-    await conn.request(req);
+    // Resolves with the seq once stored; a drop before the answer makes
+    // chat-client.js send it again with the same id (stored once).
+    await conn.send(key, text);
     return;
   } catch (err) {
     const conv = store.get(key);
@@ -393,7 +459,7 @@ async function logout() {
   }
   const c = conn;
   conn = null;
-  if (c) c.stop();
+  if (c) c.close();
   stopTicker();
   notifier.closeAll();
   store = null;
@@ -527,7 +593,8 @@ function renderSidebar() {
   }
 }
 
-function renderPane() {
+/** Draws the pane; keepScroll: the open conversation changed in place (history merged). */
+function renderPane(keepScroll = false) {
   const key = store ? store.current : null;
   const conv = key ? store.get(key) : null;
   $('empty').hidden = !!conv;
@@ -546,11 +613,12 @@ function renderPane() {
     $('messages').replaceChildren();
     rendered = { key: null, last: null };
   } else if (rendered.key !== key) {
-    $('messages').replaceChildren();
     rendered = { key, last: null };
     $('input').value = drafts.get(key) || '';
     autosize();
-    appendMessages(true);
+    drawMessages(true);
+  } else if (keepScroll) {
+    drawMessages(false);
   } else {
     appendMessages();
   }
@@ -590,39 +658,78 @@ function renderComposerState() {
   $('send').disabled = !conn || conn.state !== 'online';
 }
 
-/** Appends the open conversation's items that are not on the page yet. */
-function appendMessages(jump = false) {
+/**
+ * Draws the open conversation's messages anew: at the bottom (jump), or
+ * keeping what the reader looks at where it is (a page of history came in
+ * above it), or at the bottom if that is where the reader was.
+ */
+function drawMessages(jump) {
   const conv = store.get(store.current);
   if (!conv) return;
   const box = $('messages');
+  const fromBottom = box.scrollHeight - box.scrollTop;
   const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  let from = rendered.last ? conv.items.lastIndexOf(rendered.last) + 1 : 0;
-  if (rendered.last && from === 0) {
-    // The oldest items were dropped past what was shown: draw it all again.
-    box.replaceChildren();
+  const frag = document.createDocumentFragment();
+  frag.append(edgeNode(conv));
+  for (let i = 0; i < conv.items.length; i++) frag.append(...itemNode(conv.items, i));
+  // The log is redrawn, not added to: screen readers are told to wait.
+  box.setAttribute('aria-busy', 'true');
+  box.replaceChildren(frag);
+  box.removeAttribute('aria-busy');
+  rendered.last = conv.items.length > 0 ? conv.items[conv.items.length - 1] : null;
+  box.scrollTop = jump || nearBottom ? box.scrollHeight : box.scrollHeight - fromBottom;
+}
+
+/** Appends the open conversation's items that are not on the page yet. */
+function appendMessages() {
+  const conv = store.get(store.current);
+  if (!conv) return;
+  const box = $('messages');
+  const from = rendered.last ? conv.items.lastIndexOf(rendered.last) + 1 : 0;
+  if (from === 0) {
+    // Nothing drawn yet, or what was drawn is gone from the store: all anew.
+    drawMessages(false);
+    return;
   }
+  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   const frag = document.createDocumentFragment();
   let mine = false;
   for (let i = from; i < conv.items.length; i++) {
     frag.append(...itemNode(conv.items, i));
     mine = mine || conv.items[i].mine;
   }
-  if (conv.items.length > 0) rendered.last = conv.items[conv.items.length - 1];
-  if (conv.items.length === 0) {
-    box.replaceChildren(el('div', { class: 'intro' }, introText(conv)));
-  } else {
-    box.querySelector('.intro')?.remove();
-  }
+  rendered.last = conv.items[conv.items.length - 1];
   box.append(frag);
-  // The store keeps the last MAX_ITEMS items; the page keeps about as many rows.
-  while (box.childElementCount > MAX_ITEMS + 200) box.firstElementChild.remove();
-  if (jump || nearBottom || mine) box.scrollTop = box.scrollHeight;
+  renderEdge();
+  if (nearBottom || mine) box.scrollTop = box.scrollHeight;
+}
+
+/**
+ * The top of the message list: loading, a button for older messages (also
+ * loaded by scrolling to the top), the beginning of the conversation, or
+ * the intro of an empty one.
+ */
+function edgeNode(conv) {
+  const edge = (cls, ...children) => el('div', { id: 'history-edge', class: cls }, ...children);
+  if (conv.loading) return edge('edge', conv.loaded ? 'Loading older messages…' : 'Loading messages…');
+  if (conv.more) return edge('edge', el('button', { type: 'button', class: 'btn small ghost', onclick: () => loadHistory(conv.key, true) }, 'Load older messages'));
+  if (conv.items.length === 0) return edge('intro', introText(conv));
+  if (conv.loaded) return edge('edge', conv.kind === 'direct' ? `This is the beginning of your conversation with ${conv.key.slice(1)}.` : `This is the beginning of ${conv.key}.`);
+  return edge('edge', '');
+}
+
+function renderEdge() {
+  const conv = store && store.get(store.current);
+  const old = document.getElementById('history-edge');
+  if (!conv || !old) return;
+  old.replaceWith(edgeNode(conv));
 }
 
 function introText(conv) {
   if (conv.kind === 'direct') return `This is your private conversation with ${conv.key.slice(1)}. Only the two of you see it.`;
   if (!conv.joined) return `Messages in ${conv.key} show here once you have joined.`;
-  return `This is the start of ${conv.key} for you: messages from now on show here.`;
+  if (conv.loaded) return `Nothing has been said in ${conv.key} yet.`;
+  return `Messages in ${conv.key} show here.`;
 }
 
 function toggleForm(which, show) {
@@ -747,6 +854,11 @@ function bindChat() {
   $('logout').addEventListener('click', logout);
   $('notify').addEventListener('click', toggleNotifications);
   $('banner-retry').addEventListener('click', () => conn && conn.retryNow());
+  // Scrollback: near the top of the list, the page before the oldest
+  // message held loads (and keeps the reader's place).
+  $('messages').addEventListener('scroll', () => {
+    if (store && store.current && $('messages').scrollTop < NEAR_TOP) loadHistory(store.current, true);
+  }, { passive: true });
   window.addEventListener('online', () => conn && conn.retryNow());
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible' && store && store.current) notifier.seen(store.current);

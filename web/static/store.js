@@ -7,8 +7,13 @@
 // user ("@bob"); its key is that name, lower case, as the server sends it.
 
 import { parse, mentionsMe } from './format.js';
+import { conversationOf } from './chat-client.js';
 
-/** How many items a conversation keeps; older ones are dropped. */
+/**
+ * How many items a conversation keeps while it is not open; older ones are
+ * dropped (and can be read back from history). The open one keeps what
+ * scrollback loads.
+ */
 export const MAX_ITEMS = 1000;
 
 export class Store extends EventTarget {
@@ -24,7 +29,6 @@ export class Store extends EventTarget {
     this.createdHere = new Set();
     /** words for the pane when the open channel went away ("#x was destroyed.") */
     this.lastGone = '';
-    this.seq = 0;
   }
 
   /** Channels, sorted by name. */
@@ -52,13 +56,15 @@ export class Store extends EventTarget {
    * The welcome frame: at login, and again after every reconnect, when it
    * re-syncs the channel lists (channels may have come and gone meanwhile).
    */
-  welcome(frame, { reconnected = false } = {}) {
+  welcome(frame, { epochChanged = false } = {}) {
     if (this.me && this.me.identifier !== frame.identifier) {
       // Someone else signed in on this browser: nothing of the old user stays.
       this.convs.clear();
       this.current = null;
       this.createdHere.clear();
-      reconnected = false;
+    } else if (epochChanged) {
+      // The server's history was lost: the seqs held mean nothing now.
+      for (const c of this.convs.values()) forget(c);
     }
     this.me = { identifier: frame.identifier, username: frame.username };
     const all = new Set(frame.channels || []);
@@ -72,13 +78,27 @@ export class Store extends EventTarget {
       c.joined = joined.has(name);
       c.owned = owned.has(name) || this.createdHere.has(name);
     }
-    if (reconnected) {
-      const now = new Date();
-      for (const c of this.convs.values()) {
-        if (c.items.length > 0) this.push(c, notice('Reconnected. Messages sent while you were offline are not shown.', now));
-      }
+    // The private conversations with messages (the 100 most recent) are
+    // listed too, so that a reload keeps them.
+    for (const key of Object.keys(frame.latest || {})) {
+      if (key.startsWith('@')) this.ensure(key).confirmed = true;
     }
     this.changed({ sidebar: true, pane: true });
+  }
+
+  /**
+   * The catch-up after a reconnect is done (counts: messages read back per
+   * conversation): each conversation on screen says so where it happened.
+   */
+  resumed(counts = {}) {
+    const now = new Date();
+    for (const c of this.convs.values()) {
+      if (c.items.length === 0) continue;
+      const n = counts[c.key] || 0;
+      const words = n === 0 ? 'Reconnected.' : `Reconnected. ${n === 1 ? 'The message' : `The ${n} messages`} sent while you were offline ${n === 1 ? 'is' : 'are'} above.`;
+      this.push(c, notice(words, now));
+    }
+    this.changed({ appended: this.current });
   }
 
   /** Any frame from the server other than welcome, ack and answered errors. */
@@ -115,35 +135,52 @@ export class Store extends EventTarget {
     this.changed({ sidebar: true, pane: this.current === c.key, appended: c.key });
   }
 
+  /**
+   * A message, live or read back after a reconnect (chat-client.js delivers
+   * each once, in order); one already held (by seq) is dropped.
+   */
   message(f) {
-    const mine = this.me !== null && f.identifier === this.me.identifier;
-    let key = f.target;
-    if (typeof key !== 'string') return;
-    if (key.startsWith('@') && !mine) key = '@' + f.username;
+    if (typeof f.target !== 'string') return;
+    const key = f.conversation || conversationOf(f, this.me);
     const c = this.ensure(key);
     c.confirmed = true; // the server delivered it, so the other user exists
-    const ts = new Date(f.ts);
-    const text = typeof f.message === 'string' ? f.message : '';
-    const nodes = parse(text, this.me ? this.me.username : '');
-    const item = {
-      kind: 'message',
-      seq: ++this.seq,
-      identifier: f.identifier,
-      username: f.username,
-      text,
-      nodes,
-      mentionsMe: !mine && mentionsMe(nodes),
-      ts: isNaN(ts) ? new Date() : ts,
-      tsText: f.ts,
-      mine,
-    };
-    this.push(c, item);
-    if (key !== this.current && !mine) {
+    if (typeof f.seq === 'number' && c.seqs.has(f.seq)) return;
+    const item = this.item(f);
+    const atEnd = this.place(c, item);
+    if (key !== this.current && !item.mine) {
       c.unread++;
       // A private message or a mention is for the reader in person.
       if (c.kind === 'direct' || item.mentionsMe) c.alert = true;
     }
-    this.changed({ sidebar: true, appended: key, incoming: mine ? null : { key, item } });
+    const open = key === this.current;
+    this.changed({ sidebar: true, appended: atEnd ? key : null, pane: open && !atEnd, keepScroll: true, incoming: item.mine ? null : { key, item } });
+  }
+
+  /**
+   * A page of a conversation's history (chat-client.js's history()):
+   * merged with what is held, by seq, without counting as unread.
+   * Whether older messages remain follows from the page's `first`.
+   */
+  historyPage(key, page) {
+    const c = this.ensure(key);
+    c.confirmed = true;
+    c.loading = false;
+    c.loaded = true;
+    for (const f of page.messages) {
+      if (typeof f.seq === 'number' && c.seqs.has(f.seq)) continue;
+      this.place(c, this.item(f));
+    }
+    const oldest = oldestSeq(c);
+    c.more = oldest !== null && typeof page.first === 'number' && oldest > page.first;
+    this.changed({ pane: key === this.current, keepScroll: true, sidebar: true });
+  }
+
+  /** A history request of key started (true) or failed (false). */
+  loading(key, on) {
+    const c = this.convs.get(key);
+    if (!c) return;
+    c.loading = on;
+    this.changed({ edge: key });
   }
 
   /**
@@ -171,8 +208,10 @@ export class Store extends EventTarget {
    * other user exists).
    */
   open(key) {
+    const prev = this.current !== null ? this.convs.get(this.current) : null;
     const c = key === null ? null : this.ensure(key);
     this.current = key;
+    if (prev && prev !== c) trim(prev);
     if (c) {
       c.unread = 0;
       c.alert = false;
@@ -217,8 +256,12 @@ export class Store extends EventTarget {
         owned: false,
         unread: 0,
         alert: false, // an unread private message or mention
-        confirmed: false, // (private) a message in it was delivered
+        confirmed: false, // (private) a message in it was delivered, or its history read
         items: [],
+        seqs: new Set(), // the seqs of the messages in items
+        loaded: false, // a page of its history was read
+        loading: false, // a history request is out
+        more: null, // older messages remain in history (null: not known yet)
       };
       this.convs.set(key, c);
     }
@@ -244,12 +287,71 @@ export class Store extends EventTarget {
 
   push(c, item) {
     c.items.push(item);
-    if (c.items.length > MAX_ITEMS) c.items.splice(0, c.items.length - MAX_ITEMS);
+    if (c.key !== this.current) trim(c);
+  }
+
+  /** A message item of a message frame. */
+  item(f) {
+    const mine = this.me !== null && f.identifier === this.me.identifier;
+    const ts = new Date(f.ts);
+    const text = typeof f.message === 'string' ? f.message : '';
+    const nodes = parse(text, this.me ? this.me.username : '');
+    return {
+      kind: 'message',
+      seq: typeof f.seq === 'number' ? f.seq : null,
+      identifier: f.identifier,
+      username: f.username,
+      text,
+      nodes,
+      mentionsMe: !mine && mentionsMe(nodes),
+      ts: isNaN(ts) ? new Date() : ts,
+      tsText: f.ts,
+      mine,
+    };
+  }
+
+  /**
+   * Puts a message item in its place by seq: at the end when it is the
+   * newest (reporting true), else before the first newer message, and
+   * before the app's own lines (joins, reconnects) that came after it.
+   */
+  place(c, item) {
+    if (item.seq !== null) c.seqs.add(item.seq);
+    const items = c.items;
+    let j = item.seq === null ? -1 : items.findIndex((x) => x.kind === 'message' && x.seq !== null && x.seq > item.seq);
+    if (j < 0) {
+      this.push(c, item);
+      return true;
+    }
+    while (j > 0 && items[j - 1].kind !== 'message' && items[j - 1].ts > item.ts) j--;
+    items.splice(j, 0, item);
+    return false;
   }
 
   changed(detail) {
     this.dispatchEvent(new CustomEvent('change', { detail }));
   }
+}
+
+/** The lowest seq c holds, or null. */
+export function oldestSeq(c) {
+  for (const it of c.items) if (it.kind === 'message' && it.seq !== null) return it.seq;
+  return null;
+}
+
+/** Keeps the newest MAX_ITEMS items of c; what goes can be read back from history. */
+function trim(c) {
+  if (c.items.length <= MAX_ITEMS) return;
+  for (const it of c.items.splice(0, c.items.length - MAX_ITEMS)) if (it.seq !== null && it.seq !== undefined) c.seqs.delete(it.seq);
+  c.more = true;
+}
+
+/** Drops what c holds of the server's history (a new epoch). */
+function forget(c) {
+  c.items = [];
+  c.seqs.clear();
+  c.loaded = false;
+  c.more = null;
 }
 
 function notice(text, ts) {
@@ -260,4 +362,4 @@ function byKey(a, b) {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
-/** @typedef {{key: string, kind: 'channel'|'direct', joined: boolean, owned: boolean, unread: number, alert: boolean, confirmed: boolean, items: object[]}} Conversation */
+/** @typedef {{key: string, kind: 'channel'|'direct', joined: boolean, owned: boolean, unread: number, alert: boolean, confirmed: boolean, items: object[], seqs: Set<number>, loaded: boolean, loading: boolean, more: boolean|null}} Conversation */

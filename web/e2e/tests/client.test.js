@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
-import { backoff } from '../../static/conn.js';
+import { backoff } from '../../static/chat-client.js';
 import { parse, mentionsMe, plainText } from '../../static/format.js';
 import { timeFormat } from '../../static/view.js';
 import { Notifier } from '../../static/notify.js';
@@ -18,8 +18,8 @@ function welcome(over = {}) {
   return { type: 'welcome', identifier: ALICE, username: 'alice', channels: ['#main', '#random'], joined: ['#main'], owned: ['#random'], ...over };
 }
 
-function msg(target, from, name, text) {
-  return { type: 'message', emitter: 'participant', target, identifier: from, username: name, message: text, ts: '2026-11-26T08:40:05.123Z' };
+function msg(target, from, name, text, seq) {
+  return { type: 'message', emitter: 'participant', target, identifier: from, username: name, message: text, ts: '2026-11-26T08:40:05.123Z', seq };
 }
 
 test('the welcome frame gives the lists', () => {
@@ -69,16 +69,44 @@ test('a welcome after a reconnect re-syncs and keeps what still exists', () => {
   const s = new Store();
   s.welcome(welcome());
   s.created('#mine');
-  s.frame(msg('#main', BOB, 'bob', 'hello'));
+  s.frame(msg('#main', BOB, 'bob', 'hello', 1));
   s.open('#random');
-  s.welcome(welcome({ channels: ['#main', '#mine', '#later'], joined: ['#main', '#later'], owned: [] }), { reconnected: true });
+  s.welcome(welcome({ channels: ['#main', '#mine', '#later'], joined: ['#main', '#later'], owned: [], latest: { '#main': 3, '@carol': 2 } }));
   assert.deepEqual(s.channels().map((c) => c.key), ['#later', '#main', '#mine']);
   assert.equal(s.get('#mine').owned, true, 'created here, so owned');
   assert.equal(s.get('#later').joined, true);
   assert.equal(s.current, null, '#random went away while offline');
+  assert.deepEqual(s.directs().map((c) => c.key), ['@carol'], 'private conversations with messages are listed');
+  // What was missed comes (chat-client.js reads it back), then the line.
+  s.frame(msg('#main', BOB, 'bob', 'while you were away', 2));
+  s.frame(msg('#main', BOB, 'bob', 'and this', 3));
+  s.resumed({ '#main': 2 });
   const items = s.get('#main').items;
-  assert.equal(items[0].text, 'hello');
-  assert.match(items.at(-1).text, /^Reconnected/);
+  assert.deepEqual(items.map((i) => i.text), ['hello', 'while you were away', 'and this', 'Reconnected. The 2 messages sent while you were offline are above.']);
+});
+
+test('messages are held once each, in seq order, whatever way they come', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  s.open('#main');
+  s.frame(msg('#main', BOB, 'bob', 'five', 5));
+  s.frame(msg('#main', BOB, 'bob', 'five again', 5));
+  s.frame({ type: 'event', emitter: 'participant', identifier: BOB, event: 'join', target: '#main', username: 'carol' });
+  s.frame(msg('#main', BOB, 'bob', 'six', 6));
+  // The newest page of history, opened after the live messages came.
+  const older = [1, 2, 3, 4, 5].map((n) => ({ ...msg('#main', BOB, 'bob', `m${n}`, n), ts: `2026-11-26T08:0${n}:00.000Z` }));
+  s.historyPage('#main', { target: '#main', first: 1, more: false, messages: older.slice(2) });
+  const seqs = () => s.get('#main').items.map((i) => (i.kind === 'message' ? i.seq : i.text));
+  assert.deepEqual(seqs(), [3, 4, 5, 'carol joined #main', 6], 'read-back messages go before the join line that came after them');
+  assert.equal(s.get('#main').more, true, 'first is 1 and 3 is the oldest held');
+  s.historyPage('#main', { target: '#main', first: 1, more: false, messages: older.slice(0, 2) });
+  assert.deepEqual(seqs(), [1, 2, 3, 4, 5, 'carol joined #main', 6]);
+  assert.equal(s.get('#main').more, false);
+  assert.equal(s.get('#main').unread, 0, 'history is not unread');
+  // A new epoch: the seqs held mean nothing any more.
+  s.welcome(welcome({ epoch: 'new' }), { epochChanged: true });
+  assert.deepEqual(s.get('#main').items, []);
+  assert.equal(s.get('#main').loaded, false);
 });
 
 test('a welcome for someone else starts from nothing', () => {
