@@ -451,9 +451,7 @@ export class ChatClient extends EventTarget {
 
   onEvent(f) {
     const mine = this.me && f.identifier === this.me.identifier && f.emitter === 'participant';
-    if (mine && f.event === 'join' && !this.last.has(f.target) && !this.holding.has(f.target)) {
-      this.baseline(f.target);
-    } else if (mine && f.event === 'left') {
+    if (mine && f.event === 'left') {
       this.last.delete(f.target);
     } else if (f.emitter === 'channel' && f.event === 'destroy') {
       this.last.delete(f.identifier);
@@ -494,27 +492,13 @@ export class ChatClient extends EventTarget {
   }
 
   /**
-   * A channel this user just joined: where does it stand? Its newest seq is
-   * the start; messages before the join are history, not news.
-   */
-  async baseline(t) {
-    const ws = this.ws;
-    this.holding.set(t, []);
-    try {
-      const page = await this.request({ type: 'command', action: 'history', target: t, limit: 1 });
-      const newest = page.messages && page.messages.length ? page.messages[page.messages.length - 1].seq : page.first - 1;
-      if (!this.last.has(t) && typeof newest === 'number') this.last.set(t, newest);
-    } catch {
-      // Gone already, or offline: the next welcome says where it stands.
-    }
-    if (this.ws === ws) this.release(t);
-  }
-
-  /**
    * The catch-up after a reconnect: each target in behind ([target, held,
    * latest]) is read back from history after the last seq delivered, one
    * target after the other (history counts against the rate limit), then
-   * what arrived live meanwhile follows.
+   * what arrived live meanwhile follows. A target of which nothing was
+   * delivered yet (joined, or a conversation begun, while away, or joined
+   * here with no message since) is read from its first stored message: the
+   * client cannot tell which of them it has seen, so it has seen none.
    */
   async resume(behind) {
     const ws = this.ws;

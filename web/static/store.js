@@ -146,7 +146,7 @@ export class Store extends EventTarget {
     c.confirmed = true; // the server delivered it, so the other user exists
     if (typeof f.seq === 'number' && c.seqs.has(f.seq)) return;
     const item = this.item(f);
-    const atEnd = this.place(c, item);
+    const atEnd = this.place(c, item, !!f.resumed);
     if (key !== this.current && !item.mine) {
       c.unread++;
       // A private message or a mention is for the reader in person.
@@ -168,7 +168,7 @@ export class Store extends EventTarget {
     c.loaded = true;
     for (const f of page.messages) {
       if (typeof f.seq === 'number' && c.seqs.has(f.seq)) continue;
-      this.place(c, this.item(f));
+      this.place(c, this.item(f), true);
     }
     const oldest = oldestSeq(c);
     c.more = oldest !== null && typeof page.first === 'number' && oldest > page.first;
@@ -311,19 +311,22 @@ export class Store extends EventTarget {
   }
 
   /**
-   * Puts a message item in its place by seq: at the end when it is the
-   * newest (reporting true), else before the first newer message, and
-   * before the app's own lines (joins, reconnects) that came after it.
+   * Puts a message item in its place by seq: before the first newer
+   * message, else at the end. A message from the past (read back: old)
+   * also goes before the app's own lines (joins, reconnects) that came
+   * after it; a live one never does, whatever the clocks say. Reports
+   * whether the item went at the very end.
    */
-  place(c, item) {
+  place(c, item, old) {
     if (item.seq !== null) c.seqs.add(item.seq);
     const items = c.items;
     let j = item.seq === null ? -1 : items.findIndex((x) => x.kind === 'message' && x.seq !== null && x.seq > item.seq);
-    if (j < 0) {
+    if (j < 0) j = items.length;
+    if (old) while (j > 0 && items[j - 1].kind !== 'message' && items[j - 1].ts > item.ts) j--;
+    if (j === items.length) {
       this.push(c, item);
       return true;
     }
-    while (j > 0 && items[j - 1].kind !== 'message' && items[j - 1].ts > item.ts) j--;
     items.splice(j, 0, item);
     return false;
   }

@@ -100,7 +100,9 @@ test('messages are held once each, in seq order, whatever way they come', () => 
   assert.deepEqual(seqs(), [3, 4, 5, 'carol joined #main', 6], 'read-back messages go before the join line that came after them');
   assert.equal(s.get('#main').more, true, 'first is 1 and 3 is the oldest held');
   s.historyPage('#main', { target: '#main', first: 1, more: false, messages: older.slice(0, 2) });
-  assert.deepEqual(seqs(), [1, 2, 3, 4, 5, 'carol joined #main', 6]);
+  s.frame({ type: 'event', emitter: 'participant', identifier: ALICE, event: 'join', target: '#main', username: 'alice' });
+  s.historyPage('#main', { target: '#main', first: 1, more: false, messages: [msg('#main', BOB, 'bob', 'seven', 7)] });
+  assert.deepEqual(seqs(), [1, 2, 3, 4, 5, 'carol joined #main', 6, 7, 'You joined #main'], 'a page newer than all held still goes before the lines that came after it');
   assert.equal(s.get('#main').more, false);
   assert.equal(s.get('#main').unread, 0, 'history is not unread');
   // A new epoch: the seqs held mean nothing any more.
