@@ -129,7 +129,7 @@ func TestRedisIdempotencyWindow(t *testing.T) {
 	if err := r.CreateChannel(ctx, "#w", user, pubsub.Notice{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Join(ctx, "#w", user); err != nil {
+	if _, err := r.Join(ctx, "#w", pubsub.Peer{ID: user, Username: "u" + user[len(user)-3:]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.PublishMessage(ctx, "#w", pubsub.Message{From: user, ID: "a", Head: []byte("{")}); err != nil {
