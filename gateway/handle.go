@@ -264,15 +264,20 @@ func channelEvent(channel, event string) []byte {
 	})
 }
 
-func participantEvent(s *Session, channel, event string) []byte {
-	return mustJSON(protocol.Event{
+func participantEvent(s *Session, target, event string) []byte {
+	return mustJSON(participant(s, target, event))
+}
+
+// participant is an event of what s's user did in target.
+func participant(s *Session, target, event string) protocol.Event {
+	return protocol.Event{
 		Type:       protocol.TypeEvent,
 		Emitter:    protocol.EmitterParticipant,
 		Identifier: s.login.UserID,
 		Event:      event,
-		Target:     channel,
+		Target:     target,
 		Username:   s.login.Username,
-	})
+	}
 }
 
 // clipBytes is how much of a client-chosen string an error message quotes.

@@ -55,14 +55,7 @@ func (c *chat) typing(ctx context.Context, s *Session, req protocol.Request) ([]
 	if err != nil || !ok {
 		return nil, err
 	}
-	ev := mustJSON(protocol.Event{
-		Type:       protocol.TypeEvent,
-		Emitter:    protocol.EmitterParticipant,
-		Identifier: uid,
-		Event:      protocol.EventTyping,
-		Target:     t.name,
-		Username:   s.login.Username,
-	})
+	ev := participantEvent(s, t.name, protocol.EventTyping)
 	if t.peer != "" {
 		return nil, c.backend.Publish(ctx, userTopic(t.peer), ev)
 	}
@@ -97,15 +90,9 @@ func (c *chat) read(ctx context.Context, s *Session, req protocol.Request) ([]by
 	if member != nil {
 		return nil, member
 	}
-	ev := mustJSON(protocol.Event{
-		Type:       protocol.TypeEvent,
-		Emitter:    protocol.EmitterParticipant,
-		Identifier: uid,
-		Event:      protocol.EventRead,
-		Target:     t.name,
-		Username:   s.login.Username,
-		Seq:        *req.Seq,
-	})
+	event := participant(s, t.name, protocol.EventRead)
+	event.Seq = *req.Seq
+	ev := mustJSON(event)
 	_, err = c.backend.MarkRead(ctx, uid, t.log, *req.Seq, pubsub.Notice{Topic: userTopic(uid), Payload: ev})
 	return nil, err
 }
