@@ -204,6 +204,10 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		r.Close()
 		return nil, err
 	}
+	if err := r.migrate(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("pubsub: bring data of earlier versions up to date: %w", err)
+	}
 	r.wg.Add(3)
 	go r.batcher()
 	go r.heartbeat()
