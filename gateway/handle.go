@@ -45,9 +45,9 @@ func newChat(c chat, m *membership) *chat {
 		protocol.ActionJoin:    onChannel(m.join),
 		protocol.ActionLeave:   onChannel(m.leave),
 		protocol.ActionHistory: c.history,
-		protocol.ActionMembers: notYet,
-		protocol.ActionTyping:  notYet,
-		protocol.ActionRead:    notYet,
+		protocol.ActionMembers: c.members,
+		protocol.ActionTyping:  c.typing,
+		protocol.ActionRead:    c.read,
 	}
 	return &c
 }
@@ -61,10 +61,6 @@ func onChannel(action func(context.Context, *Session, string) error) command {
 		}
 		return nil, action(ctx, s, channel)
 	}
-}
-
-func notYet(context.Context, *Session, protocol.Request) ([]byte, error) {
-	return nil, errorf(protocol.CodeBadRequest, "this server does not support that action yet")
 }
 
 // handle answers one request frame of s.
@@ -268,15 +264,20 @@ func channelEvent(channel, event string) []byte {
 	})
 }
 
-func participantEvent(s *Session, channel, event string) []byte {
-	return mustJSON(protocol.Event{
+func participantEvent(s *Session, target, event string) []byte {
+	return mustJSON(participant(s, target, event))
+}
+
+// participant is an event of what s's user did in target.
+func participant(s *Session, target, event string) protocol.Event {
+	return protocol.Event{
 		Type:       protocol.TypeEvent,
 		Emitter:    protocol.EmitterParticipant,
 		Identifier: s.login.UserID,
 		Event:      event,
-		Target:     channel,
+		Target:     target,
 		Username:   s.login.Username,
-	})
+	}
 }
 
 // clipBytes is how much of a client-chosen string an error message quotes.

@@ -83,7 +83,7 @@ func newBenchResyncServer(b *testing.B, users int) (*Server, pubsub.Registry, []
 				b.Fatal(err)
 			}
 		}
-		if _, err := reg.Join(ctx, channel, uids[i]); err != nil {
+		if _, err := reg.Join(ctx, channel, pubsub.Peer{ID: uids[i], Username: "u" + uids[i][len(uids[i])-3:]}); err != nil {
 			b.Fatal(err)
 		}
 		sess := newResyncSession(b, s, uids[i])

@@ -232,6 +232,7 @@ func (s *Session) run(ctx context.Context) {
 
 func (s *Session) readLoop(ctx context.Context) {
 	for {
+		s.out.awaitRoom(max(s.out.limit/4, 1))
 		typ, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			s.endRead(err)

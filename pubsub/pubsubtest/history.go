@@ -93,7 +93,7 @@ func channelWith(t *testing.T, b pubsub.Backend, channel string, members ...stri
 	ctx := ctxT(t)
 	must(t, b.CreateChannel(ctx, channel, alice, pubsub.Notice{}))
 	for _, m := range members {
-		_, err := b.Join(ctx, channel, m)
+		_, err := b.Join(ctx, channel, peer(m))
 		must(t, err)
 	}
 }
