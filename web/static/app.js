@@ -4,7 +4,7 @@
 
 import * as api from './api.js';
 import { ChatClient } from './chat-client.js';
-import { Store, oldestSeq } from './store.js';
+import { Store, oldestSeq, TYPING_SHOWN } from './store.js';
 import { Notifier } from './notify.js';
 import { plainText } from './format.js';
 import { el, avatar, listItem, itemNode } from './view.js';
@@ -24,6 +24,12 @@ const PAGE = 50;
 /** How close to the top (px) the scroll has to come for the next older page to load. */
 const NEAR_TOP = 48;
 
+/** How often (ms) the person's typing is told to the others at most: the server's own limit (spec 6). */
+const TYPING_EVERY = 3000;
+
+/** How long (ms) read markers gather before they go to the server: one request for a burst of messages. */
+const READ_DELAY = 400;
+
 let store = null;
 let conn = null;
 let loggingOut = false;
@@ -33,6 +39,11 @@ const actionErrors = new Map(); // conversation key -> words
 const sendErrors = new Map(); // conversation key -> words
 let rendered = { key: null, last: null }; // what the message pane shows: the conversation and its last item drawn
 let carried = ''; // text written to a user who does not exist, for the next conversation opened
+const typingSent = new Map(); // conversation key -> when the person's typing was last told (ms)
+let typingTimer = 0; // redraws "… is typing" when the oldest one runs out
+const pendingReads = new Map(); // conversation key -> read marker not yet told to the server
+let readTimer = 0;
+let membersOpen = matchMedia('(min-width: 1000px)').matches; // the member list is shown (toggled by its button)
 const notifier = new Notifier((key) => store && openAndFocus(key));
 
 // ---------------------------------------------------------------- boot
@@ -124,6 +135,8 @@ function startChat(user) {
   actionErrors.clear();
   sendErrors.clear();
   carried = '';
+  typingSent.clear();
+  pendingReads.clear();
   rendered = { key: null, last: null };
   showMe(user.username);
   renderBell();
@@ -138,8 +151,15 @@ function startChat(user) {
   c.on('welcome', mine((d) => {
     showMe(d.frame.username);
     store.welcome(d.frame, { epochChanged: d.epochChanged });
-    // The open conversation's history, if it was not read yet (opened while offline).
-    if (store.current) loadHistory(store.current);
+    // Markers read here but not yet told (offline meanwhile) still count.
+    for (const [key, seq] of pendingReads) store.readUpTo(key, seq);
+    flushReads();
+    // The open conversation's history, if it was not read yet (opened
+    // while offline), and its members anew (their events were missed).
+    if (store.current) {
+      loadHistory(store.current);
+      loadMembers(store.current);
+    }
   }));
   c.on('message', mine((f) => store.message(f)));
   c.on('event', mine((f) => store.frame(f)));
@@ -171,6 +191,9 @@ function onStoreChange(d) {
   if (d.pane) renderPane(d.keepScroll);
   else if (d.appended && d.appended === store.current) appendMessages();
   else if (d.edge && d.edge === store.current) renderEdge();
+  if (d.members && d.members === store.current) renderMembers();
+  if (d.typing && d.typing === store.current) renderTyping();
+  if (d.appended === store.current || d.pane || d.opened) readOnScreen();
   if (d.gone) channelGone(d.gone);
   if (d.incoming) incoming(d.incoming);
   document.title = titleText();
@@ -231,6 +254,7 @@ function open(key) {
   if (key) {
     notifier.seen(key);
     loadHistory(key);
+    loadMembers(key);
   }
   $('app').dataset.view = key ? 'pane' : 'list';
   if (key && !matchMedia('(max-width: 720px)').matches) focusPane();
@@ -327,6 +351,60 @@ async function destroy(key) {
   }
   await request({ type: 'command', action: 'destroy', target: key }, actionErrorFor(key));
   if (!$('destroy').hidden) $('destroy').focus();
+}
+
+/** Lists a channel's members (the open one's, when it was not listed since the last welcome). */
+async function loadMembers(key) {
+  const c = store && store.get(key);
+  if (!c || c.kind !== 'channel' || c.members || !conn || conn.state !== 'online') return;
+  try {
+    const list = await conn.allMembers(key);
+    if (store && store.get(key) === c) store.setMembers(key, list);
+  } catch {
+    // Gone meanwhile, or offline: the next open or welcome asks again.
+  }
+}
+
+/**
+ * Moves the open conversation's read marker to its newest message when the
+ * person can see it (spec 7): the tab is visible and the list is at its
+ * end. This page counts it read at once; the server is told a moment later,
+ * and tells the person's other tabs and devices.
+ */
+function readOnScreen() {
+  const key = store && store.current;
+  const c = key && store.get(key);
+  if (!c || c.latest <= c.read || document.visibilityState !== 'visible') return;
+  if (c.kind === 'channel' && !c.joined) return;
+  const box = $('messages');
+  if (box.scrollHeight - box.scrollTop - box.clientHeight > 80) return; // reading older messages
+  pendingReads.set(key, c.latest);
+  store.readUpTo(key, c.latest);
+  clearTimeout(readTimer);
+  readTimer = setTimeout(flushReads, READ_DELAY);
+}
+
+/** Tells the server the read markers gathered; those that could not go wait for the next welcome. */
+function flushReads() {
+  clearTimeout(readTimer);
+  if (!conn || conn.state !== 'online') return;
+  const c = conn;
+  for (const [key, seq] of pendingReads) {
+    pendingReads.delete(key);
+    c.read(key, seq).catch((err) => {
+      if ((err.code === 'offline' || err.code === 'disconnected') && c === conn && !(pendingReads.get(key) >= seq)) pendingReads.set(key, seq);
+    });
+  }
+}
+
+/** The person is typing in the open conversation: the others are told, at most every TYPING_EVERY ms. */
+function typing() {
+  const key = store && store.current;
+  if (!key || !conn || conn.state !== 'online' || blank($('input').value)) return;
+  const now = Date.now();
+  if (now - (typingSent.get(key) || 0) < TYPING_EVERY) return;
+  typingSent.set(key, now);
+  conn.typing(key).catch(() => {});
 }
 
 /**
@@ -625,6 +703,53 @@ function renderPane(keepScroll = false) {
   renderPaneHead();
   renderSendError();
   renderComposerState();
+  renderMembers();
+  renderTyping();
+}
+
+/**
+ * The open channel's members, with a dot for who is online (spec 6), kept
+ * live by join, left, online and offline events; its button says how many.
+ */
+function renderMembers() {
+  const key = store ? store.current : null;
+  const conv = key ? store.get(key) : null;
+  const isChannel = !!conv && conv.kind === 'channel';
+  const toggle = $('members-toggle');
+  toggle.hidden = !isChannel;
+  toggle.setAttribute('aria-expanded', String(isChannel && membersOpen));
+  const shown = isChannel && membersOpen;
+  $('members').hidden = !shown;
+  $('app').dataset.members = shown ? 'open' : 'closed';
+  const list = isChannel && conv.members ? [...conv.members.values()].sort((a, b) => (a.username < b.username ? -1 : 1)) : [];
+  $('members-count').textContent = isChannel && conv.members ? String(list.length) : '';
+  if (!shown) return;
+  $('members').setAttribute('aria-label', `Members of ${key}`);
+  $('members-summary').textContent = conv.members ? `${list.filter((m) => m.online).length} of ${list.length} online` : 'Loading…';
+  $('member-list').replaceChildren(
+    ...list.map((m) =>
+      el(
+        'li',
+        { 'data-user': m.username, 'data-online': String(m.online) },
+        el('span', { class: 'presence', 'data-online': String(m.online), title: m.online ? 'online' : 'offline' }),
+        el('span', { class: 'name' }, m.username),
+        el('span', { class: 'sr-only' }, m.online ? ' (online)' : ' (offline)'),
+      ),
+    ),
+  );
+}
+
+/** "alice is typing…" under the message box, for TYPING_SHOWN after each typing event. */
+function renderTyping() {
+  clearTimeout(typingTimer);
+  const key = store ? store.current : null;
+  const names = key ? store.typingNow(key) : [];
+  let words = '';
+  if (names.length === 1) words = `${names[0]} is typing…`;
+  else if (names.length === 2) words = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) words = 'Several people are typing…';
+  $('typing').textContent = words;
+  if (names.length > 0) typingTimer = setTimeout(renderTyping, Math.min(1000, TYPING_SHOWN));
 }
 
 function renderPaneHead() {
@@ -856,12 +981,26 @@ function bindChat() {
   $('banner-retry').addEventListener('click', () => conn && conn.retryNow());
   // Scrollback: near the top of the list, the page before the oldest
   // message held loads (and keeps the reader's place).
+  // Back at the end of the list, what is there has been read.
   $('messages').addEventListener('scroll', () => {
     if (store && store.current && $('messages').scrollTop < NEAR_TOP) loadHistory(store.current, true);
+    readOnScreen();
   }, { passive: true });
+  $('members-toggle').addEventListener('click', () => {
+    membersOpen = !membersOpen;
+    renderMembers();
+  });
+  $('members-close').addEventListener('click', () => {
+    membersOpen = false;
+    renderMembers();
+    $('members-toggle').focus();
+  });
   window.addEventListener('online', () => conn && conn.retryNow());
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && store && store.current) notifier.seen(store.current);
+    if (document.visibilityState === 'visible' && store && store.current) {
+      notifier.seen(store.current);
+      readOnScreen();
+    }
   });
 
   const input = $('input');
@@ -873,6 +1012,7 @@ function bindChat() {
   });
   input.addEventListener('input', () => {
     autosize();
+    typing();
     if (store && store.current && sendErrors.has(store.current)) {
       sendErrors.delete(store.current);
       renderSendError();

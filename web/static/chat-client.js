@@ -28,9 +28,10 @@
 //              ts, seq) plus `conversation` (the target as this user names
 //              it: "@bob" for a private message from bob) and `resumed`
 //              (read back from history after a reconnect)
-//   event      any event frame (emitter, event, identifier, target, …); it is
-//              also emitted under its own name: create, destroy, join, left
-//              (and the v2 online, offline, typing, read)
+//   event      any event frame (emitter, event, identifier, target, …; a
+//              participant's event also has `conversation`, as a message);
+//              it is also emitted under its own name: create, destroy,
+//              join, left, online, offline, typing, read
 //   resumed    {counts}: the catch-up after a reconnect is done; counts maps
 //              each target to the number of messages read back
 //   gap        {target, from, to}: seqs that could not be delivered (gone
@@ -249,6 +250,48 @@ export class ChatClient extends EventTarget {
     };
   }
 
+  /**
+   * A page of a channel's members, by username (spec 6): {target, members:
+   * [{identifier, username, online}], more}. opts: after (a username),
+   * limit (1 to 1000, default 1000).
+   */
+  async members(channel, { after, limit } = {}) {
+    const extra = {};
+    if (after !== undefined) extra.after = after;
+    if (limit !== undefined) extra.limit = limit;
+    const page = await this.request({ type: 'command', action: 'members', target: channel, ...extra });
+    return { target: page.target, members: Array.isArray(page.members) ? page.members : [], more: !!page.more };
+  }
+
+  /** Every member of a channel: members() page after page. */
+  async allMembers(channel) {
+    const all = [];
+    let after;
+    for (;;) {
+      const page = await this.members(channel, after === undefined ? {} : { after });
+      all.push(...page.members);
+      if (!page.more || page.members.length === 0) return all;
+      after = page.members[page.members.length - 1].username;
+    }
+  }
+
+  /**
+   * Tells the other members (the peer, for @user) that this user is typing
+   * (spec 6). The server tells it at most once every 3 s per user and
+   * target; call it as the person types, as often as you like.
+   */
+  typing(target) {
+    return this.command('typing', target);
+  }
+
+  /**
+   * Moves this user's read marker of target up to seq (spec 7); a lower one
+   * changes nothing. Every session of the user gets a `read` event.
+   */
+  read(target, seq) {
+    return this.command('read', target, { seq });
+  }
+
   command(action, target, extra = {}) {
     return this.request({ type: 'command', action, target, ...extra }).then(() => undefined);
   }
@@ -456,8 +499,11 @@ export class ChatClient extends EventTarget {
     } else if (f.emitter === 'channel' && f.event === 'destroy') {
       this.last.delete(f.identifier);
     }
-    this.emit('event', f);
-    if (typeof f.event === 'string' && f.event) this.emit(f.event, f);
+    // A participant's event names its conversation as messages do: bob's
+    // typing to alice has the target "@alice", which is "@bob" for her.
+    const e = f.emitter === 'participant' && typeof f.target === 'string' ? { ...f, conversation: conversationOf(f, this.me) } : f;
+    this.emit('event', e);
+    if (typeof f.event === 'string' && f.event) this.emit(f.event, e);
   }
 
   // ------------------------------------------------------------ delivery

@@ -1,5 +1,6 @@
 // The client's model of the chat: who we are, every channel, the private
-// conversations, their messages and unread counts. It knows nothing of the
+// conversations, their messages, members, who is typing, and unread counts
+// (the newest seq less the server's read marker, spec 7). It knows nothing of the
 // DOM or the socket: the app feeds it server frames and the user's choices,
 // and it tells its listeners what changed. Pure logic, so node can test it.
 
@@ -79,11 +80,26 @@ export class Store extends EventTarget {
       c.owned = owned.has(name) || this.createdHere.has(name);
     }
     // The private conversations with messages (the 100 most recent) are
-    // listed too, so that a reload keeps them.
-    for (const key of Object.keys(frame.latest || {})) {
-      if (key.startsWith('@')) this.ensure(key).confirmed = true;
+    // listed too, so that a reload keeps them. Unread is what lies above
+    // the read marker (none yet: all of it); a private one unread is for
+    // the reader in person.
+    const latest = frame.latest || {};
+    const read = frame.read || {};
+    for (const [key, seq] of Object.entries(latest)) {
+      if (key.startsWith('#') && !all.has(key)) continue;
+      const c = this.ensure(key);
+      if (c.kind === 'direct') c.confirmed = true;
+      c.latest = seq;
+      c.read = read[key] || 0;
+      recount(c);
+      if (c.kind === 'direct' && c.unread > 0) c.alert = true;
     }
-    this.changed({ sidebar: true, pane: true });
+    // What was said about members and typing meanwhile is not replayed.
+    for (const c of this.convs.values()) {
+      c.members = null;
+      c.typing.clear();
+    }
+    this.changed({ sidebar: true, pane: true, members: this.current });
   }
 
   /**
@@ -120,19 +136,75 @@ export class Store extends EventTarget {
   }
 
   participantEvent(f) {
-    const c = this.ensure(f.target);
+    if (typeof f.target !== 'string') return;
+    const key = f.conversation || conversationOf(f, this.me);
     const isMe = this.me !== null && f.identifier === this.me.identifier;
+    if (f.event === 'read') {
+      this.readUpTo(key, f.seq);
+      return;
+    }
+    if (f.event === 'typing') {
+      const c = this.convs.get(key);
+      if (!c || isMe) return;
+      c.typing.set(f.username, Date.now() + TYPING_SHOWN);
+      this.changed({ typing: key });
+      return;
+    }
+    if (f.event === 'online' || f.event === 'offline') {
+      const c = this.convs.get(key);
+      const m = c && c.members && c.members.get(f.identifier);
+      if (!m) return;
+      m.online = f.event === 'online';
+      this.changed({ members: key });
+      return;
+    }
+    const c = this.ensure(key);
     const who = isMe ? 'You' : f.username;
     if (f.event === 'join') {
       if (isMe) c.joined = true;
+      if (c.members) c.members.set(f.identifier, { identifier: f.identifier, username: f.username, online: true });
       this.push(c, notice(`${who} joined ${c.key}`, new Date()));
     } else if (f.event === 'left') {
-      if (isMe) c.joined = false;
+      if (isMe) {
+        c.joined = false;
+        c.read = c.latest; // leaving drops the marker: nothing there is unread
+        recount(c);
+      }
+      if (c.members) c.members.delete(f.identifier);
       this.push(c, notice(`${who} left ${c.key}`, new Date()));
     } else {
       return;
     }
-    this.changed({ sidebar: true, pane: this.current === c.key, appended: c.key });
+    this.changed({ sidebar: true, pane: this.current === c.key, appended: c.key, members: c.key });
+  }
+
+  /** The members of a channel (chat-client.js's allMembers()), as the server listed them. */
+  setMembers(key, list) {
+    const c = this.convs.get(key);
+    if (!c) return;
+    c.members = new Map(list.map((m) => [m.identifier, { identifier: m.identifier, username: m.username, online: !!m.online }]));
+    this.changed({ members: key });
+  }
+
+  /** The names typing in key now (their last typing event is under TYPING_SHOWN old). */
+  typingNow(key, now = Date.now()) {
+    const c = this.convs.get(key);
+    if (!c) return [];
+    for (const [name, until] of c.typing) if (until <= now) c.typing.delete(name);
+    return [...c.typing.keys()].sort();
+  }
+
+  /**
+   * The read marker of key moved (the server's read event, or this page
+   * reading on screen, which tells the server): what lies at or below seq
+   * is read.
+   */
+  readUpTo(key, seq) {
+    const c = this.convs.get(key);
+    if (!c || typeof seq !== 'number' || seq <= c.read) return;
+    c.read = seq;
+    recount(c);
+    this.changed({ sidebar: true });
   }
 
   /**
@@ -147,18 +219,23 @@ export class Store extends EventTarget {
     if (typeof f.seq === 'number' && c.seqs.has(f.seq)) return;
     const item = this.item(f);
     const atEnd = this.place(c, item, !!f.resumed);
-    if (key !== this.current && !item.mine) {
-      c.unread++;
+    if (item.seq !== null && item.seq > c.latest) c.latest = item.seq;
+    // One's own messages are read; the one who wrote stops typing.
+    if (item.mine && item.seq !== null && item.seq > c.read) c.read = item.seq;
+    const wasTyping = c.typing.delete(item.username);
+    recount(c);
+    if (c.unread > 0 && !item.mine && (c.kind === 'direct' || item.mentionsMe)) {
       // A private message or a mention is for the reader in person.
-      if (c.kind === 'direct' || item.mentionsMe) c.alert = true;
+      c.alert = true;
     }
     const open = key === this.current;
-    this.changed({ sidebar: true, appended: atEnd ? key : null, pane: open && !atEnd, keepScroll: true, incoming: item.mine ? null : { key, item } });
+    this.changed({ sidebar: true, appended: atEnd ? key : null, pane: open && !atEnd, keepScroll: true, typing: wasTyping ? key : null, incoming: item.mine ? null : { key, item } });
   }
 
   /**
    * A page of a conversation's history (chat-client.js's history()):
-   * merged with what is held, by seq, without counting as unread.
+   * merged with what is held, by seq. What lies above the read marker is
+   * unread, as the welcome counts it.
    * Whether older messages remain follows from the page's `first`.
    */
   historyPage(key, page) {
@@ -167,9 +244,11 @@ export class Store extends EventTarget {
     c.loading = false;
     c.loaded = true;
     for (const f of page.messages) {
+      if (typeof f.seq === 'number' && f.seq > c.latest) c.latest = f.seq;
       if (typeof f.seq === 'number' && c.seqs.has(f.seq)) continue;
       this.place(c, this.item(f), true);
     }
+    recount(c);
     const oldest = oldestSeq(c);
     c.more = oldest !== null && typeof page.first === 'number' && oldest > page.first;
     this.changed({ pane: key === this.current, keepScroll: true, sidebar: true });
@@ -212,10 +291,7 @@ export class Store extends EventTarget {
     const c = key === null ? null : this.ensure(key);
     this.current = key;
     if (prev && prev !== c) trim(prev);
-    if (c) {
-      c.unread = 0;
-      c.alert = false;
-    }
+    if (c) c.alert = false;
     this.changed({ sidebar: true, pane: true, opened: true });
   }
 
@@ -254,8 +330,12 @@ export class Store extends EventTarget {
         kind: key.startsWith('@') ? 'direct' : 'channel',
         joined: false,
         owned: false,
-        unread: 0,
+        latest: 0, // the newest seq known
+        read: 0, // the read marker (spec 7)
+        unread: 0, // latest − read
         alert: false, // an unread private message or mention
+        members: null, // identifier -> {identifier, username, online}, once listed
+        typing: new Map(), // username -> until when it shows (ms)
         confirmed: false, // (private) a message in it was delivered, or its history read
         items: [],
         seqs: new Set(), // the seqs of the messages in items
@@ -336,6 +416,15 @@ export class Store extends EventTarget {
   }
 }
 
+/** How long "… is typing" shows after a typing event (spec 6 sends one every 3 s at most). */
+export const TYPING_SHOWN = 6000;
+
+/** Unread is what lies above the read marker; nothing unread, nothing to alert. */
+function recount(c) {
+  c.unread = Math.max(0, c.latest - c.read);
+  if (c.unread === 0) c.alert = false;
+}
+
 /** The lowest seq c holds, or null. */
 export function oldestSeq(c) {
   for (const it of c.items) if (it.kind === 'message' && it.seq !== null) return it.seq;
@@ -365,4 +454,4 @@ function byKey(a, b) {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
-/** @typedef {{key: string, kind: 'channel'|'direct', joined: boolean, owned: boolean, unread: number, alert: boolean, confirmed: boolean, items: object[], seqs: Set<number>, loaded: boolean, loading: boolean, more: boolean|null}} Conversation */
+/** @typedef {{key: string, kind: 'channel'|'direct', joined: boolean, owned: boolean, unread: number, alert: boolean, confirmed: boolean, items: object[], seqs: Set<number>, loaded: boolean, loading: boolean, more: boolean|null, latest: number, read: number, members: Map|null, typing: Map}} Conversation */

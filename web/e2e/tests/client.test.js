@@ -18,7 +18,10 @@ function welcome(over = {}) {
   return { type: 'welcome', identifier: ALICE, username: 'alice', channels: ['#main', '#random'], joined: ['#main'], owned: ['#random'], ...over };
 }
 
-function msg(target, from, name, text, seq) {
+let lastSeq = 1000;
+
+/** A message frame; seq, if not given, is higher than any before. */
+function msg(target, from, name, text, seq = ++lastSeq) {
   return { type: 'message', emitter: 'participant', target, identifier: from, username: name, message: text, ts: '2026-11-26T08:40:05.123Z', seq };
 }
 
@@ -38,15 +41,72 @@ test('messages to conversations that are not open are unread', () => {
   const s = new Store();
   s.welcome(welcome());
   s.open('#main');
-  s.frame(msg('#main', BOB, 'bob', 'seen'));
-  s.frame(msg('@alice', BOB, 'bob', 'private'));
+  const seen = msg('#main', BOB, 'bob', 'seen');
+  s.frame(seen);
+  s.readUpTo('#main', seen.seq); // the page read it on screen
   s.frame(msg('@bob', ALICE, 'alice', 'my own, from another tab'));
+  s.frame(msg('@alice', BOB, 'bob', 'private'));
   assert.equal(s.get('#main').unread, 0);
   assert.equal(s.get('@bob').unread, 1, 'a private message files under its sender; my own are never unread');
   assert.equal(s.get('@bob').items.length, 2);
   assert.equal(s.totalUnread(), 1);
   s.open('@bob');
+  s.readUpTo('@bob', s.get('@bob').latest);
   assert.equal(s.totalUnread(), 0);
+  assert.equal(s.get('@bob').alert, false);
+});
+
+test('unread counts come from the read markers: the welcome\'s, and the read events', () => {
+  const s = new Store();
+  s.welcome(welcome({ latest: { '#main': 40, '@bob': 7, '@carol': 3 }, read: { '#main': 35, '@bob': 7 } }));
+  assert.deepEqual(
+    s.ordered().map((c) => [c.key, c.unread, c.alert]),
+    [
+      ['#main', 5, false],
+      ['#random', 0, false],
+      ['@bob', 0, false],
+      ['@carol', 3, true],
+    ],
+    'latest less the marker; no marker: all of it; a private one is an alert',
+  );
+  s.frame(msg('#main', BOB, 'bob', 'more', 41));
+  assert.equal(s.get('#main').unread, 6);
+  // Read in another tab: the server's read event.
+  s.frame({ type: 'event', emitter: 'participant', event: 'read', target: '#main', seq: 41, identifier: ALICE, username: 'alice' });
+  assert.equal(s.get('#main').unread, 0);
+  s.frame({ type: 'event', emitter: 'participant', event: 'read', target: '#main', seq: 30, identifier: ALICE, username: 'alice' });
+  assert.equal(s.get('#main').unread, 0, 'a marker never moves back');
+  assert.equal(s.totalUnread(), 3);
+});
+
+test('members, presence and typing', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  const CAROL = '00000000-0000-4000-8000-00000000000c';
+  s.setMembers('#main', [
+    { identifier: ALICE, username: 'alice', online: true },
+    { identifier: BOB, username: 'bob', online: false },
+  ]);
+  const ev = (event, who, name, target = '#main') => s.frame({ type: 'event', emitter: 'participant', event, target, identifier: who, username: name });
+  ev('online', BOB, 'bob');
+  ev('join', CAROL, 'carol');
+  ev('left', ALICE, 'alice');
+  assert.deepEqual([...s.get('#main').members.values()].map((m) => [m.username, m.online]), [
+    ['bob', true],
+    ['carol', true],
+  ]);
+  ev('offline', CAROL, 'carol');
+  assert.equal(s.get('#main').members.get(CAROL).online, false);
+  // bob types in #main and, to alice, in their conversation (whose target is @alice for him).
+  s.open('@bob');
+  ev('typing', BOB, 'bob');
+  ev('typing', BOB, 'bob', '@alice');
+  assert.deepEqual(s.typingNow('#main'), ['bob']);
+  assert.deepEqual(s.typingNow('@bob'), ['bob']);
+  assert.equal(s.get('@alice'), null, 'no conversation with oneself appears');
+  assert.deepEqual(s.typingNow('#main', Date.now() + 7000), [], 'shown for six seconds');
+  s.frame(msg('@alice', BOB, 'bob', 'done typing'));
+  assert.deepEqual(s.typingNow('@bob'), [], 'a message ends it');
 });
 
 test('events keep the lists live', () => {
@@ -89,10 +149,12 @@ test('messages are held once each, in seq order, whatever way they come', () => 
   const s = new Store();
   s.welcome(welcome());
   s.open('#main');
+  s.readUpTo('#main', 4);
   s.frame(msg('#main', BOB, 'bob', 'five', 5));
   s.frame(msg('#main', BOB, 'bob', 'five again', 5));
   s.frame({ type: 'event', emitter: 'participant', identifier: BOB, event: 'join', target: '#main', username: 'carol' });
   s.frame(msg('#main', BOB, 'bob', 'six', 6));
+  s.readUpTo('#main', 6);
   // The newest page of history, opened after the live messages came.
   const older = [1, 2, 3, 4, 5].map((n) => ({ ...msg('#main', BOB, 'bob', `m${n}`, n), ts: `2026-11-26T08:0${n}:00.000Z` }));
   s.historyPage('#main', { target: '#main', first: 1, more: false, messages: older.slice(2) });
@@ -104,7 +166,9 @@ test('messages are held once each, in seq order, whatever way they come', () => 
   s.historyPage('#main', { target: '#main', first: 1, more: false, messages: [msg('#main', BOB, 'bob', 'seven', 7)] });
   assert.deepEqual(seqs(), [1, 2, 3, 4, 5, 'carol joined #main', 6, 7, 'You joined #main'], 'a page newer than all held still goes before the lines that came after it');
   assert.equal(s.get('#main').more, false);
-  assert.equal(s.get('#main').unread, 0, 'history is not unread');
+  assert.equal(s.get('#main').unread, 1, 'what lies above the marker is unread, however it came');
+  s.readUpTo('#main', 7);
+  assert.equal(s.get('#main').unread, 0);
   // A new epoch: the seqs held mean nothing any more.
   s.welcome(welcome({ epoch: 'new' }), { epochChanged: true });
   assert.deepEqual(s.get('#main').items, []);
