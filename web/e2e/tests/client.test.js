@@ -4,9 +4,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
-import { backoff } from '../../static/chat-client.js';
+import { backoff, ChatClient, ChatError } from '../../static/chat-client.js';
 import { parse, mentionsMe, plainText } from '../../static/format.js';
 import { timeFormat } from '../../static/view.js';
 import { Notifier } from '../../static/notify.js';
@@ -340,4 +341,94 @@ test('notifications: asked only on a press, shown only while hidden, off on dema
   n.message('@bob', 'bob', 'muted');
   assert.equal(shown.length, 1);
   assert.equal(new Notifier(() => {}, win).state, 'off', 'remembered');
+});
+
+/**
+ * A stand-in for a websocket that the test plays the server's side of: it
+ * records what the client sends, and the test hands the client frames.
+ */
+class Wire {
+  static last = null;
+  constructor(url) {
+    this.url = url;
+    this.readyState = 1;
+    this.sent = [];
+    Wire.last = this;
+  }
+  send(data) {
+    this.sent.push(JSON.parse(data));
+  }
+  close() {}
+  /** A frame from the server. */
+  frame(f) {
+    this.onmessage({ data: JSON.stringify(f) });
+  }
+}
+
+// The examples of docs/protocol.md are what the client reads and writes, so
+// that the document and the client cannot drift apart (issue 18).
+test('the frames of docs/protocol.md, read and written by chat-client.js', async () => {
+  const doc = fs.readFileSync(new URL('../../../docs/protocol.md', import.meta.url), 'utf8');
+  // Frames in backticks and in indented blocks; "[…]" stands for a list.
+  const frames = [...doc.matchAll(/`(\{"type":[^`]*\})`|^ {4}(\{"type":.*\})$/gm)].map((m) => JSON.parse((m[1] || m[2]).replaceAll('[…]', '[]')));
+  const byType = (t) => frames.filter((f) => f.type === t);
+  assert.ok(frames.length >= 20, `${frames.length} frames found`);
+  const v2 = JSON.parse(`{${doc.match(/`("epoch":[^`]*)`/)[1]}}`);
+
+  const c = new ChatClient('ws://chat.invalid/ws', { WebSocket: Wire });
+  const got = [];
+  for (const type of ['welcome', 'message', 'create', 'destroy', 'join', 'left', 'online', 'offline', 'typing', 'read', 'error']) {
+    c.on(type, (d) => got.push([type, d]));
+  }
+  c.connect();
+  const wire = Wire.last;
+  assert.equal(wire.url, 'ws://chat.invalid/ws');
+  const [welcome] = byType('welcome');
+  wire.frame({ ...welcome, ...v2 });
+  assert.equal(c.state, 'online');
+  assert.equal(c.me.username, 'alice');
+  assert.deepEqual(got.shift()[1].frame.latest, { '#main': 1042, '@bob': 17 });
+
+  // Every request of the document goes out as written (with its id, or one added).
+  const requests = frames.filter((f) => f.type === 'command' || (f.type === 'message' && !f.emitter));
+  assert.ok(requests.length >= 7);
+  const answers = requests.map((r) => c.request(r, { message: r.type === 'message' }).then((a) => a, (e) => e));
+  assert.deepEqual(
+    wire.sent.map(({ id, ...rest }) => rest),
+    requests.map(({ id, ...rest }) => rest),
+  );
+  for (const [i, r] of requests.entries()) if (r.id) assert.equal(wire.sent[i].id, r.id);
+  // And their answers settle them: the ack of "3" (a message's, with its
+  // seq), the history of "9", the members of "4", the error of "7".
+  const idOf = (id) => requests.findIndex((r) => r.id === id);
+  const send = await (async () => {
+    const p = c.send('#main', 'Hello guys!', { id: '3' });
+    wire.frame(byType('ack').find((a) => a.seq));
+    return p;
+  })();
+  assert.equal(send, 1043);
+  wire.frame(byType('history')[0]);
+  wire.frame(byType('members')[0]);
+  const history = await answers[idOf('9')];
+  assert.deepEqual([history.target, history.first, history.more], ['#main', 12, true]);
+  const members = await answers[idOf('4')];
+  assert.equal(members.members[0].username, 'alice');
+  const failed = c.request({ type: 'command', action: 'destroy', target: '#nope', id: '7' });
+  wire.frame(byType('error')[0]);
+  await assert.rejects(failed, (e) => e instanceof ChatError && e.code === 'not_found' && e.message === 'channel #nope does not exist');
+
+  // Every message and event of the document comes out typed.
+  for (const f of [...byType('message').filter((m) => m.emitter), ...byType('event')]) wire.frame(f);
+  const seen = got.map(([type, d]) => `${type} ${d.conversation || d.identifier}`);
+  assert.deepEqual(seen, [
+    'message #c',
+    'message @alice', // alice's message to @u, read by someone else: the conversation with alice
+    'create #c',
+    'destroy #c',
+    'join #c',
+    'left #c',
+    'online #c',
+    'typing #c',
+    'read #c',
+  ]);
 });
