@@ -723,7 +723,6 @@ function renderMembers() {
   $('app').dataset.members = shown ? 'open' : 'closed';
   const list = isChannel && conv.members ? [...conv.members.values()].sort((a, b) => (a.username < b.username ? -1 : 1)) : [];
   $('members-count').textContent = isChannel && conv.members ? String(list.length) : '';
-  toggle.setAttribute('aria-label', isChannel && conv.members ? `Members (${list.length})` : 'Members');
   if (!shown) return;
   $('members').setAttribute('aria-label', `Members of ${key}`);
   $('members-summary').textContent = conv.members ? `${list.filter((m) => m.online).length} of ${list.length} online` : 'Loading…';
