@@ -504,7 +504,11 @@ async function send() {
   try {
     // Resolves with the seq once stored; a drop before the answer makes
     // chat-client.js send it again with the same id (stored once).
-    await conn.send(key, text);
+    const seq = await conn.send(key, text);
+    // What one wrote oneself is read: the server's marker says so too, or
+    // a reload would count it unread.
+    if (!(pendingReads.get(key) >= seq)) pendingReads.set(key, seq);
+    flushReads();
     return;
   } catch (err) {
     const conv = store.get(key);
@@ -996,6 +1000,8 @@ function bindChat() {
     $('members-toggle').focus();
   });
   window.addEventListener('online', () => conn && conn.retryNow());
+  // Markers read a moment ago go before the page does (a reload, a close).
+  window.addEventListener('pagehide', flushReads);
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible' && store && store.current) {
       notifier.seen(store.current);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { artifacts } from '../lib/chatd.js';
 import { twoNodes } from '../lib/cluster.js';
-import { signIn, openConv, say, message, assertClean, shotsOnFailure, createChannel, watch } from '../lib/browser.js';
+import { signIn, openConv, say, message, assertClean, shotsOnFailure, createChannel, watch, item } from '../lib/browser.js';
 
 let node1;
 let node2;
@@ -101,6 +101,7 @@ test('"bob is typing…" under the message box, in a channel and in a private co
     await alice.press('#dm-input', 'Enter');
     await alice.locator('#title', { hasText: '@bob' }).waitFor();
     await say(alice, 'a word in private?');
+    await item(bob, '@alice').waitFor();
     await openConv(bob, '@alice');
     await bob.fill('#input', 'sure, what');
     await alice.locator('#typing', { hasText: 'bob is typing…' }).waitFor();
@@ -135,6 +136,8 @@ test('unread counts from the read markers agree across two tabs on two nodes and
 
     // Two more while neither tab looks: both count 2, and so does a reload.
     await openConv(alice, '#elsewhere');
+    await say(alice, 'a note to myself'); // one's own messages are read, after a reload too
+    await message(alice, 'alice', 'a note to myself').waitFor();
     await say(bob, 'four');
     await say(bob, 'five');
     await unread(alice, '#team', 2).waitFor();
