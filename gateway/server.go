@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 	s.backend = backend
 	var subs *subscriptions
 	s.router = newRouter(s.metrics, func(topic string) { subs.markDirty(topic) })
-	seq := newSequencer(s.ctx, &s.wg, s.router, backend, log, s.metrics)
+	seq := newSequencer(s.ctx, &s.wg, s.router, backend, backend.Outages, log, s.metrics)
 	subs = newSubscriptions(backend, s.router.has, seq.subscribed, seq.forget, log, s.metrics, clusterTopic, reply)
 	s.limits = newLimits(cfg.RateLimit, backend, reply, log)
 	book := &channelBook{}
