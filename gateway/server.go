@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		router: s.router, subs: subs, book: book, limits: s.limits, seq: seq,
 	}, s.members)
 	s.env = sessionEnv{host: s.chat, log: log, metrics: s.metrics,
-		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval}
+		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval, rateLimit: cfg.RateLimit}
 
 	fail := func(what string, err error) (*Server, error) {
 		s.cancel()
