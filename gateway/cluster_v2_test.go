@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -241,5 +242,42 @@ func TestClusterPresenceAndMarkers(t *testing.T) {
 		if m["type"] == "event" && m["event"] == "online" && m["username"] == "alice" {
 			break
 		}
+	}
+}
+
+// TestRateLimitAfterAStall: a client sending at three quarters of its
+// rate limit through a Redis pause of five seconds is not refused when
+// the backlog is handled at once afterwards: requests that waited on the
+// backend are not charged (issue 17).
+func TestRateLimitAfterAStall(t *testing.T) {
+	_, _, n1, hole := startFaultPair(t, gateway.Config{}, nil) // 20 a second, burst 40
+	alice := n1.user("alice")
+	const sent = 120 // 15 a second for 8 s
+	go func() {
+		for i := range sent {
+			alice.conn.Write(context.Background(), websocket.MessageText,
+				[]byte(fmt.Sprintf(`{"type":"command","action":"leave","target":"#nope","id":"%d"}`, i)))
+			time.Sleep(time.Second / 15)
+		}
+	}()
+	time.Sleep(time.Second)
+	hole(true)
+	time.Sleep(5 * time.Second)
+	hole(false)
+	codes := map[string]int{}
+	for range sent {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, b, err := alice.conn.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		codes[fmt.Sprint(m["code"])]++
+	}
+	t.Logf("answers by code: %v", codes)
+	if codes["rate_limited"] > 0 {
+		t.Fatalf("%d requests refused as over the rate limit after the pause", codes["rate_limited"])
 	}
 }

@@ -63,15 +63,16 @@ func onChannel(action func(context.Context, *Session, string) error) command {
 	}
 }
 
-// handle answers one request frame of s.
-func (c *chat) handle(ctx context.Context, s *Session, data []byte) {
+// handle answers one request frame of s, charging it to the rate limit if
+// charge is set.
+func (c *chat) handle(ctx context.Context, s *Session, data []byte, charge bool) {
 	req, err := protocol.DecodeRequest(data)
 	id := req.ID
 	var de *protocol.DecodeError
 	if errors.As(err, &de) {
 		id = de.ID
 	}
-	if err := c.limits.allow(ctx, s.login.UserID, s.user); err != nil {
+	if err := c.allow(ctx, s, charge); err != nil {
 		if errors.Is(err, errRateLimited) {
 			c.metrics.rateLimited.Inc()
 		}
@@ -105,6 +106,14 @@ func (c *chat) handle(ctx context.Context, s *Session, data []byte) {
 		return
 	}
 	c.reply(s, id, nil)
+}
+
+// allow charges a request of s to the rate limit, unless charge is unset.
+func (c *chat) allow(ctx context.Context, s *Session, charge bool) error {
+	if !charge {
+		return nil
+	}
+	return c.limits.allow(ctx, s.login.UserID, s.user)
 }
 
 // reply acks a request with an id, or reports its error.

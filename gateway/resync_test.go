@@ -185,7 +185,7 @@ func TestResync(t *testing.T) {
 	if got := toldTo(t, late); len(got) > 0 {
 		t.Fatalf("the late session was told %q besides its welcome, want nothing", got)
 	}
-	if !s.re.resync(ctx) {
+	if !s.re.resync(ctx, 0) {
 		t.Fatal("resync failed")
 	}
 	for _, c := range []*Session{sess, late} {
@@ -193,7 +193,7 @@ func TestResync(t *testing.T) {
 			t.Fatalf("resync told %s %q, want %q", c.login.Username, got, want)
 		}
 	}
-	if !s.re.resync(ctx) {
+	if !s.re.resync(ctx, 0) {
 		t.Fatal("second resync failed")
 	}
 	if got := toldTo(t, sess); len(got) > 0 {
@@ -416,7 +416,7 @@ func TestResyncInBatches(t *testing.T) {
 	f.counts = 0
 	f.mu.Unlock()
 
-	if !s.re.resync(ctx) {
+	if !s.re.resync(ctx, 0) {
 		t.Fatal("resync failed")
 	}
 	for i, sess := range sessions {

@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 	s.backend = backend
 	var subs *subscriptions
 	s.router = newRouter(s.metrics, func(topic string) { subs.markDirty(topic) })
-	seq := newSequencer(s.ctx, &s.wg, s.router, backend, log, s.metrics)
+	seq := newSequencer(s.ctx, &s.wg, s.router, backend, backend.Outages, log, s.metrics)
 	subs = newSubscriptions(backend, s.router.has, seq.subscribed, seq.forget, log, s.metrics, clusterTopic, reply)
 	s.limits = newLimits(cfg.RateLimit, backend, reply, log)
 	book := &channelBook{}
@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		router: s.router, subs: subs, book: book, limits: s.limits, seq: seq,
 	}, s.members)
 	s.env = sessionEnv{host: s.chat, log: log, metrics: s.metrics,
-		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval}
+		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval, rateLimit: cfg.RateLimit}
 
 	fail := func(what string, err error) (*Server, error) {
 		s.cancel()
