@@ -81,7 +81,9 @@ func TestChaos(t *testing.T) {
 			}()
 		}
 	}
-	waitUntil(t, 30*time.Second, "every device connected", func() bool { return everyDevice(w, (*device).connected) })
+	if _, ok := waitUntil(t, 30*time.Second, func() bool { return everyDevice(w, (*device).connected) }); !ok {
+		t.Fatal("not within 30 s: every device connected")
+	}
 
 	f := newFaults(c, w.start, rand.New(rand.NewPCG(seed, 0xfa)))
 	go scrapeEvery(ctx, c, time.Second)
@@ -92,11 +94,16 @@ func TestChaos(t *testing.T) {
 
 	// Quiet: no new requests; what is unanswered is retried until it is
 	// answered, every device reconnects and resumes.
+	// Past these bounds the checker says what is missing.
 	close(w.stopped)
-	waitUntil(t, 60*time.Second, "every request answered and every device connected and resumed",
-		func() bool { return everyDevice(w, (*device).idle) })
+	if _, ok := waitUntil(t, 60*time.Second, func() bool { return everyDevice(w, (*device).idle) }); !ok {
+		t.Errorf("not within 60 s: every request answered and every device connected and resumed")
+	}
 	final := lastSeqs(t, c, w)
-	settled := waitUntil(t, 30*time.Second, "every open connection has every message", func() bool { return caughtUp(w, final) })
+	settled, ok := waitUntil(t, 30*time.Second, func() bool { return caughtUp(w, final) })
+	if !ok {
+		t.Errorf("not within 30 s: every open connection has every message")
+	}
 	quiet := w.now()
 	for _, nd := range c.nodes {
 		c.scrape(nd)
@@ -258,18 +265,18 @@ func (d *device) connected() bool {
 	return d.conn != nil
 }
 
-// waitUntil waits for cond, failing the test after bound; it returns how
-// long it took.
-func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
+// waitUntil waits for cond, at most bound; it returns how long it took
+// and whether cond came true.
+func waitUntil(t *testing.T, bound time.Duration, cond func() bool) (time.Duration, bool) {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > bound {
-			t.Fatalf("not within %v: %s", bound, what)
+			return bound, false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return time.Since(start)
+	return time.Since(start), true
 }
 
 func scrapeEvery(ctx context.Context, c *cluster, every time.Duration) {

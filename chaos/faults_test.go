@@ -140,6 +140,7 @@ func (f *faults) healAll(t *testing.T) {
 				t.Fatalf("%s not ready 60 s after the faults ended", nd.name)
 			}
 			f.supervise()
+			f.due(t, true)
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
@@ -161,7 +162,8 @@ func (f *faults) supervise() {
 		}
 		f.c.down(nd, p)
 		f.exits = append(f.exits, exit{node: nd.name, at: f.now(), err: p.err, log: p.logs.tail(5)})
-		f.c.start(nd)
+		f.restartNode(nd, &fault{}, f.now()+500*time.Millisecond)
+		f.out[nd] = true // until the restart
 	}
 }
 
@@ -242,7 +244,7 @@ func (f *faults) try(t *testing.T, kind string) bool {
 		f.redisDown = true
 		ft := f.add(kind, "", "SIGKILL, restarted with its append-only file")
 		f.c.redis.Kill(t)
-		f.pending = append(f.pending, step{at: f.after(300*time.Millisecond, 3*time.Second), do: func() bool {
+		f.pending = append(f.pending, step{at: f.after(300*time.Millisecond, 2500*time.Millisecond), do: func() bool {
 			f.c.redis.Restart(t)
 			f.redisDown = false
 			ft.end = f.now()
@@ -282,7 +284,10 @@ func (f *faults) try(t *testing.T, kind string) bool {
 			t.Fatalf("blackhole %s: %v", nd.name, err)
 		}
 		f.holed[nd] = true
-		f.pending = append(f.pending, step{at: f.after(time.Second, 6*time.Second), do: func() bool {
+		// At most 5 s: with a Redis restart on top, a node's history stays
+		// readable within the 10 s after which a repair may give up
+		// (spec section 10, reading 17).
+		f.pending = append(f.pending, step{at: f.after(time.Second, 5*time.Second), do: func() bool {
 			heal(nd)
 			f.holed[nd] = false
 			ft.end = f.now()
