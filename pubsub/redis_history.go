@@ -89,6 +89,12 @@ end
 // ARGV: channel, user, head, limit, ttl, window, prefix, then the pub/sub
 // channels.
 var publishMessageScript = redis.NewScript(storeLua + `
+-- A repeat is answered first: its message was stored while the sender
+-- was a member, whatever happened since.
+if KEYS[5] ~= '' then
+  local prev = redis.call('GET', KEYS[5])
+  if prev then return {0, tonumber(prev), 1} end
+end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {2} end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return {4} end
 local seq, frame, dup = store(KEYS[3], KEYS[4], KEYS[5], 3)
