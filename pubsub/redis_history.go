@@ -178,52 +178,9 @@ end
 return out
 `)
 
-// epochScript returns the epoch, minting ARGV[1] if there is none.
-var epochScript = redis.NewScript(`
-local e = redis.call('GET', KEYS[1])
-if e then return e end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-`)
-
-// logTag is the hash tag of log's keys: a channel's is c:<channel>, a
-// conversation's its own name.
-func logTag(log string) string {
-	if strings.HasPrefix(log, "#") {
-		return "c:" + log
-	}
-	return log
-}
-
-func (r *Redis) logKey(log, suffix string) string {
-	return r.prefix + "{" + logTag(log) + "}:" + suffix
-}
-
-func (r *Redis) idemKey(log string, m Message) string {
-	if m.ID == "" {
-		return ""
-	}
-	return r.logKey(log, "idem:"+m.From+":"+m.ID)
-}
-
-func (r *Redis) convsKey(user string) string { return r.prefix + "{u:" + user + "}:convs" }
-
-// storeArgs are the store step's arguments for m.
-func (r *Redis) storeArgs(m Message) []any {
-	return []any{m.Head, r.history.Limit, r.history.TTL.Milliseconds(), IdempotencyWindow.Milliseconds()}
-}
-
-func (r *Redis) channels(topics []string) []any {
-	out := make([]any, len(topics))
-	for i, t := range topics {
-		out[i] = r.topicPrefix + t
-	}
-	return out
-}
-
 // PublishMessage implements Registry with one script: the membership check,
 // the store step and the publish.
-func (r *Redis) PublishMessage(ctx context.Context, channel string, m Message) (Stored, error) {
+func (r *single) PublishMessage(ctx context.Context, channel string, m Message) (Stored, error) {
 	keys := []string{r.key("channels"), r.key("members:", channel), r.logKey(channel, "seq"), r.logKey(channel, "log"), r.idemKey(channel, m)}
 	args := append([]any{channel, m.From}, r.storeArgs(m)...)
 	args = append(append(args, m.Prefix), r.channels(m.Topics)...)
@@ -236,7 +193,7 @@ func (r *Redis) PublishMessage(ctx context.Context, channel string, m Message) (
 
 // PublishDirect implements Registry with one script: the store step, the
 // conversation indexes of both users and the publish.
-func (r *Redis) PublishDirect(ctx context.Context, from, to Peer, m Message) (Stored, error) {
+func (r *single) PublishDirect(ctx context.Context, from, to Peer, m Message) (Stored, error) {
 	log := Conversation(from.ID, to.ID)
 	keys := []string{r.logKey(log, "seq"), r.logKey(log, "log"), r.idemKey(log, m), r.convsKey(from.ID), r.convsKey(to.ID)}
 	args := append(r.storeArgs(m), from.ID+" "+from.Username, to.ID+" "+to.Username, RecentConversations, m.Prefix)
@@ -247,72 +204,21 @@ func (r *Redis) PublishDirect(ctx context.Context, from, to Peer, m Message) (St
 	return st, nil
 }
 
-func (r *Redis) runStored(ctx context.Context, s *redis.Script, keys []string, args []any) (Stored, error) {
-	v, err := r.run(ctx, s, keys, args...)
-	if err != nil {
-		return Stored{}, err
-	}
-	res, _ := v.([]any)
-	if len(res) == 0 {
-		return Stored{}, fmt.Errorf("pubsub: unexpected script result %v", v)
-	}
-	if err := resultError(res[0]); err != nil {
-		return Stored{}, err
-	}
-	if len(res) != 3 {
-		return Stored{}, fmt.Errorf("pubsub: unexpected script result %v", v)
-	}
-	seq, _ := res[1].(int64)
-	dup, _ := res[2].(int64)
-	return Stored{Seq: uint64(seq), Duplicate: dup == 1}, nil
-}
-
-// Range implements History.
-func (r *Redis) Range(ctx context.Context, log string, q Query) (Page, error) {
-	if err := q.check(); err != nil {
-		return Page{}, err
-	}
-	mode, n := "newest", uint64(0)
-	switch {
-	case q.FromAfter:
-		mode, n = "after", q.After
-	case q.Before > 0:
-		mode, n = "before", q.Before
-	}
-	v, err := r.run(ctx, rangeScript, []string{r.logKey(log, "log"), r.logKey(log, "seq")}, mode, n, q.Limit, r.history.TTL.Milliseconds())
-	if err != nil {
-		return Page{}, fmt.Errorf("history of %s: %w", log, err)
-	}
-	res, _ := v.([]any)
-	if len(res) < 2 || len(res)%2 != 0 {
-		return Page{}, fmt.Errorf("history of %s: unexpected script result %v", log, v)
-	}
-	first, _ := res[0].(int64)
-	more, _ := res[1].(int64)
-	p := Page{First: uint64(first), More: more == 1, Messages: make([]Entry, 0, len(res)/2-1)}
-	for i := 2; i < len(res); i += 2 {
-		seq, _ := res[i].(int64)
-		frame, _ := res[i+1].(string)
-		p.Messages = append(p.Messages, Entry{Seq: uint64(seq), Frame: []byte(frame)})
-	}
-	return p, nil
-}
-
 // Latest implements History.
-func (r *Redis) Latest(ctx context.Context, logs ...string) ([]uint64, error) {
+func (r *single) Latest(ctx context.Context, logs ...string) ([]uint64, error) {
 	latest, _, err := r.newest(ctx, logs)
 	return latest, err
 }
 
 // Last implements History.
-func (r *Redis) Last(ctx context.Context, logs ...string) ([]uint64, error) {
+func (r *single) Last(ctx context.Context, logs ...string) ([]uint64, error) {
 	_, last, err := r.newest(ctx, logs)
 	return last, err
 }
 
 // newest returns the newest stored and the last given seq of each of logs,
 // with one script (on a single Redis; on Redis Cluster, one per slot).
-func (r *Redis) newest(ctx context.Context, logs []string) (latest, last []uint64, err error) {
+func (r *single) newest(ctx context.Context, logs []string) (latest, last []uint64, err error) {
 	latest, last = make([]uint64, len(logs)), make([]uint64, len(logs))
 	if len(logs) == 0 {
 		return latest, last, nil
@@ -337,19 +243,9 @@ func (r *Redis) newest(ctx context.Context, logs []string) (latest, last []uint6
 	return latest, last, nil
 }
 
-// Epoch implements History.
-func (r *Redis) Epoch(ctx context.Context) (string, error) {
-	v, err := r.run(ctx, epochScript, []string{r.key("epoch")}, randomHex(8))
-	if err != nil {
-		return "", fmt.Errorf("epoch: %w", err)
-	}
-	e, _ := v.(string)
-	return e, nil
-}
-
 // View implements Registry: the memberships, the recent conversations and
 // the epoch in one round trip, then the newest seq of each in another.
-func (r *Redis) View(ctx context.Context, user string) (View, error) {
+func (r *single) View(ctx context.Context, user string) (View, error) {
 	if r.isClosed() {
 		return View{}, ErrClosed
 	}

@@ -33,7 +33,7 @@ return #ids
 `)
 
 // migrate brings data of earlier versions up to date.
-func (r *Redis) migrate(ctx context.Context) error {
+func (r *single) migrate(ctx context.Context) error {
 	done := r.key("migrated:v2-roster")
 	if n, err := r.client.Exists(ctx, done).Result(); err != nil || n == 1 {
 		return r.wrap(err)

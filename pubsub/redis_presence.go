@@ -71,13 +71,9 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 `)
 
-func (r *Redis) userKey(user, suffix string) string {
-	return r.prefix + "{u:" + user + "}:" + suffix
-}
-
 // SweepPresence implements Registry: the users due for a look, each
 // looked at by one script.
-func (r *Redis) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
+func (r *single) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
 	}
@@ -106,7 +102,7 @@ func (r *Redis) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
 
 // Members implements Registry: a page of the roster, then each member's
 // presence in one round trip.
-func (r *Redis) Members(ctx context.Context, channel, after string, limit int) ([]Member, bool, error) {
+func (r *single) Members(ctx context.Context, channel, after string, limit int) ([]Member, bool, error) {
 	v, err := r.run(ctx, membersScript, []string{r.key("channels"), r.logKey(channel, "roster")}, channel, after, limit)
 	if err != nil {
 		return nil, false, fmt.Errorf("members of %s: %w", channel, err)
@@ -148,7 +144,7 @@ func (r *Redis) Members(ctx context.Context, channel, after string, limit int) (
 }
 
 // Sizes implements Registry with one pipeline of SCARD.
-func (r *Redis) Sizes(ctx context.Context, channels ...string) ([]int, error) {
+func (r *single) Sizes(ctx context.Context, channels ...string) ([]int, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
 	}
@@ -175,7 +171,7 @@ func (r *Redis) Sizes(ctx context.Context, channels ...string) ([]int, error) {
 }
 
 // MarkRead implements Registry.
-func (r *Redis) MarkRead(ctx context.Context, user, log string, seq uint64, n Notice) (bool, error) {
+func (r *single) MarkRead(ctx context.Context, user, log string, seq uint64, n Notice) (bool, error) {
 	nc, np := r.notice(n)
 	v, err := r.run(ctx, markReadScript, []string{r.userKey(user, "read")}, log, seq, nc, np)
 	if err != nil {
@@ -183,18 +179,4 @@ func (r *Redis) MarkRead(ctx context.Context, user, log string, seq uint64, n No
 	}
 	moved, _ := v.(int64)
 	return moved == 1, nil
-}
-
-// Throttle implements Registry with SET NX PX.
-func (r *Redis) Throttle(ctx context.Context, key string, every time.Duration) (bool, error) {
-	if r.isClosed() {
-		return false, ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	ok, err := r.client.SetNX(ctx, r.key("throttle:", key), 1, every).Result()
-	if err != nil {
-		return false, fmt.Errorf("throttle %s: %w", key, r.wrap(err))
-	}
-	return ok, nil
 }

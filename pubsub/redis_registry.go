@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,8 +21,14 @@ import (
 //	                  (Unix µs, Redis's clock); gone once it is
 //
 // A script touches keys that it derives from the prefix (a member's
-// joined set), so the registry needs a single Redis (or a primary with
-// replicas), not a Redis Cluster.
+// joined set), so this layout needs a single Redis (or a primary with
+// replicas); a Redis Cluster has its own (cluster.go).
+
+// single is the key layout of a single Redis: every change of state is
+// one script, whatever keys it touches.
+type single struct {
+	*store
+}
 
 // Script results: 0 is success, the rest map to the registry's errors.
 const (
@@ -142,22 +147,6 @@ redis.call('ZADD', KEYS[3], last[2], ARGV[4])
 return {0, online}
 `)
 
-// allowScript is the generic cell rate algorithm: the key holds the
-// theoretical arrival time (TAT) of the next request; a request is allowed
-// if, after it, the TAT is at most burst intervals ahead of now.
-// KEYS: rate:{user}. ARGV: interval between requests in µs, burst.
-var allowScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) + interval
-if tat - now > interval * tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-return 1
-`)
-
 // refreshScript sets the places of many users to lapse ttl from now, and
 // their presence to be looked at then. KEYS: presence:due, then places:{user}
 // for each user. ARGV: ttl in ms, then for each user its id, the number
@@ -194,55 +183,8 @@ end
 return 0
 `)
 
-func (r *Redis) key(parts ...string) string {
-	k := r.prefix
-	for _, p := range parts {
-		k += p
-	}
-	return k
-}
-
-// run runs a script with the backend's deadline.
-func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
-	if r.isClosed() {
-		return nil, ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	v, err := s.Run(ctx, r.client, keys, args...).Result()
-	return v, r.wrap(err)
-}
-
-// notice returns a Notice's script arguments: its pub/sub channel (empty
-// for none) and payload.
-func (r *Redis) notice(n Notice) (string, []byte) {
-	if n.Topic == "" {
-		return "", []byte{}
-	}
-	return r.topicPrefix + n.Topic, n.Payload
-}
-
-func resultError(v any) error {
-	n, _ := v.(int64)
-	switch n {
-	case resOK, resAlready:
-		return nil
-	case resExists:
-		return ErrExists
-	case resNotFound:
-		return ErrNotFound
-	case resForbidden:
-		return ErrForbidden
-	case resNotMember:
-		return ErrNotMember
-	case resTooMany:
-		return ErrTooManySessions
-	}
-	return fmt.Errorf("pubsub: unexpected script result %v", v)
-}
-
 // CreateChannel implements Registry.
-func (r *Redis) CreateChannel(ctx context.Context, channel, owner string, n Notice) error {
+func (r *single) CreateChannel(ctx context.Context, channel, owner string, n Notice) error {
 	nc, np := r.notice(n)
 	v, err := r.run(ctx, createScript,
 		[]string{r.key("channels"), r.key("owner"), r.key("owned:", owner)}, channel, owner, nc, np)
@@ -256,7 +198,7 @@ func (r *Redis) CreateChannel(ctx context.Context, channel, owner string, n Noti
 }
 
 // DestroyChannel implements Registry.
-func (r *Redis) DestroyChannel(ctx context.Context, channel, by string, n Notice) ([]string, error) {
+func (r *single) DestroyChannel(ctx context.Context, channel, by string, n Notice) ([]string, error) {
 	nc, np := r.notice(n)
 	v, err := r.run(ctx, destroyScript,
 		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel), r.logKey(channel, "log"),
@@ -285,7 +227,7 @@ func (r *Redis) DestroyChannel(ctx context.Context, channel, by string, n Notice
 }
 
 // Join implements Registry.
-func (r *Redis) Join(ctx context.Context, channel string, user Peer) (bool, error) {
+func (r *single) Join(ctx context.Context, channel string, user Peer) (bool, error) {
 	v, err := r.run(ctx, joinScript, r.membershipKeys(channel, user.ID), channel, user.ID, user.Username)
 	if err == nil {
 		err = resultError(v)
@@ -298,13 +240,13 @@ func (r *Redis) Join(ctx context.Context, channel string, user Peer) (bool, erro
 
 // membershipKeys are the keys of user's membership of channel, in the
 // order joinScript and leaveScript take them.
-func (r *Redis) membershipKeys(channel, user string) []string {
+func (r *single) membershipKeys(channel, user string) []string {
 	return []string{r.key("channels"), r.key("members:", channel), r.key("joined:", user),
 		r.logKey(channel, "roster"), r.logKey(channel, "names")}
 }
 
 // Leave implements Registry.
-func (r *Redis) Leave(ctx context.Context, channel, user string, n Notice) error {
+func (r *single) Leave(ctx context.Context, channel, user string, n Notice) error {
 	nc, np := r.notice(n)
 	v, err := r.run(ctx, leaveScript, append(r.membershipKeys(channel, user), r.userKey(user, "read")), channel, user, nc, np)
 	if err == nil {
@@ -317,7 +259,7 @@ func (r *Redis) Leave(ctx context.Context, channel, user string, n Notice) error
 }
 
 // CheckMember implements Registry.
-func (r *Redis) CheckMember(ctx context.Context, channel, user string) error {
+func (r *single) CheckMember(ctx context.Context, channel, user string) error {
 	v, err := r.run(ctx, checkScript, []string{r.key("channels"), r.key("members:", channel)}, channel, user)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", channel, err)
@@ -325,19 +267,8 @@ func (r *Redis) CheckMember(ctx context.Context, channel, user string) error {
 	return resultError(v)
 }
 
-// Allow implements Registry with allowScript, on Redis's clock.
-func (r *Redis) Allow(ctx context.Context, user string, rate float64, burst int) (bool, error) {
-	// At least 1 µs between requests: the script counts in whole µs.
-	v, err := r.run(ctx, allowScript, []string{r.key("rate:", user)}, max(1e6/rate, 1), burst)
-	if err != nil {
-		return false, fmt.Errorf("rate of %s: %w", user, err)
-	}
-	n, _ := v.(int64)
-	return n == 1, nil
-}
-
 // Channels implements Registry.
-func (r *Redis) Channels(ctx context.Context) ([]string, error) {
+func (r *single) Channels(ctx context.Context) ([]string, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
 	}
@@ -352,7 +283,7 @@ func (r *Redis) Channels(ctx context.Context) ([]string, error) {
 }
 
 // Memberships implements Registry. Both sets are read in one transaction.
-func (r *Redis) Memberships(ctx context.Context, user string) (joined, owned []string, err error) {
+func (r *single) Memberships(ctx context.Context, user string) (joined, owned []string, err error) {
 	if r.isClosed() {
 		return nil, nil, ErrClosed
 	}
@@ -374,7 +305,7 @@ func (r *Redis) Memberships(ctx context.Context, user string) (joined, owned []s
 }
 
 // Joined implements Registry with one pipeline of SMEMBERS.
-func (r *Redis) Joined(ctx context.Context, users ...string) ([][]string, error) {
+func (r *single) Joined(ctx context.Context, users ...string) ([][]string, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
 	}
@@ -402,7 +333,7 @@ func (r *Redis) Joined(ctx context.Context, users ...string) ([][]string, error)
 }
 
 // AcquirePlace implements Registry. Places lapse on Redis's clock.
-func (r *Redis) AcquirePlace(ctx context.Context, user Peer, conn string, limit int, ttl time.Duration) (bool, error) {
+func (r *single) AcquirePlace(ctx context.Context, user Peer, conn string, limit int, ttl time.Duration) (bool, error) {
 	v, err := r.run(ctx, acquireScript, []string{r.key("places:", user.ID), r.userKey(user.ID, "presence"), r.key("presence:due")},
 		conn, limit, ttlMillis(ttl), user.ID, user.Username)
 	if err != nil {
@@ -419,7 +350,7 @@ func (r *Redis) AcquirePlace(ctx context.Context, user Peer, conn string, limit 
 }
 
 // RefreshPlaces implements Registry, in one script for all users.
-func (r *Redis) RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error {
+func (r *single) RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error {
 	if len(places) == 0 {
 		return nil
 	}
@@ -440,24 +371,10 @@ func (r *Redis) RefreshPlaces(ctx context.Context, places map[string][]string, t
 }
 
 // ReleasePlace implements Registry.
-func (r *Redis) ReleasePlace(ctx context.Context, user, conn string, grace time.Duration) error {
+func (r *single) ReleasePlace(ctx context.Context, user, conn string, grace time.Duration) error {
 	if _, err := r.run(ctx, releaseScript, []string{r.key("places:", user), r.userKey(user, "presence"), r.key("presence:due")},
 		conn, ttlMillis(grace), user); err != nil {
 		return fmt.Errorf("release place: %w", err)
 	}
 	return nil
-}
-
-// Ping implements Registry.
-func (r *Redis) Ping(ctx context.Context) error {
-	if r.isClosed() {
-		return ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	return r.wrap(r.client.Ping(ctx).Err())
-}
-
-func ttlMillis(d time.Duration) string {
-	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }
