@@ -226,7 +226,7 @@ func (c *Client) lost(cn *conn) {
 	if c.cur == cn {
 		c.cur = nil
 	}
-	queue := c.queue[:0]
+	queue := make([]*call, 0, len(c.calls))
 	for id, k := range c.calls {
 		switch {
 		case k.policy == connBound:
@@ -244,7 +244,6 @@ func (c *Client) lost(cn *conn) {
 		delete(c.calls, id)
 	}
 	slices.SortFunc(queue, func(a, b *call) int { return cmpUint(a.n, b.n) })
-	clear(c.queue[len(queue):])
 	c.queue = queue
 	c.mu.Unlock()
 	for _, f := range failed {

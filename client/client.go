@@ -295,6 +295,7 @@ func (c *Client) Send(ctx context.Context, target, text string) (uint64, error) 
 	if in.Ack == nil {
 		return 0, fmt.Errorf("client: a message answered with a %s frame", in.Type)
 	}
+	c.track.sent(target, in.Ack.Seq)
 	return in.Ack.Seq, nil
 }
 

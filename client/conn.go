@@ -225,7 +225,9 @@ func (c *Client) dispatch(cn *conn, in inbound) {
 			cn.wakeRepairer()
 		}
 	case in.Event != nil:
-		c.track.event(in.Event)
+		if c.track.event(in.Event) {
+			cn.wakeRepairer()
+		}
 	case in.History != nil:
 		c.track.name(in.History.Messages)
 		fallthrough

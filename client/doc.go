@@ -53,10 +53,18 @@
 // nothing, and the client follows every conversation anew
 // (Connected.NewEpoch).
 //
-// What resume cannot know: a conversation the client never followed that
-// got messages while it was away (a first private message, a channel
-// joined from another device) is followed from the reconnect on
-// (Connected.Unseen names them, so a caller can read their history).
+// A conversation that the client starts following while connected has a
+// position before its first message arrives, so that a reconnect in
+// between loses nothing: a channel the user joins, from the channel's
+// newest seq (read from history right after the user's own join event; a
+// message stored within that round trip, and lost with the connection
+// before it arrived, is the one thing it can miss); a conversation the
+// user writes to, from the seq before its message (the ack says).
+//
+// What resume cannot know: a conversation that the client never followed
+// and that got messages while it was away (someone's first private
+// message) is followed from the reconnect on; Connected.Unseen names
+// them, so that a caller can read their history.
 //
 // # Requests across failures
 //

@@ -29,6 +29,17 @@ const repairPage = protocol.MaxHistoryLimit
 // way. A new epoch means the store lost its data: every position is
 // forgotten.
 //
+// A conversation that the client starts following during a connection
+// (a channel it joins, a first private message) has no position until
+// its first live message. If the connection breaks before that, the
+// welcome's Latest is too late a start: the messages of the absence would
+// be lost. So such a conversation gets a tentative position, a floor: the
+// seq before the user's own message, from the message's ack; or, after the
+// user's own join event, the channel's newest seq, read from history (a
+// probe). A reconnect resumes after the floor. The first live message is
+// taken whatever its seq (nothing was handed on yet), and a gap after the
+// floor is repaired as any gap is.
+//
 // The reader (live, event) and the repairer (page, giveUp) of the current
 // connection share it; gen says which connection that is, so that a
 // repairer of a connection that ended never hands anything on.
@@ -41,12 +52,16 @@ type tracker struct {
 	epoch   string           // guarded by mu
 	gen     uint64           // guarded by mu: the current connection
 	convs   map[string]*conv // guarded by mu: the conversations followed
-	todo    []string         // guarded by mu: conversations whose repair is to start
+	todo    []string         // guarded by mu: conversations whose repair or probe is to start
 }
 
 // conv is one conversation followed.
 type conv struct {
-	last      uint64     // the last seq handed on
+	last uint64 // the last seq handed on; while tentative, the floor
+	// tentative: nothing was handed on yet, and last is a floor (see
+	// tracker).
+	tentative bool
+	probe     bool       // tentative, and the floor is still to be read from history
 	repairing bool       // a gap after last is being filled from history
 	held      []*Message // live messages after the gap, in seq order
 }
@@ -75,11 +90,11 @@ func (t *tracker) welcome(w *Welcome, gen uint64, url string) bool {
 		for k, seq := range w.Latest {
 			cv := t.convs[k]
 			switch {
-			case cv == nil:
+			case cv == nil || cv.probe: // no floor: follow from Latest
 				t.convs[k] = &conv{last: seq}
 				con.Unseen = append(con.Unseen, k)
 			case seq > cv.last || cv.repairing:
-				cv.repairing = true
+				cv.tentative, cv.repairing = false, true
 				t.todo = append(t.todo, k)
 			}
 		}
@@ -90,6 +105,8 @@ func (t *tracker) welcome(w *Welcome, gen uint64, url string) bool {
 			switch {
 			case isChannel(k) && !slices.Contains(w.Joined, k):
 				t.dropLocked(k, cv) // left or destroyed while the client was away
+			case cv.probe:
+				delete(t.convs, k) // still no message
 			case cv.repairing:
 				t.todo = append(t.todo, k)
 			}
@@ -117,7 +134,7 @@ func (t *tracker) emptyChannelsLocked(w *Welcome) {
 
 func isChannel(target string) bool { return strings.HasPrefix(target, "#") }
 
-// live takes a live message, and reports whether a repair must start.
+// live takes a live message, and reports whether the repairer has work.
 func (t *tracker) live(m *Message) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -130,19 +147,55 @@ func (t *tracker) live(m *Message) bool {
 	case cv == nil: // followed from its first live message on
 		t.convs[k] = &conv{last: m.Seq}
 		t.out.push(Update{Message: m})
+	case cv.tentative && (m.Seq <= cv.last+1 || cv.probe):
+		// The first message handed on: from here on, whatever the floor.
+		*cv = conv{last: m.Seq}
+		t.out.push(Update{Message: m})
 	case m.Seq <= cv.last: // handed on already
 	case cv.repairing:
 		t.holdLocked(k, cv, m)
 	case m.Seq == cv.last+1:
 		cv.last = m.Seq
 		t.out.push(Update{Message: m})
-	default: // a gap
+	default: // a gap (after a floor too)
+		cv.tentative = false
 		cv.repairing = true
 		cv.held = append(cv.held[:0], m)
 		t.todo = append(t.todo, k)
 		return true
 	}
 	return false
+}
+
+// sent takes the ack of the user's own message to target: if the
+// conversation has no position yet, the seq before is its floor.
+func (t *tracker) sent(target string, seq uint64) {
+	k, ok := conversationOf(target)
+	if !ok || seq == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch cv := t.convs[k]; {
+	case cv == nil:
+		t.convs[k] = &conv{last: seq - 1, tentative: true}
+	case cv.tentative && (cv.probe || seq-1 < cv.last):
+		cv.last, cv.probe = seq-1, false
+	}
+}
+
+// conversationOf names the conversation of a request's target as the
+// server does: lower case.
+func conversationOf(target string) (string, bool) {
+	if ch, ok := protocol.NormalizeChannel(target); ok {
+		return ch, true
+	}
+	if name, ok := strings.CutPrefix(target, "@"); ok {
+		if name, ok := protocol.NormalizeUsername(name); ok {
+			return "@" + name, true
+		}
+	}
+	return "", false
 }
 
 // holdLocked keeps m behind the gap, in seq order and once; past maxHeld it
@@ -158,10 +211,12 @@ func (t *tracker) holdLocked(k string, cv *conv, m *Message) {
 	}
 }
 
-// event hands on an event. One that ends the user's membership of a
-// channel (its own left, the channel's destroy) ends the following of the
-// channel, after the messages held for it.
-func (t *tracker) event(ev *Event) {
+// event hands on an event, and reports whether the repairer has work.
+// One that ends the user's membership of a channel (its own left, the
+// channel's destroy) ends the following of the channel, after the messages
+// held for it. The user's own join of a channel not followed asks for a
+// probe of its floor.
+func (t *tracker) event(ev *Event) (probe bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var gone string
@@ -170,11 +225,16 @@ func (t *tracker) event(ev *Event) {
 		gone = ev.Identifier
 	case ev.Kind == protocol.EventLeft && ev.Identifier == t.me:
 		gone = ev.Target
+	case ev.Kind == protocol.EventJoin && ev.Identifier == t.me && t.convs[ev.Target] == nil:
+		t.convs[ev.Target] = &conv{tentative: true, probe: true}
+		t.todo = append(t.todo, ev.Target)
+		probe = true
 	}
 	if cv := t.convs[gone]; cv != nil {
 		t.dropLocked(gone, cv)
 	}
 	t.out.push(Update{Event: ev})
+	return probe
 }
 
 // name fills in the conversation of messages read from history.
@@ -187,19 +247,47 @@ func (t *tracker) name(ms []Message) {
 	}
 }
 
-// nextRepair returns a conversation whose repair is to start on connection
+// job is what the repairer is to do for a conversation.
+type job int
+
+const (
+	noJob  job = iota
+	repair     // fill a gap
+	probe      // read the floor
+)
+
+// nextJob returns a conversation with work for the repairer of connection
 // gen, if there is one.
-func (t *tracker) nextRepair(gen uint64) (string, bool) {
+func (t *tracker) nextJob(gen uint64) (string, job) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for t.gen == gen && len(t.todo) > 0 {
 		k := t.todo[0]
 		t.todo = t.todo[1:]
-		if cv := t.convs[k]; cv != nil && cv.repairing {
-			return k, true
+		switch cv := t.convs[k]; {
+		case cv == nil:
+		case cv.probe:
+			return k, probe
+		case cv.repairing:
+			return k, repair
 		}
 	}
-	return "", false
+	return "", noJob
+}
+
+// floor takes the answer of a probe of k on connection gen: the newest
+// seq stored when the user had joined.
+func (t *tracker) floor(k string, gen uint64, h *History) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cv := t.convs[k]
+	if t.gen != gen || cv == nil || !cv.probe {
+		return // a live message or the user's own came first
+	}
+	cv.last, cv.probe = h.First-1, false
+	if n := len(h.Messages); n > 0 {
+		cv.last = h.Messages[n-1].Seq
+	}
 }
 
 // position returns where the repair of k on connection gen reads from, or
@@ -298,20 +386,22 @@ func (t *tracker) gapLocked(k string, from, to uint64) {
 	t.out.push(Update{Gap: &Gap{Conversation: k, From: from, To: to}})
 }
 
-// repairLoop repairs, one at a time, the conversations that the welcome or
-// the live path of cn found behind, until cn ends.
+// repairLoop does, one at a time, the repairs and probes that the welcome,
+// the live path and the events of cn asked for, until cn ends.
 func (c *Client) repairLoop(cn *conn) {
 	for {
-		k, ok := c.track.nextRepair(cn.gen)
-		if !ok {
+		switch k, j := c.track.nextJob(cn.gen); j {
+		case repair:
+			c.repair(cn, k)
+		case probe:
+			c.probe(cn, k)
+		default:
 			select {
 			case <-cn.repairerWake:
-				continue
 			case <-cn.ctx.Done():
 				return
 			}
 		}
-		c.repair(cn, k)
 	}
 }
 
@@ -323,22 +413,40 @@ func (c *Client) repair(cn *conn, k string) {
 		if !ok {
 			return
 		}
-		in, err := c.roundTrip(cn.ctx, historyRequest(k, HistoryQuery{After: &after, Limit: repairPage}), connBound, cn.gen)
-		var refused *Error
-		switch {
-		case errors.As(err, &refused):
-			c.log.Warn("history refused; giving up on a gap", "conversation", k, "after", after, "err", err)
-			c.track.giveUp(k, cn.gen)
-			return
-		case err != nil: // the connection ended; the next welcome asks again
-			return
-		case in.History == nil:
-			c.log.Warn("history answered without a page; giving up on a gap", "conversation", k, "type", in.Type)
-			c.track.giveUp(k, cn.gen)
-			return
+		h, err := c.readHistory(cn, k, HistoryQuery{After: &after, Limit: repairPage})
+		if err != nil {
+			var refused *Error
+			if errors.As(err, &refused) {
+				c.log.Warn("history refused; giving up on a gap", "conversation", k, "after", after, "err", err)
+				c.track.giveUp(k, cn.gen)
+			}
+			return // else the connection ended; the next welcome asks again
 		}
-		if !c.track.page(k, cn.gen, after, in.History) {
+		if !c.track.page(k, cn.gen, after, h) {
 			return
 		}
 	}
+}
+
+// probe reads the newest seq of a channel that the user just joined.
+func (c *Client) probe(cn *conn, k string) {
+	h, err := c.readHistory(cn, k, HistoryQuery{Limit: 1})
+	if err != nil {
+		c.log.Debug("probe failed", "conversation", k, "err", err)
+		return // the next live message or welcome sets the position
+	}
+	c.track.floor(k, cn.gen, h)
+}
+
+// readHistory is a history request of the repairer: bound to cn, tried
+// again while the server is busy.
+func (c *Client) readHistory(cn *conn, k string, q HistoryQuery) (*History, error) {
+	in, err := c.roundTrip(cn.ctx, historyRequest(k, q), connBound, cn.gen)
+	if err != nil {
+		return nil, err
+	}
+	if in.History == nil {
+		return nil, &Error{Code: protocol.CodeInternal, Message: "history answered with a " + in.Type + " frame"}
+	}
+	return in.History, nil
 }
