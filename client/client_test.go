@@ -16,10 +16,11 @@ import (
 func TestMethods(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			urls, oneChat := b.nodes(t, 2)
+			nodes, oneChat := b.nodes(t, 2)
 			if !oneChat {
-				urls = urls[:1]
+				nodes = nodes[:1]
 			}
+			urls := urlsOf(nodes...)
 			ctx := ctxFor(t)
 			alice := dial(t, "alice", urls[0])
 			bob := dial(t, "bob", urls[len(urls)-1])

@@ -39,35 +39,44 @@ func TestMain(m *testing.M) {
 var serverURL string
 
 // testConfig is the gateway configuration of the tests' nodes: a rate
-// limit that the tests' bursts stay under.
-var testConfig = gateway.Config{RateLimit: 1000}
+// limit that senders sending as fast as acks come back stay under.
+var testConfig = gateway.Config{RateLimit: 100000}
 
 // backends are the two kinds of chat the tests run against: nodes in one
 // process's memory (each node its own chat; a token made on one works on
 // all), and nodes on one Redis (one chat).
 var backends = []struct {
 	name string
-	// nodes starts n nodes; inOneChat says whether they share the chat.
-	nodes func(t *testing.T, n int) (urls []string, inOneChat bool)
+	// nodes starts n nodes; oneChat says whether they share the chat.
+	nodes func(t *testing.T, n int) (nodes []*chattest.Node, oneChat bool)
 }{
-	{"memory", func(t *testing.T, n int) ([]string, bool) {
+	{"memory", func(t *testing.T, n int) ([]*chattest.Node, bool) {
 		first := chattest.Memory()
-		var urls []string
+		var nodes []*chattest.Node
 		for range n {
 			b := chattest.Memory()
 			b.Store = first.Store
-			urls = append(urls, chattest.Start(t, b, testConfig).URL)
+			nodes = append(nodes, chattest.Start(t, b, testConfig))
 		}
-		return urls, n == 1
+		return nodes, n == 1
 	}},
-	{"redis", func(t *testing.T, n int) ([]string, bool) {
+	{"redis", func(t *testing.T, n int) ([]*chattest.Node, bool) {
 		next := chattest.RedisCluster(t)
-		var urls []string
+		var nodes []*chattest.Node
 		for range n {
-			urls = append(urls, chattest.Start(t, next(), testConfig).URL)
+			nodes = append(nodes, chattest.Start(t, next(), testConfig))
 		}
-		return urls, true
+		return nodes, true
 	}},
+}
+
+// urlsOf returns the nodes' base URLs.
+func urlsOf(nodes ...*chattest.Node) []string {
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.URL)
+	}
+	return urls
 }
 
 // ctxFor is a context for one test's requests, bounded so that a hang
@@ -181,10 +190,17 @@ func (r *recorder) connects() []client.Connected {
 func (r *recorder) waitMessages(t *testing.T, conv string, n int) []client.Message {
 	t.Helper()
 	var ms []client.Message
-	eventually(t, fmt.Sprintf("%d messages of %s", n, conv), func() bool {
-		ms = r.messages(conv)
-		return len(ms) >= n
-	})
+	deadline := time.Now().Add(30 * time.Second)
+	for ms = r.messages(conv); len(ms) < n; ms = r.messages(conv) {
+		if time.Now().After(deadline) {
+			var got []string
+			for _, m := range ms {
+				got = append(got, fmt.Sprint(m.Seq, ":", m.Text))
+			}
+			t.Fatalf("timed out waiting for %d messages of %s; got %d: %v", n, conv, len(ms), got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return ms
 }
 

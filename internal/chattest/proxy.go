@@ -13,7 +13,9 @@ import (
 // the node sends on the connections open at a moment (Blackhole) and then
 // to break them (Cut), while new connections pass as usual. It is how a
 // test loses an ack: the request reaches the node, its answer never comes
-// back.
+// back. It can also hold new connections (Hold) until the test lets them
+// through (Release): how a test keeps a client away for as long as it
+// needs.
 type Proxy struct {
 	// URL is the proxy's base URL, to give a client in place of the node's.
 	URL string
@@ -25,6 +27,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	links  map[*link]struct{} // guarded by mu
 	closed bool               // guarded by mu
+	held   chan struct{}      // guarded by mu: closed by Release; nil when not held
 }
 
 // link is one proxied connection.
@@ -61,6 +64,7 @@ func NewProxy(t testing.TB, base string) *Proxy {
 		p.mu.Lock()
 		p.closed = true
 		p.mu.Unlock()
+		p.Release()
 		p.Cut()
 		p.wg.Wait()
 	})
@@ -74,43 +78,55 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		s, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		l := &link{client: c, server: s}
 		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			l.close()
-			return
-		}
-		p.links[l] = struct{}{}
+		held := p.held
 		p.mu.Unlock()
-		p.wg.Add(2)
+		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			io.Copy(s, c)
-			p.drop(l)
-		}()
-		go func() {
-			defer p.wg.Done()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := s.Read(buf)
-				if n > 0 && !l.mute.Load() {
-					if _, werr := c.Write(buf[:n]); werr != nil {
-						break
-					}
-				}
-				if err != nil {
-					break
-				}
+			if held != nil {
+				<-held
 			}
-			p.drop(l)
+			p.link(c)
 		}()
 	}
+}
+
+// link connects c to the node and copies both ways until either side ends.
+func (p *Proxy) link(c net.Conn) {
+	s, err := net.Dial("tcp", p.upstream)
+	if err != nil {
+		c.Close()
+		return
+	}
+	l := &link{client: c, server: s}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		l.close()
+		return
+	}
+	p.links[l] = struct{}{}
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		io.Copy(s, c)
+		p.drop(l)
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 && !l.mute.Load() {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	p.drop(l)
 }
 
 func (p *Proxy) drop(l *link) {
@@ -127,6 +143,26 @@ func (p *Proxy) Blackhole() {
 	defer p.mu.Unlock()
 	for l := range p.links {
 		l.mute.Store(true)
+	}
+}
+
+// Hold makes new connections wait, accepted but not passed to the node,
+// until Release.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+}
+
+// Release lets the held connections through, and the new ones again.
+func (p *Proxy) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
 	}
 }
 

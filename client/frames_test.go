@@ -1,0 +1,34 @@
+package client
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestErrorFrames: an error frame decodes to the *Error of its code, with
+// its id, whatever the code; internal, which no test can provoke from
+// outside, included.
+func TestErrorFrames(t *testing.T) {
+	for _, s := range []*Error{ErrRateLimited, ErrBadRequest, ErrInvalidTarget, ErrInvalidMessage, ErrNotFound,
+		ErrAlreadyExists, ErrForbidden, ErrNotMember, ErrUnavailable, ErrInternal} {
+		in, err := decodeFrame([]byte(`{"type":"error","code":"` + string(s.Code) + `","message":"it failed","id":"p.7"}`))
+		if err != nil || in.ID != "p.7" || in.Error == nil || !errors.Is(in.Error, s) || in.Error.Message != "it failed" {
+			t.Errorf("%s: %+v, %v", s.Code, in, err)
+		}
+	}
+}
+
+// TestUnknownFrames: a frame of a type the client does not know is an error
+// (skipped by the reader); unknown fields of a known type are ignored.
+func TestUnknownFrames(t *testing.T) {
+	if _, err := decodeFrame([]byte(`{"type":"poll","id":"1"}`)); err == nil {
+		t.Error("an unknown type decoded")
+	}
+	if _, err := decodeFrame([]byte(`[1]`)); err == nil {
+		t.Error("a non-object decoded")
+	}
+	in, err := decodeFrame([]byte(`{"type":"ack","id":"a.1","seq":9,"new":{"x":1}}`))
+	if err != nil || in.Ack == nil || in.Ack.Seq != 9 || in.ID != "a.1" {
+		t.Errorf("ack with a new field: %+v, %v", in, err)
+	}
+}
