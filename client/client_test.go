@@ -27,7 +27,7 @@ func TestMethods(t *testing.T) {
 			if w := alice.Welcome(); w.Username != "alice" || w.Identifier == "" || w.Epoch == "" {
 				t.Fatalf("welcome: %+v", w)
 			}
-			if c := alice.connects(); len(c) != 1 || c[0].Reconnect || c[0].Welcome.Username != "alice" {
+			if c := alice.waitConnects(t, 1); len(c) != 1 || c[0].Reconnect || c[0].Welcome.Username != "alice" {
 				t.Fatalf("the first update is not the first Connected: %+v", c)
 			}
 

@@ -118,7 +118,7 @@ func (e *CloseError) Is(target error) bool {
 // Origin is not allowed; 429: the user holds too many websockets; 503: the
 // node is shutting down or full).
 type StatusError struct {
-	// Op is what was refused: "dev login" or "upgrade".
+	// Op is what was refused: "dev login", "logout" or "upgrade".
 	Op string
 	// URL is where the request went.
 	URL string
@@ -149,5 +149,6 @@ func (e *StatusError) final() bool {
 // The operations of a StatusError.
 const (
 	opLogin   = "dev login"
+	opLogout  = "logout"
 	opUpgrade = "upgrade"
 )

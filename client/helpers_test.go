@@ -186,6 +186,13 @@ func (r *recorder) connects() []client.Connected {
 	return out
 }
 
+// waitConnects waits for n Connected updates, and returns them.
+func (r *recorder) waitConnects(t *testing.T, n int) []client.Connected {
+	t.Helper()
+	eventually(t, fmt.Sprint(n, " connections"), func() bool { return len(r.connects()) >= n })
+	return r.connects()
+}
+
 // waitMessages waits until conv has n messages, and returns them.
 func (r *recorder) waitMessages(t *testing.T, conv string, n int) []client.Message {
 	t.Helper()

@@ -69,3 +69,30 @@ func firstLine(b []byte) string {
 	}
 	return s
 }
+
+// Logout revokes the login session of token at the server at base (POST
+// /auth/logout): the token stops working on every node, and the
+// websockets of that session, and only those, are closed with 1000 (a
+// Client on it ends with ErrLoggedOut). hc makes the request; if nil,
+// http.DefaultClient. A refusal is a *StatusError (401: no such session).
+func Logout(ctx context.Context, hc *http.Client, base, token string) error {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	url := strings.TrimRight(base, "/") + "/auth/logout"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return fmt.Errorf("client: logout: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: logout: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return &StatusError{Op: opLogout, URL: url, Status: resp.StatusCode, Body: firstLine(data)}
+	}
+	return nil
+}

@@ -104,7 +104,7 @@ func resumeWhileSending(t *testing.T, first, second, senderURL string, break_ fu
 	}()
 	eventually(t, "30 messages sent while the receiver is away", func() bool { return sent.Load() >= before+30 })
 	away.Release()
-	eventually(t, "the reconnect", func() bool { return len(recv.connects()) == 2 })
+	recv.waitConnects(t, 2)
 	if err := <-back; err != nil {
 		t.Fatalf("send while away: %v", err)
 	}
@@ -168,7 +168,7 @@ func TestDrainToAnotherChat(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes[0].Drain(t)
-	eventually(t, "the reconnect", func() bool { return len(alice.connects()) == 2 })
+	alice.waitConnects(t, 2)
 	c := alice.connects()[1]
 	if !c.Reconnect || !c.NewEpoch || c.URL != nodes[1].URL || len(c.Welcome.Joined) != 0 {
 		t.Fatalf("reconnect to another chat: %+v", c)
