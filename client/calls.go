@@ -1,4 +1,4 @@
-package client
+package chatclient
 
 import (
 	"context"
@@ -33,7 +33,7 @@ const (
 )
 
 // errConnLost fails a connBound call whose connection ended.
-var errConnLost = errors.New("client: connection lost")
+var errConnLost = errors.New("chatclient: connection lost")
 
 // call is one request on its way: queued, written, or waiting for its
 // answer.
@@ -65,7 +65,7 @@ func (c *Client) roundTrip(ctx context.Context, req protocol.Request, p policy, 
 	req.ID = c.ids.next()
 	frame, err := json.Marshal(req)
 	if err != nil {
-		return inbound{}, fmt.Errorf("client: encode %s: %w", req.Type, err)
+		return inbound{}, fmt.Errorf("chatclient: encode %s: %w", req.Type, err)
 	}
 	if len(frame) > c.opts.MaxFrameBytes {
 		return inbound{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(frame), c.opts.MaxFrameBytes)

@@ -1,4 +1,4 @@
-package client
+package chatclient
 
 import (
 	"context"
@@ -68,10 +68,10 @@ func Dial(ctx context.Context, urls []string, opts Options) (*Client, error) {
 		bases = append(bases, b)
 	}
 	if len(bases) == 0 {
-		return nil, errors.New("client: no URL to connect to")
+		return nil, errors.New("chatclient: no URL to connect to")
 	}
 	if opts.Token == "" && opts.Username == "" {
-		return nil, errors.New("client: no credentials: set Options.Token or Options.Username")
+		return nil, errors.New("chatclient: no credentials: set Options.Token or Options.Username")
 	}
 	opts = opts.withDefaults()
 	out := newUpdates()
@@ -104,7 +104,7 @@ func Dial(ctx context.Context, urls []string, opts Options) (*Client, error) {
 func baseURL(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return "", fmt.Errorf("client: URL %q: %w", raw, err)
+		return "", fmt.Errorf("chatclient: URL %q: %w", raw, err)
 	}
 	switch u.Scheme {
 	case "http", "https":
@@ -113,10 +113,10 @@ func baseURL(raw string) (string, error) {
 	case "wss":
 		u.Scheme = "https"
 	default:
-		return "", fmt.Errorf("client: URL %q: want http, https, ws or wss", raw)
+		return "", fmt.Errorf("chatclient: URL %q: want http, https, ws or wss", raw)
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("client: URL %q has no host", raw)
+		return "", fmt.Errorf("chatclient: URL %q has no host", raw)
 	}
 	u.Path = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/ws")
 	u.RawQuery, u.Fragment = "", ""
@@ -293,7 +293,7 @@ func (c *Client) Send(ctx context.Context, target, text string) (uint64, error) 
 		return 0, err
 	}
 	if in.Ack == nil {
-		return 0, fmt.Errorf("client: a message answered with a %s frame", in.Type)
+		return 0, fmt.Errorf("chatclient: a message answered with a %s frame", in.Type)
 	}
 	c.track.sent(target, in.Ack.Seq)
 	return in.Ack.Seq, nil
@@ -316,14 +316,14 @@ type HistoryQuery struct {
 // History returns a page of a conversation's stored messages: a channel
 // the user is in, or "@name", the conversation with that user.
 //
-//	h, err := c.History(ctx, "#go", client.HistoryQuery{Before: new(uint64(1042))})
+//	h, err := c.History(ctx, "#go", chatclient.HistoryQuery{Before: new(uint64(1042))})
 func (c *Client) History(ctx context.Context, target string, q HistoryQuery) (*History, error) {
 	in, err := c.roundTrip(ctx, historyRequest(target, q), resend, 0)
 	if err != nil {
 		return nil, err
 	}
 	if in.History == nil {
-		return nil, fmt.Errorf("client: history answered with a %s frame", in.Type)
+		return nil, fmt.Errorf("chatclient: history answered with a %s frame", in.Type)
 	}
 	return in.History, nil
 }
@@ -346,7 +346,7 @@ func (c *Client) Members(ctx context.Context, channel string, q MembersQuery) (*
 		return nil, err
 	}
 	if in.Members == nil {
-		return nil, fmt.Errorf("client: members answered with a %s frame", in.Type)
+		return nil, fmt.Errorf("chatclient: members answered with a %s frame", in.Type)
 	}
 	return in.Members, nil
 }

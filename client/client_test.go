@@ -1,4 +1,4 @@
-package client_test
+package chatclient_test
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/protocol"
 )
 
@@ -75,19 +75,19 @@ func TestMethods(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			h, err := alice.History(ctx, "#lobby", client.HistoryQuery{Limit: 3})
+			h, err := alice.History(ctx, "#lobby", chatclient.HistoryQuery{Limit: 3})
 			if err != nil || h.Target != "#lobby" || h.First != 1 || !h.More || seqs(h.Messages) != "5,6,7" {
 				t.Fatalf("newest: %+v, %v", h, err)
 			}
-			h, err = alice.History(ctx, "#lobby", client.HistoryQuery{Before: new(uint64(5)), Limit: 3})
+			h, err = alice.History(ctx, "#lobby", chatclient.HistoryQuery{Before: new(uint64(5)), Limit: 3})
 			if err != nil || h.More != true || seqs(h.Messages) != "2,3,4" {
 				t.Fatalf("before 5: %+v, %v", h, err)
 			}
-			h, err = alice.History(ctx, "#lobby", client.HistoryQuery{After: new(uint64(0))})
+			h, err = alice.History(ctx, "#lobby", chatclient.HistoryQuery{After: new(uint64(0))})
 			if err != nil || h.More || seqs(h.Messages) != "1,2,3,4,5,6,7" || h.Messages[0].Text != "hello" || h.Messages[0].Conversation != "#lobby" {
 				t.Fatalf("after 0: %+v, %v", h, err)
 			}
-			h, err = alice.History(ctx, "@bob", client.HistoryQuery{})
+			h, err = alice.History(ctx, "@bob", chatclient.HistoryQuery{})
 			if err != nil || seqs(h.Messages) != "1" || h.Messages[0].Conversation != "@bob" {
 				t.Fatalf("conversation: %+v, %v", h, err)
 			}
@@ -98,7 +98,7 @@ func TestMethods(t *testing.T) {
 				t.Fatal(err)
 			}
 			alice.waitEvent(t, protocol.EventLeft, "#lobby")
-			if _, err := bob.Send(ctx, "#lobby", "still here?"); !errors.Is(err, client.ErrNotMember) {
+			if _, err := bob.Send(ctx, "#lobby", "still here?"); !errors.Is(err, chatclient.ErrNotMember) {
 				t.Fatalf("send after leave: %v", err)
 			}
 
@@ -116,10 +116,10 @@ func TestMethods(t *testing.T) {
 
 			// After Close, requests fail and Updates is closed.
 			alice.Close()
-			if err := alice.Join(ctx, "#x"); !errors.Is(err, client.ErrClosed) {
+			if err := alice.Join(ctx, "#x"); !errors.Is(err, chatclient.ErrClosed) {
 				t.Fatalf("join after close: %v", err)
 			}
-			if err := alice.Err(); !errors.Is(err, client.ErrClosed) {
+			if err := alice.Err(); !errors.Is(err, chatclient.ErrClosed) {
 				t.Fatalf("Err after close: %v", err)
 			}
 			alice.wait()
@@ -127,7 +127,7 @@ func TestMethods(t *testing.T) {
 	}
 }
 
-func seqs(ms []client.Message) string {
+func seqs(ms []chatclient.Message) string {
 	var s []string
 	for _, m := range ms {
 		s = append(s, fmt.Sprint(m.Seq))

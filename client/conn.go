@@ -1,4 +1,4 @@
-package client
+package chatclient
 
 import (
 	"context"
@@ -110,7 +110,7 @@ func (c *Client) dialOnce(ctx context.Context, base string) (*conn, *Welcome, er
 		ws, resp, err := websocket.Dial(ctx, wsURL(base), &websocket.DialOptions{HTTPClient: c.opts.HTTPClient, HTTPHeader: header})
 		if err != nil {
 			if resp == nil || resp.StatusCode == http.StatusSwitchingProtocols {
-				return nil, nil, fmt.Errorf("client: connect to %s: %w", base, err)
+				return nil, nil, fmt.Errorf("chatclient: connect to %s: %w", base, err)
 			}
 			var body []byte
 			if resp.Body != nil {
@@ -128,7 +128,7 @@ func (c *Client) dialOnce(ctx context.Context, base string) (*conn, *Welcome, er
 		w, err := readWelcome(ctx, ws)
 		if err != nil {
 			ws.CloseNow()
-			return nil, nil, fmt.Errorf("client: connect to %s: %w", base, err)
+			return nil, nil, fmt.Errorf("chatclient: connect to %s: %w", base, err)
 		}
 		cctx, ccancel := context.WithCancel(c.ctx)
 		return &conn{

@@ -1,4 +1,4 @@
-// Package client is the Go client of the chat server (docs/protocol.md):
+// Package chatclient is the Go client of the chat server (docs/protocol.md):
 // for bots, integrations, load tests and front ends. It does the parts that
 // every client needs and that are easy to get wrong:
 //
@@ -19,9 +19,15 @@
 //     sees each message once, in order;
 //   - messages that are not lost and not doubled by a failure (below).
 //
+// The package lives in the folder client and is named chatclient, so that
+// it leaves the name client to programs (chatbench and the gateway's tests
+// have types of that name):
+//
+//	import chatclient "github.com/wirechat/chat/client"
+//
 // # Connecting
 //
-//	c, err := client.Dial(ctx, []string{"https://chat.example.com"}, client.Options{Token: token})
+//	c, err := chatclient.Dial(ctx, []string{"https://chat.example.com"}, chatclient.Options{Token: token})
 //	if err != nil { ... }
 //	defer c.Close()
 //	for u := range c.Updates() {
@@ -94,6 +100,6 @@
 // in memory, until taken). Requests are written in the order they are
 // made; a user's requests take effect in that order.
 //
-// The client imports the protocol's types and coder/websocket, nothing of
-// the server.
-package client
+// The package imports the protocol's types and coder/websocket, nothing
+// of the server.
+package chatclient

@@ -1,4 +1,4 @@
-package client
+package chatclient
 
 import (
 	"errors"
@@ -11,8 +11,8 @@ import (
 // A refused request changed nothing. Match a code with errors.Is and the
 // sentinels below, or read Code after errors.As:
 //
-//	if errors.Is(err, client.ErrAlreadyExists) { ... }
-//	var e *client.Error
+//	if errors.Is(err, chatclient.ErrAlreadyExists) { ... }
+//	var e *chatclient.Error
 //	if errors.As(err, &e) { log.Print(e.Code, e.Message) }
 type Error struct {
 	// Code is the protocol's error code.
@@ -25,9 +25,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.Message == "" {
-		return "client: " + string(e.Code)
+		return "chatclient: " + string(e.Code)
 	}
-	return "client: " + string(e.Code) + ": " + e.Message
+	return "chatclient: " + string(e.Code) + ": " + e.Message
 }
 
 // Is reports whether target is the sentinel of e's code: an *Error with
@@ -69,28 +69,28 @@ var (
 // Errors of the client itself.
 var (
 	// ErrClosed: the client was closed (Close), or has ended (see Err).
-	ErrClosed = errors.New("client: closed")
+	ErrClosed = errors.New("chatclient: closed")
 
 	// ErrInterrupted: the connection broke after a create, destroy or
 	// leave was sent and before its answer came, so whether it took
 	// effect is unknown. (Messages and the other requests are sent again
 	// after the reconnect instead: that is safe for them.)
-	ErrInterrupted = errors.New("client: connection lost before the answer: the request may or may not have taken effect")
+	ErrInterrupted = errors.New("chatclient: connection lost before the answer: the request may or may not have taken effect")
 
 	// ErrTooLarge: the request would be a frame larger than
 	// Options.MaxFrameBytes, which the server answers by closing the
 	// connection (1009); it was not sent.
-	ErrTooLarge = errors.New("client: request larger than the server's frame limit")
+	ErrTooLarge = errors.New("chatclient: request larger than the server's frame limit")
 
 	// ErrLoggedOut matches the CloseError of a connection the server
 	// closed with 1000: the login session was revoked (a logout, or a
 	// login past the user's limit). The client ends: a new login is needed.
-	ErrLoggedOut = errors.New("client: logged out")
+	ErrLoggedOut = errors.New("chatclient: logged out")
 
 	// ErrPolicy matches the CloseError of a connection the server closed
 	// with 1008: the client did not read fast enough, or its login
 	// session expired. The client ends.
-	ErrPolicy = errors.New("client: closed by the server's policy")
+	ErrPolicy = errors.New("chatclient: closed by the server's policy")
 )
 
 // CloseError is a close of the connection by the server after which the
@@ -105,7 +105,7 @@ type CloseError struct {
 }
 
 func (e *CloseError) Error() string {
-	return fmt.Sprintf("client: connection closed by the server with %d %q", e.Code, e.Reason)
+	return fmt.Sprintf("chatclient: connection closed by the server with %d %q", e.Code, e.Reason)
 }
 
 // Is makes ErrLoggedOut match 1000 and ErrPolicy match 1008.
@@ -129,7 +129,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("client: %s at %s: HTTP %d %s", e.Op, e.URL, e.Status, e.Body)
+	return fmt.Sprintf("chatclient: %s at %s: HTTP %d %s", e.Op, e.URL, e.Status, e.Body)
 }
 
 // final reports whether a refusal will not change by trying again: bad

@@ -1,4 +1,4 @@
-package client_test
+package chatclient_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/gateway"
 	"github.com/wirechat/chat/internal/chattest"
 	"github.com/wirechat/chat/internal/redistest"
@@ -31,11 +31,11 @@ func TestErrorCodes(t *testing.T) {
 		do   func() error
 	}{
 		{protocol.CodeBadRequest, func() error {
-			_, err := alice.History(ctx, "#owned", client.HistoryQuery{Before: new(uint64(5)), After: new(uint64(1))})
+			_, err := alice.History(ctx, "#owned", chatclient.HistoryQuery{Before: new(uint64(5)), After: new(uint64(1))})
 			return err
 		}},
 		{protocol.CodeBadRequest, func() error {
-			_, err := alice.History(ctx, "#owned", client.HistoryQuery{Limit: 500})
+			_, err := alice.History(ctx, "#owned", chatclient.HistoryQuery{Limit: 500})
 			return err
 		}},
 		{protocol.CodeInvalidTarget, func() error { return alice.Join(ctx, "owned") }},
@@ -103,7 +103,7 @@ func TestErrorCodes(t *testing.T) {
 // sentinel and by no other.
 func checkCode(t *testing.T, err error, code protocol.Code) {
 	t.Helper()
-	var e *client.Error
+	var e *chatclient.Error
 	if !errors.As(err, &e) || e.Code != code {
 		t.Fatalf("want an *Error with code %s, got %v", code, err)
 	}
@@ -114,10 +114,10 @@ func checkCode(t *testing.T, err error, code protocol.Code) {
 	}
 }
 
-var sentinels = []*client.Error{
-	client.ErrRateLimited, client.ErrBadRequest, client.ErrInvalidTarget, client.ErrInvalidMessage,
-	client.ErrNotFound, client.ErrAlreadyExists, client.ErrForbidden, client.ErrNotMember,
-	client.ErrUnavailable, client.ErrInternal,
+var sentinels = []*chatclient.Error{
+	chatclient.ErrRateLimited, chatclient.ErrBadRequest, chatclient.ErrInvalidTarget, chatclient.ErrInvalidMessage,
+	chatclient.ErrNotFound, chatclient.ErrAlreadyExists, chatclient.ErrForbidden, chatclient.ErrNotMember,
+	chatclient.ErrUnavailable, chatclient.ErrInternal,
 }
 
 // TestEverySentinel: each code of the protocol has its sentinel, and the
@@ -135,7 +135,7 @@ func TestEverySentinel(t *testing.T) {
 		if sentinels[i].Code != code || !strings.Contains(sentinels[i].Error(), string(code)) {
 			t.Errorf("sentinel %d is %v, want code %s", i, sentinels[i], code)
 		}
-		e := &client.Error{Code: code, Message: "why", ID: "x.1"}
+		e := &chatclient.Error{Code: code, Message: "why", ID: "x.1"}
 		if !errors.Is(e, sentinels[i]) || errors.Is(sentinels[i], e) {
 			t.Errorf("%s: an error with a message must match the sentinel, not the reverse", code)
 		}
@@ -148,7 +148,7 @@ func TestTooLarge(t *testing.T) {
 	url := chattest.Start(t, chattest.Memory(), testConfig).URL
 	ctx := ctxFor(t)
 	alice := dial(t, "alice", url)
-	if _, err := alice.Send(ctx, "@alice", strings.Repeat("x", 20000)); !errors.Is(err, client.ErrTooLarge) {
+	if _, err := alice.Send(ctx, "@alice", strings.Repeat("x", 20000)); !errors.Is(err, chatclient.ErrTooLarge) {
 		t.Fatalf("send of 20000 bytes: %v", err)
 	}
 	// Over the text limit but within the frame: the server says so.

@@ -1,4 +1,4 @@
-package client_test
+package chatclient_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 )
 
 // A bot logs in with dev login, creates a channel, joins it, says hello
@@ -17,13 +17,13 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{serverURL}, client.Options{Username: "greeter"})
+	c, err := chatclient.Dial(ctx, []string{serverURL}, chatclient.Options{Username: "greeter"})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
-	if err := c.Create(ctx, "#welcome"); err != nil && !errors.Is(err, client.ErrAlreadyExists) {
+	if err := c.Create(ctx, "#welcome"); err != nil && !errors.Is(err, chatclient.ErrAlreadyExists) {
 		log.Fatal(err)
 	}
 	if err := c.Join(ctx, "#welcome"); err != nil {
@@ -51,7 +51,7 @@ func Example() {
 func ExampleClient_Updates() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{serverURL}, client.Options{Username: "watcher"})
+	c, err := chatclient.Dial(ctx, []string{serverURL}, chatclient.Options{Username: "watcher"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func ExampleClient_Updates() {
 func ExampleClient_History() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{serverURL}, client.Options{Username: "archivist"})
+	c, err := chatclient.Dial(ctx, []string{serverURL}, chatclient.Options{Username: "archivist"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func ExampleClient_History() {
 		}
 	}
 
-	q := client.HistoryQuery{Limit: 2}
+	q := chatclient.HistoryQuery{Limit: 2}
 	for {
 		h, err := c.History(ctx, "@archivist", q)
 		if err != nil {
@@ -122,15 +122,15 @@ func ExampleClient_History() {
 func ExampleError() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{serverURL}, client.Options{Username: "wanderer"})
+	c, err := chatclient.Dial(ctx, []string{serverURL}, chatclient.Options{Username: "wanderer"})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
 	err = c.Join(ctx, "#nowhere")
-	fmt.Println(errors.Is(err, client.ErrNotFound))
-	var e *client.Error
+	fmt.Println(errors.Is(err, chatclient.ErrNotFound))
+	var e *chatclient.Error
 	if errors.As(err, &e) {
 		fmt.Println(e.Code)
 	}

@@ -1,4 +1,4 @@
-package client_test
+package chatclient_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/internal/chattest"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestLogoutIsFinal(t *testing.T) {
 	node := chattest.Start(t, chattest.Memory(), testConfig)
 	ctx := ctxFor(t)
-	l, err := client.DevLogin(ctx, nil, node.URL, "alice")
+	l, err := chatclient.DevLogin(ctx, nil, node.URL, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,11 +24,11 @@ func TestLogoutIsFinal(t *testing.T) {
 	opts.Username, opts.Token = "", l.Token
 	alice := dialWith(t, opts, node.URL)
 
-	if err := client.Logout(ctx, nil, node.URL, l.Token); err != nil {
+	if err := chatclient.Logout(ctx, nil, node.URL, l.Token); err != nil {
 		t.Fatal(err)
 	}
-	var se *client.StatusError
-	if err := client.Logout(ctx, nil, node.URL, l.Token); !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
+	var se *chatclient.StatusError
+	if err := chatclient.Logout(ctx, nil, node.URL, l.Token); !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
 		t.Fatalf("a second logout: %v", err)
 	}
 	select {
@@ -36,17 +36,17 @@ func TestLogoutIsFinal(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the client did not end after the logout")
 	}
-	var ce *client.CloseError
-	if err := alice.Err(); !errors.Is(err, client.ErrLoggedOut) || !errors.As(err, &ce) || ce.Code != 1000 {
+	var ce *chatclient.CloseError
+	if err := alice.Err(); !errors.Is(err, chatclient.ErrLoggedOut) || !errors.As(err, &ce) || ce.Code != 1000 {
 		t.Fatalf("Err: %v", err)
 	}
-	if _, err := alice.Send(ctx, "@alice", "hello?"); !errors.Is(err, client.ErrClosed) || !errors.Is(err, client.ErrLoggedOut) {
+	if _, err := alice.Send(ctx, "@alice", "hello?"); !errors.Is(err, chatclient.ErrClosed) || !errors.Is(err, chatclient.ErrLoggedOut) {
 		t.Fatalf("send after the logout: %v", err)
 	}
 	alice.wait() // Updates is closed once everything was taken
 	all := alice.updates()
 	last := all[len(all)-1].Disconnected
-	if last == nil || !last.Final || !errors.Is(last.Err, client.ErrLoggedOut) {
+	if last == nil || !last.Final || !errors.Is(last.Err, chatclient.ErrLoggedOut) {
 		t.Fatalf("the last update: %+v", all[len(all)-1])
 	}
 	if n := len(alice.connects()); n != 1 {
@@ -65,8 +65,8 @@ func TestDialFailures(t *testing.T) {
 		opts := fastRetry("")
 		opts.Token = "not-a-token"
 		start := time.Now()
-		_, err := client.Dial(ctx, []string{node.URL}, opts)
-		var se *client.StatusError
+		_, err := chatclient.Dial(ctx, []string{node.URL}, opts)
+		var se *chatclient.StatusError
 		if !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
 			t.Fatalf("Dial with a bad token: %v", err)
 		}
@@ -85,7 +85,7 @@ func TestDialFailures(t *testing.T) {
 	t.Run("no node answers until the context ends", func(t *testing.T) {
 		dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
-		_, err := client.Dial(dctx, []string{dead.URL}, fastRetry("carol"))
+		_, err := chatclient.Dial(dctx, []string{dead.URL}, fastRetry("carol"))
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Dial to no node: %v", err)
 		}
@@ -93,11 +93,11 @@ func TestDialFailures(t *testing.T) {
 
 	t.Run("bad arguments", func(t *testing.T) {
 		for _, urls := range [][]string{nil, {"ftp://x"}, {"http://"}} {
-			if _, err := client.Dial(ctx, urls, fastRetry("dave")); err == nil {
+			if _, err := chatclient.Dial(ctx, urls, fastRetry("dave")); err == nil {
 				t.Errorf("Dial(%q) worked", urls)
 			}
 		}
-		if _, err := client.Dial(ctx, []string{node.URL}, client.Options{}); err == nil {
+		if _, err := chatclient.Dial(ctx, []string{node.URL}, chatclient.Options{}); err == nil {
 			t.Error("Dial without credentials worked")
 		}
 	})

@@ -1,4 +1,4 @@
-package client
+package chatclient
 
 import (
 	"encoding/json"
@@ -186,7 +186,7 @@ func decodeFrame(data []byte) (inbound, error) {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
-		return inbound{}, fmt.Errorf("client: frame is not a JSON object: %w", err)
+		return inbound{}, fmt.Errorf("chatclient: frame is not a JSON object: %w", err)
 	}
 	in := inbound{Type: head.Type}
 	var err error
@@ -217,10 +217,10 @@ func decodeFrame(data []byte) (inbound, error) {
 		err = json.Unmarshal(data, &f)
 		in.ID, in.Members = f.ID, &f.Members
 	default:
-		return inbound{}, fmt.Errorf("client: unknown frame type %q", head.Type)
+		return inbound{}, fmt.Errorf("chatclient: unknown frame type %q", head.Type)
 	}
 	if err != nil {
-		return inbound{}, fmt.Errorf("client: %s frame: %w", head.Type, err)
+		return inbound{}, fmt.Errorf("chatclient: %s frame: %w", head.Type, err)
 	}
 	return in, nil
 }

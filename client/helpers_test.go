@@ -1,4 +1,4 @@
-package client_test
+package chatclient_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/gateway"
 	"github.com/wirechat/chat/internal/chattest"
 )
@@ -88,8 +88,8 @@ func ctxFor(t *testing.T) context.Context {
 }
 
 // fastRetry are options that reconnect fast, for tests.
-func fastRetry(name string) client.Options {
-	return client.Options{
+func fastRetry(name string) chatclient.Options {
+	return chatclient.Options{
 		Username:   name,
 		MinBackoff: 20 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
@@ -99,7 +99,7 @@ func fastRetry(name string) client.Options {
 
 // user is a test's client and everything it received.
 type user struct {
-	*client.Client
+	*chatclient.Client
 	*recorder
 	name string
 }
@@ -110,11 +110,11 @@ func dial(t *testing.T, name string, urls ...string) *user {
 	return dialWith(t, fastRetry(name), urls...)
 }
 
-func dialWith(t *testing.T, opts client.Options, urls ...string) *user {
+func dialWith(t *testing.T, opts chatclient.Options, urls ...string) *user {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, urls, opts)
+	c, err := chatclient.Dial(ctx, urls, opts)
 	if err != nil {
 		t.Fatalf("dial %s: %v", opts.Username, err)
 	}
@@ -127,11 +127,11 @@ func dialWith(t *testing.T, opts client.Options, urls ...string) *user {
 // recorder keeps every Update of a client.
 type recorder struct {
 	mu   sync.Mutex
-	all  []client.Update // guarded by mu
-	done chan struct{}   // closed when Updates is closed
+	all  []chatclient.Update // guarded by mu
+	done chan struct{}       // closed when Updates is closed
 }
 
-func record(c *client.Client) *recorder {
+func record(c *chatclient.Client) *recorder {
 	r := &recorder{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
@@ -147,15 +147,15 @@ func record(c *client.Client) *recorder {
 func (r *recorder) wait() { <-r.done }
 
 // updates returns a copy of what came so far.
-func (r *recorder) updates() []client.Update {
+func (r *recorder) updates() []chatclient.Update {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]client.Update(nil), r.all...)
+	return append([]chatclient.Update(nil), r.all...)
 }
 
 // messages returns the messages of a conversation that came so far.
-func (r *recorder) messages(conv string) []client.Message {
-	var out []client.Message
+func (r *recorder) messages(conv string) []chatclient.Message {
+	var out []chatclient.Message
 	for _, u := range r.updates() {
 		if u.Message != nil && u.Message.Conversation == conv {
 			out = append(out, *u.Message)
@@ -165,8 +165,8 @@ func (r *recorder) messages(conv string) []client.Message {
 }
 
 // events returns the events of kind that came so far.
-func (r *recorder) events(kind string) []client.Event {
-	var out []client.Event
+func (r *recorder) events(kind string) []chatclient.Event {
+	var out []chatclient.Event
 	for _, u := range r.updates() {
 		if u.Event != nil && u.Event.Kind == kind {
 			out = append(out, *u.Event)
@@ -176,8 +176,8 @@ func (r *recorder) events(kind string) []client.Event {
 }
 
 // connects returns the Connected updates so far.
-func (r *recorder) connects() []client.Connected {
-	var out []client.Connected
+func (r *recorder) connects() []chatclient.Connected {
+	var out []chatclient.Connected
 	for _, u := range r.updates() {
 		if u.Connected != nil {
 			out = append(out, *u.Connected)
@@ -187,16 +187,16 @@ func (r *recorder) connects() []client.Connected {
 }
 
 // waitConnects waits for n Connected updates, and returns them.
-func (r *recorder) waitConnects(t *testing.T, n int) []client.Connected {
+func (r *recorder) waitConnects(t *testing.T, n int) []chatclient.Connected {
 	t.Helper()
 	eventually(t, fmt.Sprint(n, " connections"), func() bool { return len(r.connects()) >= n })
 	return r.connects()
 }
 
 // waitMessages waits until conv has n messages, and returns them.
-func (r *recorder) waitMessages(t *testing.T, conv string, n int) []client.Message {
+func (r *recorder) waitMessages(t *testing.T, conv string, n int) []chatclient.Message {
 	t.Helper()
-	var ms []client.Message
+	var ms []chatclient.Message
 	deadline := time.Now().Add(30 * time.Second)
 	for ms = r.messages(conv); len(ms) < n; ms = r.messages(conv) {
 		if time.Now().After(deadline) {
@@ -213,9 +213,9 @@ func (r *recorder) waitMessages(t *testing.T, conv string, n int) []client.Messa
 
 // waitEvent waits for an event of kind about target (a channel's or a
 // member's), and returns it.
-func (r *recorder) waitEvent(t *testing.T, kind, target string) client.Event {
+func (r *recorder) waitEvent(t *testing.T, kind, target string) chatclient.Event {
 	t.Helper()
-	var ev client.Event
+	var ev chatclient.Event
 	eventually(t, kind+" "+target, func() bool {
 		for _, e := range r.events(kind) {
 			if e.Target == target || e.Emitter == "channel" && e.Identifier == target {
@@ -243,7 +243,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // checkSeqs checks that ms are the messages from seq first on, each once
 // and in order, with the texts text(seq).
-func checkSeqs(t *testing.T, who string, ms []client.Message, first uint64, text func(uint64) string) {
+func checkSeqs(t *testing.T, who string, ms []chatclient.Message, first uint64, text func(uint64) string) {
 	t.Helper()
 	for i, m := range ms {
 		want := first + uint64(i)

@@ -1,4 +1,4 @@
-package client
+package chatclient
 
 import (
 	"bytes"
@@ -39,24 +39,24 @@ func DevLogin(ctx context.Context, hc *http.Client, base, username string) (Logi
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return Login{}, fmt.Errorf("client: dev login: %w", err)
+		return Login{}, fmt.Errorf("chatclient: dev login: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Login{}, fmt.Errorf("client: dev login %s: %w", username, err)
+		return Login{}, fmt.Errorf("chatclient: dev login %s: %w", username, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return Login{}, fmt.Errorf("client: dev login %s: %w", username, err)
+		return Login{}, fmt.Errorf("chatclient: dev login %s: %w", username, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return Login{}, &StatusError{Op: opLogin, URL: url, Status: resp.StatusCode, Body: firstLine(data)}
 	}
 	var l Login
 	if err := json.Unmarshal(data, &l); err != nil || l.Token == "" {
-		return Login{}, fmt.Errorf("client: dev login %s: unexpected answer %.200q", username, data)
+		return Login{}, fmt.Errorf("chatclient: dev login %s: unexpected answer %.200q", username, data)
 	}
 	return l, nil
 }
@@ -82,12 +82,12 @@ func Logout(ctx context.Context, hc *http.Client, base, token string) error {
 	url := strings.TrimRight(base, "/") + "/auth/logout"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
-		return fmt.Errorf("client: logout: %w", err)
+		return fmt.Errorf("chatclient: logout: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: logout: %w", err)
+		return fmt.Errorf("chatclient: logout: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {

@@ -1,4 +1,4 @@
-package client_test
+package chatclient_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/internal/chattest"
 	"github.com/wirechat/chat/internal/redistest"
 	"github.com/wirechat/chat/protocol"
@@ -124,7 +124,7 @@ func resumeWhileSending(t *testing.T, first, second, senderURL string, break_ fu
 	if len(ms) != int(n) {
 		t.Fatalf("receiver got %d messages, %d were sent", len(ms), n)
 	}
-	var disconnects []client.Disconnected
+	var disconnects []chatclient.Disconnected
 	for _, u := range recv.updates() {
 		if u.Gap != nil {
 			t.Fatalf("a gap: %+v", u.Gap)
@@ -173,7 +173,7 @@ func TestDrainToAnotherChat(t *testing.T) {
 	if !c.Reconnect || !c.NewEpoch || c.URL != nodes[1].URL || len(c.Welcome.Joined) != 0 {
 		t.Fatalf("reconnect to another chat: %+v", c)
 	}
-	var d *client.Disconnected
+	var d *chatclient.Disconnected
 	for _, u := range alice.updates() {
 		if u.Disconnected != nil {
 			d = u.Disconnected
@@ -251,7 +251,7 @@ func TestLostAck(t *testing.T) {
 
 			err = lose(func() error { return alice.Create(ctx, "#made") },
 				func() bool { return len(bob.events(protocol.EventCreate)) == 2 })
-			if !errors.Is(err, client.ErrInterrupted) {
+			if !errors.Is(err, chatclient.ErrInterrupted) {
 				t.Fatalf("create whose answer was lost: %v, want ErrInterrupted", err)
 			}
 			if err := bob.Join(ctx, "#made"); err != nil { // to see alice join

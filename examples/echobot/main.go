@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"unicode/utf8"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 )
 
 func main() {
@@ -51,11 +51,11 @@ func run(ctx context.Context, args []string, token string, stderr io.Writer) err
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	opts := client.Options{Token: token, Logger: log}
+	opts := chatclient.Options{Token: token, Logger: log}
 	if token == "" {
 		opts.Username = *name
 	}
-	c, err := client.Dial(ctx, strings.Split(*urls, ","), opts)
+	c, err := chatclient.Dial(ctx, strings.Split(*urls, ","), opts)
 	if err != nil {
 		return err
 	}
@@ -70,14 +70,14 @@ func run(ctx context.Context, args []string, token string, stderr io.Writer) err
 
 // bot answers in one channel.
 type bot struct {
-	c       *client.Client
+	c       *chatclient.Client
 	channel string
 	log     *slog.Logger
 }
 
 // enter creates the channel if it does not exist, and joins it.
 func (b *bot) enter(ctx context.Context) error {
-	if err := b.c.Create(ctx, b.channel); err != nil && !errors.Is(err, client.ErrAlreadyExists) {
+	if err := b.c.Create(ctx, b.channel); err != nil && !errors.Is(err, chatclient.ErrAlreadyExists) {
 		return fmt.Errorf("create %s: %w", b.channel, err)
 	}
 	if err := b.c.Join(ctx, b.channel); err != nil {
@@ -91,7 +91,7 @@ func (b *bot) enter(ctx context.Context) error {
 func (b *bot) serve(ctx context.Context) error {
 	me := b.c.Welcome().Identifier
 	for {
-		var u client.Update
+		var u chatclient.Update
 		var ok bool
 		select {
 		case u, ok = <-b.c.Updates():

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirechat/chat/client"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/gateway"
 	"github.com/wirechat/chat/internal/chattest"
 )
@@ -40,7 +40,7 @@ func logTo(t *testing.T) io.Writer {
 
 // person is a user who talks to the bot.
 type person struct {
-	c   *client.Client
+	c   *chatclient.Client
 	ctx context.Context
 }
 
@@ -48,7 +48,7 @@ func newPerson(t *testing.T, name string, urls ...string) *person {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	c, err := client.Dial(ctx, urls, client.Options{Username: name, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	c, err := chatclient.Dial(ctx, urls, chatclient.Options{Username: name, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
