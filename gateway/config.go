@@ -18,6 +18,8 @@ const (
 	DefaultPingInterval       = 20 * time.Second
 	DefaultWriteTimeout       = 10 * time.Second
 	DefaultPlaceTTL           = 45 * time.Second
+	DefaultPresenceMaxMembers = 1000
+	DefaultPresenceGrace      = 15 * time.Second
 
 	// DefaultWriteDelay is the write delay that chatd runs with unless
 	// told otherwise. Config's zero WriteDelay is no delay.
@@ -84,6 +86,14 @@ type Config struct {
 	// outlives a node that died without freeing it. If zero,
 	// DefaultPlaceTTL.
 	PlaceTTL time.Duration
+
+	// PresenceMaxMembers is the size of the largest channel that gets
+	// online and offline events. If zero, DefaultPresenceMaxMembers.
+	PresenceMaxMembers int
+
+	// PresenceGrace is how long a user stays online after its last
+	// websocket closed (spec 6: 15 s). If zero, DefaultPresenceGrace.
+	PresenceGrace time.Duration
 }
 
 // withDefaults returns c with every zero field set to its default, or an
@@ -103,6 +113,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.PingInterval, DefaultPingInterval)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.PlaceTTL, DefaultPlaceTTL)
+	setDefault(&c.PresenceMaxMembers, DefaultPresenceMaxMembers)
+	setDefault(&c.PresenceGrace, DefaultPresenceGrace)
 	return c, nil
 }
 

@@ -45,9 +45,9 @@ func newChat(c chat, m *membership) *chat {
 		protocol.ActionJoin:    onChannel(m.join),
 		protocol.ActionLeave:   onChannel(m.leave),
 		protocol.ActionHistory: c.history,
-		protocol.ActionMembers: notYet,
-		protocol.ActionTyping:  notYet,
-		protocol.ActionRead:    notYet,
+		protocol.ActionMembers: c.members,
+		protocol.ActionTyping:  c.typing,
+		protocol.ActionRead:    c.read,
 	}
 	return &c
 }
@@ -63,19 +63,16 @@ func onChannel(action func(context.Context, *Session, string) error) command {
 	}
 }
 
-func notYet(context.Context, *Session, protocol.Request) ([]byte, error) {
-	return nil, errorf(protocol.CodeBadRequest, "this server does not support that action yet")
-}
-
-// handle answers one request frame of s.
-func (c *chat) handle(ctx context.Context, s *Session, data []byte) {
+// handle answers one request frame of s, charging it to the rate limit if
+// charge is set.
+func (c *chat) handle(ctx context.Context, s *Session, data []byte, charge bool) {
 	req, err := protocol.DecodeRequest(data)
 	id := req.ID
 	var de *protocol.DecodeError
 	if errors.As(err, &de) {
 		id = de.ID
 	}
-	if err := c.limits.allow(ctx, s.login.UserID, s.user); err != nil {
+	if err := c.allow(ctx, s, charge); err != nil {
 		if errors.Is(err, errRateLimited) {
 			c.metrics.rateLimited.Inc()
 		}
@@ -109,6 +106,14 @@ func (c *chat) handle(ctx context.Context, s *Session, data []byte) {
 		return
 	}
 	c.reply(s, id, nil)
+}
+
+// allow charges a request of s to the rate limit, unless charge is unset.
+func (c *chat) allow(ctx context.Context, s *Session, charge bool) error {
+	if !charge {
+		return nil
+	}
+	return c.limits.allow(ctx, s.login.UserID, s.user)
 }
 
 // reply acks a request with an id, or reports its error.
@@ -268,15 +273,20 @@ func channelEvent(channel, event string) []byte {
 	})
 }
 
-func participantEvent(s *Session, channel, event string) []byte {
-	return mustJSON(protocol.Event{
+func participantEvent(s *Session, target, event string) []byte {
+	return mustJSON(participant(s, target, event))
+}
+
+// participant is an event of what s's user did in target.
+func participant(s *Session, target, event string) protocol.Event {
+	return protocol.Event{
 		Type:       protocol.TypeEvent,
 		Emitter:    protocol.EmitterParticipant,
 		Identifier: s.login.UserID,
 		Event:      event,
-		Target:     channel,
+		Target:     target,
 		Username:   s.login.Username,
-	})
+	}
 }
 
 // clipBytes is how much of a client-chosen string an error message quotes.

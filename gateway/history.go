@@ -11,7 +11,7 @@ import (
 // history answers a history command (spec 5) with a page of stored
 // messages, in place of its ack.
 func (c *chat) history(ctx context.Context, s *Session, req protocol.Request) ([]byte, error) {
-	target, log, err := c.logOf(ctx, s, req.Target)
+	t, err := c.resolve(ctx, s, req.Target, true)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +25,7 @@ func (c *chat) history(ctx context.Context, s *Session, req protocol.Request) ([
 	if req.After != nil {
 		q.After, q.FromAfter = *req.After, true
 	}
-	page, err := c.backend.Range(ctx, log, q)
+	page, err := c.backend.Range(ctx, t.log, q)
 	if err != nil {
 		return nil, err
 	}
@@ -37,30 +37,37 @@ func (c *chat) history(ctx context.Context, s *Session, req protocol.Request) ([
 	return mustJSON(protocol.History{
 		Type:     protocol.TypeHistory,
 		ID:       req.ID,
-		Target:   target,
+		Target:   t.name,
 		First:    page.First,
 		Messages: frames,
 		More:     page.More,
 	}), nil
 }
 
-// logOf checks a target that s reads or writes as a message does (its
-// name, the channel's existence and s's membership of it, or the user's
-// existence) and returns it in canonical form with its log.
-func (c *chat) logOf(ctx context.Context, s *Session, target string) (string, string, error) {
-	to, err := parseTarget(target)
+// target is a request's target, checked and resolved.
+type target struct {
+	name string // canonical: "#go" or "@bob"
+	log  string // where its messages are stored
+	peer string // for a conversation, the other user's id
+}
+
+// resolve checks a target that s reads or writes as a message does (its
+// name, the channel's existence, the user's) and returns it with its log.
+// With member set, s's membership of a channel is checked too.
+func (c *chat) resolve(ctx context.Context, s *Session, name string, member bool) (target, error) {
+	to, err := parseTarget(name)
 	if err != nil {
-		return "", "", err
+		return target{}, err
 	}
 	if to[0] == '#' {
-		if err := c.backend.CheckMember(ctx, to, s.login.UserID); err != nil {
-			return "", "", err
+		if !member {
+			return target{name: to, log: to}, nil
 		}
-		return to, to, nil
+		return target{name: to, log: to}, c.backend.CheckMember(ctx, to, s.login.UserID)
 	}
 	u, err := c.users.UserByName(ctx, to[1:])
 	if err != nil {
-		return "", "", err
+		return target{}, err
 	}
-	return "@" + u.Username, pubsub.Conversation(s.login.UserID, u.ID), nil
+	return target{name: "@" + u.Username, log: pubsub.Conversation(s.login.UserID, u.ID), peer: u.ID}, nil
 }

@@ -53,6 +53,15 @@ func (in *inbox) apply(topic string, n notice) {
 	switch n.op {
 	case opMsg:
 		in.seq.deliver(topic, n.name, n.seq, n.frame)
+	case opOthers:
+		users, frames, ok := n.split()
+		if !ok {
+			in.log.Warn("notice not understood, ignored", "topic", topic, "op", n.op, "err", "users and frames do not pair up")
+			return
+		}
+		for i, f := range frames {
+			in.router.forwardOthers(topic, f, users[i])
+		}
 	case opCreate:
 		in.book.tell(n.name, true, send)
 	case opDestroy:

@@ -58,7 +58,7 @@ func (m *membership) destroy(ctx context.Context, s *Session, channel string) er
 
 func (m *membership) join(ctx context.Context, s *Session, channel string) error {
 	uid := s.login.UserID
-	added, err := m.backend.Join(ctx, channel, uid)
+	added, err := m.backend.Join(ctx, channel, pubsub.Peer{ID: uid, Username: s.login.Username})
 	if err != nil {
 		return err
 	}

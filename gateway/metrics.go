@@ -12,27 +12,28 @@ import (
 // metrics are the gateway's Prometheus metrics (docs/operations.md lists
 // them). All are safe for concurrent use.
 type metrics struct {
-	connections   prometheus.Gauge
-	opens         prometheus.Counter
-	closes        *prometheus.CounterVec // by close code
-	framesIn      *prometheus.CounterVec // by request type or action
-	framesOut     *prometheus.CounterVec // by frame type
-	outByType     [len(frameTypes)]prometheus.Counter
-	socketWrites  prometheus.Counter
-	published     *prometheus.CounterVec // by kind: channel, private
-	deliveries    *prometheus.CounterVec // by frame type
-	fanout        prometheus.Histogram
-	errors        *prometheus.CounterVec // by code
-	rateLimited   prometheus.Counter
-	slowConsumers prometheus.Counter
-	subscriptions prometheus.Gauge
-	resyncs       *prometheus.CounterVec // by result: ok, failed
-	lateEvents    prometheus.Counter
-	duplicates    prometheus.Counter
-	historyReads  prometheus.Counter
-	gapRepairs    prometheus.Counter
-	gapRepaired   prometheus.Counter
-	gapSkipped    prometheus.Counter
+	connections    prometheus.Gauge
+	opens          prometheus.Counter
+	closes         *prometheus.CounterVec // by close code
+	framesIn       *prometheus.CounterVec // by request type or action
+	framesOut      *prometheus.CounterVec // by frame type
+	outByType      [len(frameTypes)]prometheus.Counter
+	socketWrites   prometheus.Counter
+	published      *prometheus.CounterVec // by kind: channel, private
+	deliveries     *prometheus.CounterVec // by frame type
+	fanout         prometheus.Histogram
+	errors         *prometheus.CounterVec // by code
+	rateLimited    prometheus.Counter
+	slowConsumers  prometheus.Counter
+	subscriptions  prometheus.Gauge
+	resyncs        *prometheus.CounterVec // by result: ok, failed
+	lateEvents     prometheus.Counter
+	duplicates     prometheus.Counter
+	historyReads   prometheus.Counter
+	gapRepairs     prometheus.Counter
+	gapRepaired    prometheus.Counter
+	gapSkipped     prometheus.Counter
+	presenceEvents prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -77,6 +78,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chat_gap_repairs_total", Help: "Repairs of a log's delivery from history: a seq skipped on the live path, or an outage of the pub/sub path."}),
 		gapRepaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_gap_repaired_messages_total", Help: "Messages that gap repairs read from history and delivered, which the live path had not."}),
+		presenceEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_presence_events_total", Help: "Online and offline events this node published (one per user and channel, published one notice per channel and window)."}),
 		gapSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_gap_skipped_messages_total", Help: "Messages a node could not deliver in order: gone from history before its repair read them, or given up after history could not be read."}),
 	}
@@ -86,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.socketWrites, m.published,
 			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions, m.resyncs, m.lateEvents,
-			m.duplicates, m.historyReads, m.gapRepairs, m.gapRepaired, m.gapSkipped)
+			m.duplicates, m.historyReads, m.gapRepairs, m.gapRepaired, m.gapSkipped, m.presenceEvents)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // A broker payload is either a wire frame, which starts with '{' and is
@@ -63,6 +64,11 @@ const (
 	// The backend writes it (pubsub.Message.Prefix); the node delivers it
 	// in seq order, repairing gaps from history (sequencer.go).
 	opMsg
+	// opOthers on a channel or user topic: events that go to every
+	// session on the topic but those of the user each is about (presence,
+	// typing). name is the users' ids, comma-separated; the frame is as
+	// many event frames, one a line, in the same order.
+	opOthers
 )
 
 // opNames are the ops' names on the wire, by op.
@@ -75,6 +81,7 @@ var opNames = [...]string{
 	opLogout:  "logout",
 	opHere:    "here",
 	opMsg:     "msg",
+	opOthers:  "others",
 }
 
 // opFields is how many optional fields (wait, reply) each op may carry
@@ -188,4 +195,18 @@ func decodeNotice(payload []byte) (notice, error) {
 // the backend writes the rest (pubsub.Message.Prefix).
 func msgPrefix(log string) []byte {
 	return append(append([]byte("!"), opNames[opMsg]...), " "+log+" "...)
+}
+
+// othersNotice builds an opOthers notice of frames, each of which goes to
+// every session but those of users[i].
+func othersNotice(users []string, frames [][]byte) notice {
+	return notice{op: opOthers, name: strings.Join(users, ","), frame: bytes.Join(frames, []byte{'\n'})}
+}
+
+// split returns an opOthers notice's users and their frames, or false if
+// they do not pair up.
+func (n notice) split() (users []string, frames [][]byte, ok bool) {
+	users = strings.Split(n.name, ",")
+	frames = bytes.Split(n.frame, []byte{'\n'})
+	return users, frames, len(users) == len(frames)
 }

@@ -19,6 +19,7 @@ var noticeSeeds = []notice{
 	{op: opLogout, name: "0b5a9c3e-1d2f-4e5a-8b6c-7d8e9f0a1b2c"},
 	{op: opHere, name: "n:6f1c"},
 	{op: opMsg, name: "#go", seq: 1043, frame: []byte(`{"type":"message","seq":1043}`)},
+	othersNotice([]string{"3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", "0b5a9c3e-1d2f-4e5a-8b6c-7d8e9f0a1b2c"}, [][]byte{[]byte(`{"event":"online"}`), []byte(`{"event":"typing"}`)}),
 	{op: opMsg, name: "d:0b5a9c3e-1d2f-4e5a-8b6c-7d8e9f0a1b2c:3f0e8f3a-8a4e-4c1e-9d7c-2b1b8c1d0e5f", seq: 1, frame: []byte(`{}`)},
 }
 

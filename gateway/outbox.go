@@ -29,6 +29,7 @@ type outbox struct {
 	pausing bool     // guarded by mu: the writer is waiting out a delay
 	pauses  uint32   // guarded by mu: how many pauses the writer began
 	wake    chan struct{}
+	room    chan struct{} // made at the first wait: the replies were taken
 
 	spare [][]byte // owned by the writer role: the last batch, reused
 	timer *time.Timer
@@ -67,6 +68,7 @@ func (o *outbox) close() (start bool) {
 	defer o.mu.Unlock()
 	o.closing.Store(true)
 	o.wakeLocked()
+	o.roomLocked()
 	start = !o.writing
 	o.writing = true
 	return start
@@ -107,7 +109,39 @@ func (o *outbox) take() (batch [][]byte, others int, closing bool) {
 	o.queue, o.spare = o.spare[:0], nil
 	others = len(batch) - o.replies
 	o.replies = 0
+	o.roomLocked()
 	return batch, others, false
+}
+
+// awaitRoom blocks while more than most replies wait in the queue, until
+// the writer takes them or the outbox closes. The reader calls it before
+// it reads a request: a client that sends faster than its replies can be
+// written is slowed down (its requests wait in TCP), instead of being
+// closed as slow, which is for clients that do not read at all.
+func (o *outbox) awaitRoom(most int) {
+	for {
+		o.mu.Lock()
+		if o.replies <= most || o.closing.Load() {
+			o.mu.Unlock()
+			return
+		}
+		if o.room == nil {
+			o.room = make(chan struct{}, 1)
+		}
+		room := o.room
+		o.mu.Unlock()
+		<-room
+	}
+}
+
+// roomLocked wakes a reader waiting for room, if one is.
+func (o *outbox) roomLocked() {
+	if o.room != nil {
+		select {
+		case o.room <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // recycle takes back a batch that take handed out and that has been
@@ -124,6 +158,7 @@ func (o *outbox) rest() [][]byte {
 	defer o.mu.Unlock()
 	batch := o.queue
 	o.queue, o.replies = nil, 0
+	o.roomLocked()
 	return batch
 }
 

@@ -64,7 +64,7 @@ func (r *resyncer) watch(ctx context.Context, seen uint64) {
 				continue
 			}
 			r.log.Info("pub/sub path back: resyncing channels and memberships")
-			if r.resync(ctx) {
+			if r.resync(ctx, seen) {
 				pending = false
 				r.metrics.resyncs.WithLabelValues("ok").Inc()
 			} else {
@@ -76,8 +76,9 @@ func (r *resyncer) watch(ctx context.Context, seen uint64) {
 }
 
 // resync runs every step and reports whether all succeeded. Each step is
-// idempotent, so a failed resync is simply repeated.
-func (r *resyncer) resync(ctx context.Context) bool {
+// idempotent, so a failed resync is simply repeated. seen is the count of
+// outages it makes up for.
+func (r *resyncer) resync(ctx context.Context, seen uint64) bool {
 	ok := true
 	if err := r.channels(ctx); err != nil {
 		r.log.Warn("resync channels", "err", err)
@@ -93,7 +94,7 @@ func (r *resyncer) resync(ctx context.Context) bool {
 		r.log.Warn("resync shared users", "err", err)
 		ok = false
 	}
-	if err := r.messages(ctx); err != nil {
+	if err := r.messages(ctx, seen); err != nil {
 		r.log.Warn("resync messages", "err", err)
 		ok = false
 	}
@@ -103,7 +104,7 @@ func (r *resyncer) resync(ctx context.Context) bool {
 // messages has every stream read from history what the outage made it
 // miss. If the store lost its data (Redis came back empty: a new epoch),
 // the seqs the streams hold mean nothing: they start anew.
-func (r *resyncer) messages(ctx context.Context) error {
+func (r *resyncer) messages(ctx context.Context, seen uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	epoch, err := r.backend.Epoch(ctx)
@@ -115,7 +116,7 @@ func (r *resyncer) messages(ctx context.Context) error {
 		r.log.Warn("the history store lost its data: a new epoch", "was", r.epoch, "now", epoch)
 		r.epoch = epoch
 	}
-	r.seq.outage(fresh)
+	r.seq.outage(fresh, seen)
 	return nil
 }
 

@@ -25,12 +25,12 @@ func BenchmarkResync(b *testing.B) {
 	for _, users := range []int{100, 2000} {
 		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
 			s, reg, uids := newBenchResyncServer(b, users)
-			if !s.re.resync(b.Context()) { // warm up: subscriptions, connections
+			if !s.re.resync(b.Context(), 0) { // warm up: subscriptions, connections
 				b.Fatal("resync failed")
 			}
 			b.Run("resync", func(b *testing.B) {
 				for b.Loop() {
-					if !s.re.resync(b.Context()) {
+					if !s.re.resync(b.Context(), 0) {
 						b.Fatal("resync failed")
 					}
 				}
@@ -83,7 +83,7 @@ func newBenchResyncServer(b *testing.B, users int) (*Server, pubsub.Registry, []
 				b.Fatal(err)
 			}
 		}
-		if _, err := reg.Join(ctx, channel, uids[i]); err != nil {
+		if _, err := reg.Join(ctx, channel, pubsub.Peer{ID: uids[i], Username: "u" + uids[i][len(uids[i])-3:]}); err != nil {
 			b.Fatal(err)
 		}
 		sess := newResyncSession(b, s, uids[i])

@@ -139,7 +139,7 @@ func TestResync(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"#kept", "#left"} {
-		if _, err := mem.Join(ctx, c, uid); err != nil {
+		if _, err := mem.Join(ctx, c, pubsub.Peer{ID: uid, Username: "u" + uid[len(uid)-3:]}); err != nil {
 			t.Fatal(err)
 		}
 		s.router.add(channelTopic(c), sess)
@@ -148,7 +148,7 @@ func TestResync(t *testing.T) {
 	if err := mem.Leave(ctx, "#left", uid, pubsub.Notice{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mem.Join(ctx, "#joined", uid); err != nil {
+	if _, err := mem.Join(ctx, "#joined", pubsub.Peer{ID: uid, Username: "u" + uid[len(uid)-3:]}); err != nil {
 		t.Fatal(err)
 	}
 	// And a channel created, one destroyed.
@@ -162,10 +162,10 @@ func TestResync(t *testing.T) {
 	// welcome, so that the resync's events are right for it too, and its
 	// user's own channels.
 	late := newResyncSession(t, s, "00000000-0000-4000-8000-00000000000b")
-	if _, err := mem.Join(ctx, "#new", late.login.UserID); err != nil {
+	if _, err := mem.Join(ctx, "#new", pubsub.Peer{ID: late.login.UserID, Username: "u" + late.login.UserID[len(late.login.UserID)-3:]}); err != nil {
 		t.Fatal(err)
 	}
-	frame, err := s.chat.attach(ctx, late)
+	frame, _, err := s.chat.attach(ctx, late)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestResync(t *testing.T) {
 	if got := toldTo(t, late); len(got) > 0 {
 		t.Fatalf("the late session was told %q besides its welcome, want nothing", got)
 	}
-	if !s.re.resync(ctx) {
+	if !s.re.resync(ctx, 0) {
 		t.Fatal("resync failed")
 	}
 	for _, c := range []*Session{sess, late} {
@@ -193,7 +193,7 @@ func TestResync(t *testing.T) {
 			t.Fatalf("resync told %s %q, want %q", c.login.Username, got, want)
 		}
 	}
-	if !s.re.resync(ctx) {
+	if !s.re.resync(ctx, 0) {
 		t.Fatal("second resync failed")
 	}
 	if got := toldTo(t, sess); len(got) > 0 {
@@ -407,7 +407,7 @@ func TestResyncInBatches(t *testing.T) {
 		if err := f.CreateChannel(ctx, c, uid, pubsub.Notice{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.Join(ctx, c, uid); err != nil {
+		if _, err := f.Join(ctx, c, pubsub.Peer{ID: uid, Username: "u" + uid[len(uid)-3:]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -416,7 +416,7 @@ func TestResyncInBatches(t *testing.T) {
 	f.counts = 0
 	f.mu.Unlock()
 
-	if !s.re.resync(ctx) {
+	if !s.re.resync(ctx, 0) {
 		t.Fatal("resync failed")
 	}
 	for i, sess := range sessions {

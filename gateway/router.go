@@ -206,12 +206,21 @@ func (r *router) topicsOf(s *Session, prefix string) []string {
 // forward writes one encoded frame to every local session on topic name
 // but except (nil: none): the same bytes to each, without blocking on any.
 func (r *router) forward(name string, frame []byte, except *Session) {
+	r.fanOut(name, frame, func(s *Session) bool { return s != except })
+}
+
+// forwardOthers is forward to the sessions of every user but user.
+func (r *router) forwardOthers(name string, frame []byte, user string) {
+	r.fanOut(name, frame, func(s *Session) bool { return s.login.UserID != user })
+}
+
+func (r *router) fanOut(name string, frame []byte, to func(*Session) bool) {
 	start := time.Now()
 	r.mu.RLock()
 	n := 0
 	if t := r.topics[name]; t != nil {
 		for _, s := range t.list {
-			if s != except {
+			if to(s) {
 				s.send(frame)
 				n++
 			}

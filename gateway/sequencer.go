@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wirechat/chat/pubsub"
@@ -46,11 +47,17 @@ const (
 type sequencer struct {
 	router  *router
 	history historyReader
-	log     *slog.Logger
-	metrics *metrics
-	ctx     context.Context // immutable: ends the repairs
-	wg      *sync.WaitGroup // counts the repairs
-	readers chan struct{}   // bounds the history reads under way
+	// outages is the broker's count of outages; verified is the count the
+	// last check of the history's epoch saw (outage). Between the two, a
+	// seq below where a stream stands may be a new epoch's, not a repeat:
+	// it is kept, not dropped, until the check says which.
+	outages  func() uint64
+	verified atomic.Uint64
+	log      *slog.Logger
+	metrics  *metrics
+	ctx      context.Context // immutable: ends the repairs
+	wg       *sync.WaitGroup // counts the repairs
+	readers  chan struct{}   // bounds the history reads under way
 
 	mu    sync.Mutex
 	feeds map[string]*feed // guarded by mu: by topic
@@ -59,17 +66,20 @@ type sequencer struct {
 // feed is the streams of one topic.
 type feed struct {
 	mu      sync.Mutex
-	streams map[string]*stream // guarded by mu: by log
-	active  map[string]bool    // guarded by mu: logs with a repair goroutine
-	gone    bool               // guarded by mu: the topic was forgotten
+	streams map[string]*stream        // guarded by mu: by log
+	active  map[string]bool           // guarded by mu: logs with a repair goroutine
+	doubt   map[string][]pubsub.Entry // guarded by mu: frames kept until the epoch is checked
+	gone    bool                      // guarded by mu: the topic was forgotten
 }
 
-func newSequencer(ctx context.Context, wg *sync.WaitGroup, r *router, h historyReader, log *slog.Logger, m *metrics) *sequencer {
-	return &sequencer{
-		router: r, history: h, log: log, metrics: m, ctx: ctx, wg: wg,
+func newSequencer(ctx context.Context, wg *sync.WaitGroup, r *router, h historyReader, outages func() uint64, log *slog.Logger, m *metrics) *sequencer {
+	s := &sequencer{
+		router: r, history: h, outages: outages, log: log, metrics: m, ctx: ctx, wg: wg,
 		readers: make(chan struct{}, repairReaders),
 		feeds:   make(map[string]*feed),
 	}
+	s.verified.Store(outages())
+	return s
 }
 
 // feedOf returns topic's feed, making one if the topic has local
@@ -79,7 +89,7 @@ func (s *sequencer) feedOf(topic string) *feed {
 	defer s.mu.Unlock()
 	f := s.feeds[topic]
 	if f == nil && s.router.has(topic) {
-		f = &feed{streams: make(map[string]*stream), active: make(map[string]bool)}
+		f = &feed{streams: make(map[string]*stream), active: make(map[string]bool), doubt: make(map[string][]pubsub.Entry)}
 		s.feeds[topic] = f
 	}
 	return f
@@ -104,7 +114,12 @@ func (s *sequencer) deliver(topic, log string, seq uint64, frame []byte) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s.carryLocked(topic, log, f, streamLocked(f, topic, log).offer(seq, frame))
+	st := streamLocked(f, topic, log)
+	if st.next != 0 && seq < st.next && s.outages() != s.verified.Load() && len(f.doubt[log]) < maxHeld {
+		f.doubt[log] = append(f.doubt[log], pubsub.Entry{Seq: seq, Frame: frame})
+		return
+	}
+	s.carryLocked(topic, log, f, st.offer(seq, frame))
 }
 
 // baseline tells log's stream on topic that last was the last seq given
@@ -308,8 +323,10 @@ func (s *sequencer) forget(topic string) {
 // outage tells every stream that live frames may have been lost: each
 // reads history from where it is, and channels still awaiting their
 // baseline read it again. If fresh is set (the history store lost its
-// data: its epoch changed), every stream starts anew instead.
-func (s *sequencer) outage(fresh bool) {
+// data: its epoch changed), every stream starts anew instead, and the
+// frames kept in doubt meanwhile are its first. seen is the count of
+// outages the epoch was checked after.
+func (s *sequencer) outage(fresh bool, seen uint64) {
 	s.mu.Lock()
 	feeds := make(map[string]*feed, len(s.feeds))
 	for t, f := range s.feeds {
@@ -323,6 +340,10 @@ func (s *sequencer) outage(fresh bool) {
 			if fresh {
 				*st = stream{trusting: st.trusting}
 			}
+			for _, e := range f.doubt[log] { // repeats, or a new epoch's first
+				s.carryLocked(topic, log, f, st.offer(e.Seq, e.Frame))
+			}
+			delete(f.doubt, log)
 			if st.next == 0 && !st.trusting {
 				waiting = append(waiting, awaiting{f, topic, log})
 				continue
@@ -331,6 +352,7 @@ func (s *sequencer) outage(fresh bool) {
 		}
 		f.mu.Unlock()
 	}
+	s.verified.Store(seen)
 	if len(waiting) > 0 {
 		s.wg.Add(1)
 		go func() {

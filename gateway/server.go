@@ -60,6 +60,7 @@ type Server struct {
 	re       *resyncer
 	router   *router
 	limits   *limits
+	presence *presence
 	sessions *sessionSet
 
 	ctx    context.Context // ends when the Server shuts down
@@ -90,7 +91,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 	s.backend = backend
 	var subs *subscriptions
 	s.router = newRouter(s.metrics, func(topic string) { subs.markDirty(topic) })
-	seq := newSequencer(s.ctx, &s.wg, s.router, backend, log, s.metrics)
+	seq := newSequencer(s.ctx, &s.wg, s.router, backend, backend.Outages, log, s.metrics)
 	subs = newSubscriptions(backend, s.router.has, seq.subscribed, seq.forget, log, s.metrics, clusterTopic, reply)
 	s.limits = newLimits(cfg.RateLimit, backend, reply, log)
 	book := &channelBook{}
@@ -101,7 +102,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		router: s.router, subs: subs, book: book, limits: s.limits, seq: seq,
 	}, s.members)
 	s.env = sessionEnv{host: s.chat, log: log, metrics: s.metrics,
-		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval}
+		sendQueue: cfg.SendQueue, writeDelay: cfg.WriteDelay, pingInterval: cfg.PingInterval, rateLimit: cfg.RateLimit}
 
 	fail := func(what string, err error) (*Server, error) {
 		s.cancel()
@@ -124,9 +125,11 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 		return fail("read the history's epoch", err)
 	}
 	s.re = &resyncer{backend: backend, router: s.router, book: book, limits: s.limits, seq: seq, sessions: s.sessions, log: log, metrics: s.metrics, epoch: epoch}
+	s.presence = newPresence(backend, cfg.PresenceMaxMembers, log, s.metrics)
 	keeper := &housekeeper{backend: backend, auth: deps.Auth, sessions: s.sessions, limits: s.limits, placeTTL: cfg.PlaceTTL, log: log}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); subs.loop(s.ctx) }()
+	go func() { defer s.wg.Done(); s.presence.run(s.ctx) }()
 	go func() { defer s.wg.Done(); keeper.run(s.ctx) }()
 	go func() { defer s.wg.Done(); s.re.watch(s.ctx, outages) }()
 	return s, nil
@@ -183,49 +186,51 @@ type refusal struct {
 // down (503), origin (403), credentials (401), the node's limit (503),
 // the user's limit (429). An admitted upgrade holds one of the node's
 // connections and one of the user's places: release gives them back.
-func (s *Server) admit(r *http.Request) (login auth.Session, connID string, release func(), no *refusal) {
+func (s *Server) admit(r *http.Request) (login auth.Session, connID string, online bool, release func(), no *refusal) {
 	if s.draining.Load() {
-		return login, "", nil, &refusal{http.StatusServiceUnavailable, "shutting down"}
+		return login, "", false, nil, &refusal{http.StatusServiceUnavailable, "shutting down"}
 	}
 	if !origin.Allowed(r, s.cfg.AllowedOrigins) {
-		return login, "", nil, &refusal{http.StatusForbidden, "cross-origin websocket not allowed"}
+		return login, "", false, nil, &refusal{http.StatusForbidden, "cross-origin websocket not allowed"}
 	}
 	login, err := s.auth.Authenticate(r)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoSession) {
-			return login, "", nil, &refusal{http.StatusUnauthorized, "not logged in"}
+			return login, "", false, nil, &refusal{http.StatusUnauthorized, "not logged in"}
 		}
 		s.log.Warn("authenticate websocket", "err", err)
-		return login, "", nil, &refusal{http.StatusServiceUnavailable, "service unavailable"}
+		return login, "", false, nil, &refusal{http.StatusServiceUnavailable, "service unavailable"}
 	}
 	// The node's place is taken first, so that a burst cannot overshoot
 	// the limit.
 	if n := s.conns.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
 		s.conns.Add(-1)
-		return login, "", nil, &refusal{http.StatusServiceUnavailable, "node is full"}
+		return login, "", false, nil, &refusal{http.StatusServiceUnavailable, "node is full"}
 	}
 	connID = uuid.NewString()
-	if err := s.backend.AcquirePlace(r.Context(), login.UserID, connID, s.cfg.MaxSessionsPerUser, s.cfg.PlaceTTL); err != nil {
+	user := pubsub.Peer{ID: login.UserID, Username: login.Username}
+	online, err = s.backend.AcquirePlace(r.Context(), user, connID, s.cfg.MaxSessionsPerUser, s.cfg.PlaceTTL)
+	if err != nil {
 		s.conns.Add(-1)
 		if errors.Is(err, pubsub.ErrTooManySessions) {
-			return login, "", nil, &refusal{http.StatusTooManyRequests, "too many open sessions"}
+			return login, "", false, nil, &refusal{http.StatusTooManyRequests, "too many open sessions"}
 		}
 		s.log.Warn("acquire session place", "err", err)
-		return login, "", nil, &refusal{http.StatusServiceUnavailable, "service unavailable"}
+		return login, "", false, nil, &refusal{http.StatusServiceUnavailable, "service unavailable"}
 	}
 	release = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := s.backend.ReleasePlace(ctx, login.UserID, connID); err != nil {
+		if err := s.backend.ReleasePlace(ctx, login.UserID, connID, s.cfg.PresenceGrace); err != nil {
 			s.log.Warn("release session place", "err", err)
 		}
 		s.conns.Add(-1)
 	}
-	return login, connID, release, nil
+	return login, connID, online, release, nil
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	login, connID, release, no := s.admit(r)
+	login, connID, online, release, no := s.admit(r)
 	if no != nil {
 		http.Error(w, no.text, no.status)
 		return
@@ -256,7 +261,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		release()
 		s.sessions.done(sess) // last: Shutdown waits for it
 	}
-	if !s.open(sess) {
+	if !s.open(sess, online) {
 		end()
 		return
 	}
@@ -271,8 +276,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // open attaches a new session and writes its welcome, and reports whether
-// it is open. If not, the websocket is closed.
-func (s *Server) open(sess *Session) bool {
+// it is open. If not, the websocket is closed. If the session brought its
+// user online, the user's channels (as the welcome lists them) hear of it.
+func (s *Server) open(sess *Session, online bool) bool {
 	sess.out.hold() // the welcome goes first, whatever is queued meanwhile
 	s.metrics.opened()
 	// Expired sessions close with 1008 (spec 3.5).
@@ -280,7 +286,7 @@ func (s *Server) open(sess *Session) bool {
 		sess.close(statusPolicy, "session expired")
 	})
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	welcome, err := s.chat.attach(ctx, sess)
+	welcome, joined, err := s.chat.attach(ctx, sess)
 	cancel()
 	if err != nil {
 		sess.log(slog.LevelWarn, "attach session failed", "err", err)
@@ -294,6 +300,9 @@ func (s *Server) open(sess *Session) bool {
 	if err := sess.writeBatch([][]byte{welcome}); err != nil {
 		sess.conn.CloseNow()
 		return false
+	}
+	if online {
+		s.presence.changed(pubsub.Peer{ID: sess.login.UserID, Username: sess.login.Username}, true, joined)
 	}
 	sess.log(slog.LevelDebug, "session open")
 	sess.startPing()

@@ -24,9 +24,10 @@ const (
 )
 
 // host is what a Session needs of its node: someone to carry out its
-// requests. handle runs on the session's reader, one request at a time.
+// requests. handle runs on the session's reader, one request at a time;
+// charge says whether the request counts against the rate limit.
 type host interface {
-	handle(ctx context.Context, s *Session, data []byte)
+	handle(ctx context.Context, s *Session, data []byte, charge bool)
 }
 
 // sessionEnv is what the sessions of a node share; immutable after New.
@@ -37,6 +38,7 @@ type sessionEnv struct {
 	sendQueue    int
 	writeDelay   time.Duration
 	pingInterval time.Duration
+	rateLimit    float64 // requests a second a user may send
 }
 
 // Session is one websocket connection of a logged-in user.
@@ -230,9 +232,26 @@ func (s *Session) run(ctx context.Context) {
 	<-s.finished
 }
 
+// Requests that waited on the backend are not charged to the rate limit
+// (issue 17: after Redis paused, a client sending at half the limit was
+// refused): while a request is held up for longer than stallAfter, the
+// client's next ones pile up in the socket, and when they are read back
+// to back, as many as the limit allows in the time lost are free. A read
+// that waits for the client ends the backlog.
+const (
+	stallAfter = 50 * time.Millisecond
+	backlogGap = 2 * time.Millisecond
+)
+
 func (s *Session) readLoop(ctx context.Context) {
+	credit := 0.0 // requests owed for time lost to the backend
 	for {
+		s.out.awaitRoom(max(s.out.limit/4, 1))
+		began := time.Now()
 		typ, data, err := s.conn.Read(context.Background())
+		if time.Since(began) > backlogGap {
+			credit = 0 // the reader waited for the client: no backlog
+		}
 		if err != nil {
 			s.endRead(err)
 			return
@@ -247,7 +266,15 @@ func (s *Session) readLoop(ctx context.Context) {
 			s.close(statusInvalidData, "text frame is not valid UTF-8")
 			return
 		}
-		s.env.host.handle(ctx, s, data)
+		charge := credit < 1
+		if !charge {
+			credit--
+		}
+		began = time.Now()
+		s.env.host.handle(ctx, s, data, charge)
+		if took := time.Since(began); took > stallAfter {
+			credit = min(credit+took.Seconds()*s.env.rateLimit, 60*s.env.rateLimit)
+		}
 	}
 }
 

@@ -549,3 +549,38 @@ func TestWriteDelayOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// TestRepliesSlowTheReaderDown: a client that reads what it is sent is
+// never closed as slow, however fast it sends requests: the server stops
+// reading from it while its replies fill the queue (spec 9), and keeps
+// 1008 for clients that do not read (TestSlowConsumer).
+func TestRepliesSlowTheReaderDown(t *testing.T) {
+	n := startNode(t, memoryBackend(), gateway.Config{RateLimit: 1e6})
+	alice := n.user("alice")
+	const total = 5000
+	done := make(chan error, 1)
+	go func() {
+		for i := range total {
+			frame := fmt.Sprintf(`{"type":"command","action":"leave","target":"#nope","id":"%d"}`, i)
+			if err := alice.conn.Write(context.Background(), websocket.MessageText, []byte(frame)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := range total {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, b, err := alice.conn.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d replies: %v", i, err)
+		}
+		if !strings.Contains(string(b), `"id":"`+fmt.Sprint(i)+`"`) {
+			t.Fatalf("reply %d: %s", i, b)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

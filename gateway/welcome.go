@@ -9,10 +9,10 @@ import (
 )
 
 // attach puts a new session on its topics, waiting for each subscription,
-// and returns its welcome frame. The user topic comes first, so that a
+// and returns its welcome frame and the channels it lists as joined. The user topic comes first, so that a
 // membership change made elsewhere after the memberships are read still
 // reaches the session (as a notice).
-func (c *chat) attach(ctx context.Context, s *Session) ([]byte, error) {
+func (c *chat) attach(ctx context.Context, s *Session) ([]byte, []string, error) {
 	uid := s.login.UserID
 	c.router.enter(s)
 	// The welcome lists the channels the node's other sessions know of,
@@ -20,17 +20,18 @@ func (c *chat) attach(ctx context.Context, s *Session) ([]byte, error) {
 	// session of the same changes (resync.go).
 	channels, since := c.book.snapshot(func() { c.router.add(clusterTopic, s) })
 	if err := c.subs.add(ctx, c.router, userTopic(uid), s); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Subscribed to the user topic: a node that attaches the user from
 	// now on counts this one (ratelimit.go).
 	if err := c.limits.count(ctx, uid); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v, err := c.joinTopics(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	latest, read := c.latest(s, v)
 	return mustJSON(protocol.Welcome{
 		Type:       protocol.TypeWelcome,
 		Identifier: uid,
@@ -39,9 +40,9 @@ func (c *chat) attach(ctx context.Context, s *Session) ([]byte, error) {
 		Joined:     v.Joined,
 		Owned:      v.Owned,
 		Epoch:      v.Epoch,
-		Latest:     c.latest(s, v),
-		Read:       map[string]uint64{},
-	}), nil
+		Latest:     latest,
+		Read:       read,
+	}), v.Joined, nil
 }
 
 // joinTopics puts s on the topics of its user's channels and returns the
@@ -75,25 +76,30 @@ func (c *chat) joinTopics(ctx context.Context, s *Session) (pubsub.View, error) 
 	return v, nil
 }
 
-// latest returns the welcome's latest map (by target, as the user names
-// it) and gives the node's streams of those logs their baselines.
-func (c *chat) latest(s *Session, v pubsub.View) map[string]uint64 {
+// latest returns the welcome's latest and read maps (by target, as the
+// user names it) and gives the node's streams of those logs their
+// baselines.
+func (c *chat) latest(s *Session, v pubsub.View) (latest, read map[string]uint64) {
 	uid := s.login.UserID
-	out := make(map[string]uint64, len(v.Latest))
+	latest, read = make(map[string]uint64, len(v.Latest)), make(map[string]uint64, len(v.Read))
+	add := func(name, log string) {
+		if seq := v.Latest[log]; seq > 0 {
+			latest[name] = seq
+			if m := v.Read[log]; m > 0 {
+				read[name] = m
+			}
+		}
+	}
 	for _, ch := range v.Joined {
 		c.seq.baseline(channelTopic(ch), ch, v.Last[ch])
-		if seq := v.Latest[ch]; seq > 0 {
-			out[ch] = seq
-		}
+		add(ch, ch)
 	}
 	for _, p := range v.Peers {
 		log := pubsub.Conversation(uid, p.ID)
 		c.seq.baseline(userTopic(uid), log, v.Last[log])
-		if seq := v.Latest[log]; seq > 0 {
-			out["@"+p.Username] = seq
-		}
+		add("@"+p.Username, log)
 	}
-	return out
+	return latest, read
 }
 
 // ownChannels returns the welcome's channel list: the book's snapshot

@@ -157,7 +157,10 @@ type View struct {
 	Latest map[string]uint64
 	// Last is the last seq given in each of those logs, by log (see
 	// History.Last); logs never written are left out.
-	Last  map[string]uint64
+	Last map[string]uint64
+	// Read is the user's read marker of each of those logs that has one,
+	// by log.
+	Read  map[string]uint64
 	Epoch string
 }
 

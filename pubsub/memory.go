@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -21,20 +22,21 @@ type Memory struct {
 	// payloads in one order and is never called concurrently.
 	pubMu sync.Mutex
 
-	mu       sync.Mutex // guards the fields below
-	closed   bool
-	subs     map[string]struct{}
-	channels map[string]*memChannel
-	users    map[string]*memUser
-	logs     map[string]*memLog
-	idem     map[idemKey]uint64 // remembered message ids: the seq they got
-	idemQ    []idemMark         // the same, oldest first, to forget them in time
-	activity uint64             // counts private messages: the recency of conversations
+	mu        sync.Mutex // guards the fields below
+	closed    bool
+	subs      map[string]struct{}
+	channels  map[string]*memChannel
+	users     map[string]*memUser
+	logs      map[string]*memLog
+	throttles map[string]time.Time // key -> passes again at
+	idem      map[idemKey]uint64   // remembered message ids: the seq they got
+	idemQ     []idemMark           // the same, oldest first, to forget them in time
+	activity  uint64               // counts private messages: the recency of conversations
 }
 
 type memChannel struct {
 	owner   string
-	members map[string]struct{}
+	members map[string]string // id -> username
 }
 
 type memUser struct {
@@ -42,7 +44,22 @@ type memUser struct {
 	places map[string]time.Time // conn -> lapses at
 	tat    time.Time            // the rate bucket: when it is full again
 	convs  map[string]memConv   // by the peer's id
+	read   map[string]uint64    // read markers, by log
+
+	presence     presence
+	name         string    // the username, for presence
+	leavingUntil time.Time // while leaving: when the grace ends
 }
+
+// presence is a user's presence as announced: online from the place that
+// made it so until the sweep that says it is gone, the grace included.
+type presence uint8
+
+const (
+	offline presence = iota
+	present
+	leaving // no place, within the grace
+)
 
 var _ Backend = (*Memory)(nil)
 
@@ -53,15 +70,16 @@ func NewMemory(handler Handler, history HistoryOptions) *Memory {
 		history.Limit = DefaultHistoryLimit
 	}
 	return &Memory{
-		handler:  handler,
-		now:      time.Now,
-		history:  history,
-		epoch:    randomHex(8),
-		subs:     make(map[string]struct{}),
-		channels: make(map[string]*memChannel),
-		users:    make(map[string]*memUser),
-		logs:     make(map[string]*memLog),
-		idem:     make(map[idemKey]uint64),
+		handler:   handler,
+		now:       time.Now,
+		history:   history,
+		epoch:     randomHex(8),
+		subs:      make(map[string]struct{}),
+		channels:  make(map[string]*memChannel),
+		users:     make(map[string]*memUser),
+		logs:      make(map[string]*memLog),
+		throttles: make(map[string]time.Time),
+		idem:      make(map[idemKey]uint64),
 	}
 }
 
@@ -217,7 +235,7 @@ func (m *Memory) createChannel(channel, owner string) error {
 	if _, ok := m.channels[channel]; ok {
 		return fmt.Errorf("create %s: %w", channel, ErrExists)
 	}
-	m.channels[channel] = &memChannel{owner: owner, members: make(map[string]struct{})}
+	m.channels[channel] = &memChannel{owner: owner, members: make(map[string]string)}
 	return nil
 }
 
@@ -238,6 +256,7 @@ func (m *Memory) destroyChannel(channel, by string) ([]string, error) {
 	for u := range c.members {
 		members = append(members, u)
 		delete(m.users[u].joined, channel)
+		delete(m.users[u].read, channel)
 	}
 	delete(m.channels, channel)
 	if l := m.logs[channel]; l != nil {
@@ -248,7 +267,7 @@ func (m *Memory) destroyChannel(channel, by string) ([]string, error) {
 }
 
 // Join implements Registry.
-func (m *Memory) Join(ctx context.Context, channel, user string) (bool, error) {
+func (m *Memory) Join(ctx context.Context, channel string, user Peer) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -258,11 +277,11 @@ func (m *Memory) Join(ctx context.Context, channel, user string) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("join %s: %w", channel, ErrNotFound)
 	}
-	if _, ok := c.members[user]; ok {
+	if _, ok := c.members[user.ID]; ok {
 		return false, nil
 	}
-	c.members[user] = struct{}{}
-	m.userLocked(user).joined[channel] = struct{}{}
+	c.members[user.ID] = user.Username
+	m.userLocked(user.ID).joined[channel] = struct{}{}
 	return true, nil
 }
 
@@ -277,6 +296,7 @@ func (m *Memory) leave(channel, user string) error {
 	}
 	delete(m.channels[channel].members, user)
 	delete(m.users[user].joined, channel)
+	delete(m.users[user].read, channel)
 	return nil
 }
 
@@ -340,24 +360,31 @@ func (m *Memory) Memberships(ctx context.Context, user string) (joined, owned []
 }
 
 // AcquirePlace implements Registry.
-func (m *Memory) AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error {
+func (m *Memory) AcquirePlace(ctx context.Context, user Peer, conn string, limit int, ttl time.Duration) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
-	u := m.userLocked(user)
+	u := m.userLocked(user.ID)
 	now := m.now()
+	u.dropLapsed(now)
+	if _, ok := u.places[conn]; !ok && len(u.places) >= limit {
+		return false, ErrTooManySessions
+	}
+	u.places[conn] = now.Add(ttl)
+	online := u.presence == offline
+	u.presence, u.name = present, user.Username
+	return online, nil
+}
+
+// dropLapsed drops the places that lapsed by now.
+func (u *memUser) dropLapsed(now time.Time) {
 	for c, until := range u.places {
 		if !until.After(now) {
 			delete(u.places, c)
 		}
 	}
-	if _, ok := u.places[conn]; !ok && len(u.places) >= limit {
-		return ErrTooManySessions
-	}
-	u.places[conn] = now.Add(ttl)
-	return nil
 }
 
 // RefreshPlaces implements Registry.
@@ -383,16 +410,133 @@ func (m *Memory) RefreshPlaces(ctx context.Context, places map[string][]string, 
 }
 
 // ReleasePlace implements Registry.
-func (m *Memory) ReleasePlace(ctx context.Context, user, conn string) error {
+func (m *Memory) ReleasePlace(ctx context.Context, user, conn string, grace time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
 	}
-	if u, ok := m.users[user]; ok {
-		delete(u.places, conn)
+	u, ok := m.users[user]
+	if !ok {
+		return nil
+	}
+	delete(u.places, conn)
+	now := m.now()
+	u.dropLapsed(now)
+	if len(u.places) == 0 && u.presence == present {
+		u.presence, u.leavingUntil = leaving, now.Add(grace)
 	}
 	return nil
+}
+
+// SweepPresence implements Registry.
+func (m *Memory) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	now := m.now()
+	var gone []Peer
+	for id, u := range m.users {
+		if u.presence == offline || len(gone) == limit {
+			continue
+		}
+		u.dropLapsed(now)
+		switch {
+		case len(u.places) > 0:
+			u.presence = present // back within the grace
+		case u.presence == leaving && u.leavingUntil.After(now):
+		default: // the grace is over, or the places lapsed
+			u.presence = offline
+			gone = append(gone, Peer{ID: id, Username: u.name})
+		}
+	}
+	return gone, nil
+}
+
+// Sizes implements Registry.
+func (m *Memory) Sizes(ctx context.Context, channels ...string) ([]int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := make([]int, len(channels))
+	for i, ch := range channels {
+		if c, ok := m.channels[ch]; ok {
+			out[i] = len(c.members)
+		}
+	}
+	return out, nil
+}
+
+// Members implements Registry.
+func (m *Memory) Members(ctx context.Context, channel, after string, limit int) ([]Member, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false, ErrClosed
+	}
+	c, ok := m.channels[channel]
+	if !ok {
+		return nil, false, fmt.Errorf("members of %s: %w", channel, ErrNotFound)
+	}
+	all := make([]Member, 0, len(c.members))
+	for id, name := range c.members {
+		if name > after {
+			u := m.users[id]
+			all = append(all, Member{ID: id, Username: name, Online: u != nil && u.presence != offline})
+		}
+	}
+	slices.SortFunc(all, func(a, b Member) int { return cmp.Compare(a.Username, b.Username) })
+	if len(all) > limit {
+		return all[:limit], true, nil
+	}
+	return all, false, nil
+}
+
+// MarkRead implements Registry.
+func (m *Memory) MarkRead(ctx context.Context, user, log string, seq uint64, n Notice) (bool, error) {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return false, ErrClosed
+	}
+	u := m.userLocked(user)
+	moved := seq > u.read[log]
+	if moved {
+		u.read[log] = seq
+	}
+	m.mu.Unlock()
+	if moved {
+		m.noticeLocked(n)
+	}
+	return moved, nil
+}
+
+// Throttle implements Registry.
+func (m *Memory) Throttle(ctx context.Context, key string, every time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrClosed
+	}
+	now := m.now()
+	if until, ok := m.throttles[key]; ok && until.After(now) {
+		return false, nil
+	}
+	if len(m.throttles) > 1024 { // drop the lapsed now and then
+		for k, until := range m.throttles {
+			if !until.After(now) {
+				delete(m.throttles, k)
+			}
+		}
+	}
+	m.throttles[key] = now.Add(every)
+	return true, nil
 }
 
 // Allow implements Registry with the same cell rate algorithm as Redis.
@@ -440,7 +584,7 @@ func (m *Memory) Joined(ctx context.Context, users ...string) ([][]string, error
 func (m *Memory) userLocked(user string) *memUser {
 	u, ok := m.users[user]
 	if !ok {
-		u = &memUser{joined: make(map[string]struct{}), places: make(map[string]time.Time), convs: make(map[string]memConv)}
+		u = &memUser{joined: make(map[string]struct{}), places: make(map[string]time.Time), convs: make(map[string]memConv), read: make(map[string]uint64)}
 		m.users[user] = u
 	}
 	return u

@@ -241,7 +241,7 @@ func (m *Memory) View(ctx context.Context, user string) (View, error) {
 	if m.closed {
 		return View{}, ErrClosed
 	}
-	v := View{Joined: joined, Owned: owned, Peers: []Peer{}, Latest: make(map[string]uint64), Last: make(map[string]uint64), Epoch: m.epoch}
+	v := View{Joined: joined, Owned: owned, Peers: []Peer{}, Latest: make(map[string]uint64), Last: make(map[string]uint64), Read: make(map[string]uint64), Epoch: m.epoch}
 	if u := m.users[user]; u != nil {
 		convs := make([]memConv, 0, len(u.convs))
 		for _, c := range u.convs {
@@ -262,6 +262,9 @@ func (m *Memory) View(ctx context.Context, user string) (View, error) {
 		}
 		if l := m.logs[logs[i]]; l != nil {
 			v.Last[logs[i]] = l.seq
+		}
+		if u := m.users[user]; u != nil && u.read[logs[i]] > 0 {
+			v.Read[logs[i]] = u.read[logs[i]]
 		}
 	}
 	return v, nil

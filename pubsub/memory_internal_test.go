@@ -14,7 +14,7 @@ func TestMemoryIdempotencyWindow(t *testing.T) {
 	m := NewMemory(nil, HistoryOptions{})
 	m.now = func() time.Time { return now }
 	m.CreateChannel(ctx, "#w", "u1", Notice{})
-	m.Join(ctx, "#w", "u1")
+	m.Join(ctx, "#w", Peer{ID: "u1", Username: "u1"})
 	send := func() Stored {
 		st, err := m.PublishMessage(ctx, "#w", Message{From: "u1", ID: "a", Head: []byte("{")})
 		if err != nil {

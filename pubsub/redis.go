@@ -107,6 +107,7 @@ type Redis struct {
 	lastBeat  atomic.Int64  // unix nanoseconds of the last heartbeat received
 	lastRecv  atomic.Int64  // unix nanoseconds of the last reply of any kind received
 	stop      chan struct{} // closed by Close
+	beatNow   chan struct{} // capacity 1: publish a heartbeat at once
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the batcher, the heartbeat and the monitor
 	pubs      chan *pubReq
@@ -191,6 +192,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		history:    opts.History,
 		seed:       maphash.MakeSeed(),
 		stop:       make(chan struct{}),
+		beatNow:    make(chan struct{}, 1),
 		pubs:       make(chan *pubReq, pubQueue),
 		topics:     make(map[string]*topicState),
 		unsubbed:   make(map[string][]chan struct{}),
@@ -203,6 +205,10 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if err := r.subscribe(ctx, r.hbChannel); err != nil {
 		r.Close()
 		return nil, err
+	}
+	if err := r.migrate(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("pubsub: bring data of earlier versions up to date: %w", err)
 	}
 	r.wg.Add(3)
 	go r.batcher()
@@ -684,6 +690,15 @@ func (r *Redis) confirm(s *redis.Subscription) {
 			}
 			st.waiters = nil
 		}
+		if s.Channel == r.hbChannel {
+			// The path works again (or for the first time): prove it now,
+			// not at the next tick, so that Healthy (and /readyz) does
+			// not lag behind delivery.
+			select {
+			case r.beatNow <- struct{}{}:
+			default:
+			}
+		}
 	case "unsubscribe":
 		// The confirmation of an UNSUBSCRIBE sent after a failed
 		// Subscribe may come after the topic was wanted again.
@@ -719,6 +734,7 @@ func (r *Redis) heartbeat() {
 		case <-r.stop:
 			return
 		case <-tick.C:
+		case <-r.beatNow:
 		}
 	}
 }

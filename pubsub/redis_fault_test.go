@@ -232,3 +232,33 @@ func drain(ch chan bool) string {
 		}
 	}
 }
+
+// TestRedisHealthyAtOnceAfterReconnect: when the pub/sub path works
+// again, the node proves it at once with a heartbeat of its own instead
+// of waiting for the next tick, so that Healthy (and /readyz) comes back
+// with delivery (spec 9: within 1 s). Heartbeats are 5 s apart here: the
+// tick alone would take up to 5 s.
+func TestRedisHealthyAtOnceAfterReconnect(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	health := newHealthLog()
+	a := newRedis(t, srv.URL, "beat:", nil, func(o *pubsub.RedisOptions) {
+		o.HeartbeatInterval = 5 * time.Second
+		o.HeartbeatTimeout = 15 * time.Second
+		o.OnHealth = health.on
+	})
+	pubsubtest.WaitHealthy(t, a, true, faultBound)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	for round := range 3 {
+		time.Sleep(time.Second) // away from the tick that followed the start
+		if _, err := admin.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Result(); err != nil {
+			t.Fatal(err)
+		}
+		pubsubtest.WaitHealthy(t, a, false, faultBound)
+		took := pubsubtest.WaitHealthy(t, a, true, faultBound)
+		if took > time.Second {
+			t.Fatalf("round %d: healthy again %v after the pub/sub connection was killed, want within 1 s", round, took)
+		}
+		t.Logf("round %d: healthy again after %v", round, took)
+	}
+}

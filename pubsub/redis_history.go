@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -88,6 +89,12 @@ end
 // ARGV: channel, user, head, limit, ttl, window, prefix, then the pub/sub
 // channels.
 var publishMessageScript = redis.NewScript(storeLua + `
+-- A repeat is answered first: its message was stored while the sender
+-- was a member, whatever happened since.
+if KEYS[5] ~= '' then
+  local prev = redis.call('GET', KEYS[5])
+  if prev then return {0, tonumber(prev), 1} end
+end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {2} end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return {4} end
 local seq, frame, dup = store(KEYS[3], KEYS[4], KEYS[5], 3)
@@ -350,17 +357,21 @@ func (r *Redis) View(ctx context.Context, user string) (View, error) {
 	defer cancel()
 	var joined, owned, convs *redis.StringSliceCmd
 	var epoch *redis.StringCmd
+	var read *redis.MapStringStringCmd
 	_, err := r.client.Pipelined(rctx, func(p redis.Pipeliner) error {
 		joined = p.SMembers(rctx, r.key("joined:", user))
 		owned = p.SMembers(rctx, r.key("owned:", user))
 		convs = p.ZRevRange(rctx, r.convsKey(user), 0, RecentConversations-1)
+		read = p.HGetAll(rctx, r.userKey(user, "read"))
 		epoch = p.Get(rctx, r.key("epoch"))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return View{}, fmt.Errorf("view of %s: %w", user, r.wrap(err))
 	}
-	v := View{Joined: joined.Val(), Owned: owned.Val(), Peers: []Peer{}, Latest: make(map[string]uint64), Last: make(map[string]uint64), Epoch: epoch.Val()}
+	v := View{Joined: joined.Val(), Owned: owned.Val(), Peers: []Peer{}, Latest: make(map[string]uint64),
+		Last: make(map[string]uint64), Read: make(map[string]uint64), Epoch: epoch.Val()}
+	markers := read.Val()
 	if v.Epoch == "" { // a store never used, or one that lost its data
 		if v.Epoch, err = r.Epoch(ctx); err != nil {
 			return View{}, err
@@ -384,6 +395,9 @@ func (r *Redis) View(ctx context.Context, user string) (View, error) {
 		}
 		if last[i] > 0 {
 			v.Last[log] = last[i]
+		}
+		if m, err := strconv.ParseUint(markers[log], 10, 64); err == nil && m > 0 {
+			v.Read[log] = m
 		}
 	}
 	return v, nil

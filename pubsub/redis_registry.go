@@ -53,8 +53,8 @@ return 0
 // destroyScript removes the channel, its owner, every membership and its
 // stored messages (not its seq: the numbering goes on) in one step, and
 // returns {0, members}.
-// KEYS: channels, owner, members:{channel}, the channel's log. ARGV:
-// channel, by, prefix, notice.
+// KEYS: channels, owner, members:{channel}, the channel's log, roster
+// and names. ARGV: channel, by, prefix, notice.
 var destroyScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {2} end
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -62,8 +62,9 @@ if owner ~= ARGV[2] then return {3} end
 local members = redis.call('SMEMBERS', KEYS[3])
 for _, u in ipairs(members) do
   redis.call('SREM', ARGV[3] .. 'joined:' .. u, ARGV[1])
+  redis.call('HDEL', ARGV[3] .. '{u:' .. u .. '}:read', ARGV[1])
 end
-redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SREM', ARGV[3] .. 'owned:' .. owner, ARGV[1])
@@ -71,20 +72,28 @@ if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return {0, members}
 `)
 
-// joinScript. KEYS: channels, members:{channel}, joined:{user}.
-// ARGV: channel, user.
+// joinScript. KEYS: channels, members:{channel}, joined:{user}, the
+// channel's roster (ZSET "<username>\0<uuid>" for listing members by
+// name) and names (HASH uuid -> username). ARGV: channel, user, username.
 var joinScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 6 end
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[4], 0, ARGV[3] .. '\0' .. ARGV[2])
 return 0
 `)
 
-// leaveScript. KEYS as joinScript's. ARGV: channel, user, notice.
+// leaveScript. KEYS as joinScript's, then the user's read markers. ARGV:
+// channel, user, notice.
 var leaveScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 2 end
 if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 4 end
 redis.call('SREM', KEYS[3], ARGV[1])
+local name = redis.call('HGET', KEYS[5], ARGV[2])
+if name then redis.call('ZREM', KEYS[4], name .. '\0' .. ARGV[2]) end
+redis.call('HDEL', KEYS[5], ARGV[2])
+redis.call('HDEL', KEYS[6], ARGV[1])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 0
 `)
@@ -108,9 +117,16 @@ local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
 if last[2] then redis.call('PEXPIREAT', key, last[2]) end
 `
 
+// The presence of a user (HASH {u:<uuid>}:presence: state on or leaving,
+// name, and while leaving until, when the grace ends) says whether it is
+// online; presence:due (ZSET uuid -> Unix ms) says when SweepPresence must
+// look at it again: when its last place lapses, or its grace ends.
+
 // acquireScript drops lapsed places and takes one if the user holds fewer
-// than limit (or already holds this one).
-// KEYS: places:{user}. ARGV: conn, limit, ttl in ms.
+// than limit (or already holds this one). The user is online from then
+// on; it came online if its presence was absent (not in the grace).
+// KEYS: places:{user}, the user's presence, presence:due. ARGV: conn,
+// limit, ttl in ms, user, username. Returns {0, came online} or 5.
 var acquireScript = redis.NewScript(placesNow + `
 local key = KEYS[1]
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -119,7 +135,11 @@ if not redis.call('ZSCORE', key, ARGV[1]) and redis.call('ZCARD', key) >= tonumb
 end
 redis.call('ZADD', key, now + tonumber(ARGV[3]), ARGV[1])
 ` + placesExpire + `
-return 0
+local online = 0
+if redis.call('HGET', KEYS[2], 'state') == false then online = 1 end
+redis.call('HSET', KEYS[2], 'state', 'on', 'name', ARGV[5])
+redis.call('ZADD', KEYS[3], last[2], ARGV[4])
+return {0, online}
 `)
 
 // allowScript is the generic cell rate algorithm: the key holds the
@@ -138,19 +158,38 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return 1
 `)
 
-// refreshScript sets the places of many users to lapse ttl from now.
-// KEYS: places:{user} for each user. ARGV: ttl in ms, then for each key
-// the number of its conns followed by the conns.
+// refreshScript sets the places of many users to lapse ttl from now, and
+// their presence to be looked at then. KEYS: presence:due, then places:{user}
+// for each user. ARGV: ttl in ms, then for each user its id, the number
+// of its conns and the conns.
 var refreshScript = redis.NewScript(placesNow + `
 local expiry = now + tonumber(ARGV[1])
 local a = 2
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[a])
-  for i = a + 1, a + n do
+for k = 2, #KEYS do
+  local key = KEYS[k]
+  local user, n = ARGV[a], tonumber(ARGV[a + 1])
+  for i = a + 2, a + 1 + n do
     redis.call('ZADD', key, 'XX', expiry, ARGV[i])
   end
-  a = a + n + 1
+  a = a + n + 2
 ` + placesExpire + `
+  if last[2] then redis.call('ZADD', KEYS[1], 'GT', last[2], user) end
+end
+return 0
+`)
+
+// releaseScript frees a place; if it was the user's last, the user is
+// leaving: offline once grace has passed without a new place.
+// KEYS: places:{user}, the user's presence, presence:due. ARGV: conn,
+// grace in ms, user.
+var releaseScript = redis.NewScript(placesNow + `
+local key = KEYS[1]
+redis.call('ZREM', key, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZCARD', key) == 0 and redis.call('HGET', KEYS[2], 'state') == 'on' then
+  local deadline = now + tonumber(ARGV[2])
+  redis.call('HSET', KEYS[2], 'state', 'leaving', 'until', deadline)
+  redis.call('ZADD', KEYS[3], deadline, ARGV[3])
 end
 return 0
 `)
@@ -220,7 +259,8 @@ func (r *Redis) CreateChannel(ctx context.Context, channel, owner string, n Noti
 func (r *Redis) DestroyChannel(ctx context.Context, channel, by string, n Notice) ([]string, error) {
 	nc, np := r.notice(n)
 	v, err := r.run(ctx, destroyScript,
-		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel), r.logKey(channel, "log")}, channel, by, r.prefix, nc, np)
+		[]string{r.key("channels"), r.key("owner"), r.key("members:", channel), r.logKey(channel, "log"),
+			r.logKey(channel, "roster"), r.logKey(channel, "names")}, channel, by, r.prefix, nc, np)
 	if err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", channel, err)
 	}
@@ -245,9 +285,8 @@ func (r *Redis) DestroyChannel(ctx context.Context, channel, by string, n Notice
 }
 
 // Join implements Registry.
-func (r *Redis) Join(ctx context.Context, channel, user string) (bool, error) {
-	v, err := r.run(ctx, joinScript,
-		[]string{r.key("channels"), r.key("members:", channel), r.key("joined:", user)}, channel, user)
+func (r *Redis) Join(ctx context.Context, channel string, user Peer) (bool, error) {
+	v, err := r.run(ctx, joinScript, r.membershipKeys(channel, user.ID), channel, user.ID, user.Username)
 	if err == nil {
 		err = resultError(v)
 	}
@@ -257,11 +296,17 @@ func (r *Redis) Join(ctx context.Context, channel, user string) (bool, error) {
 	return v.(int64) == resOK, nil
 }
 
+// membershipKeys are the keys of user's membership of channel, in the
+// order joinScript and leaveScript take them.
+func (r *Redis) membershipKeys(channel, user string) []string {
+	return []string{r.key("channels"), r.key("members:", channel), r.key("joined:", user),
+		r.logKey(channel, "roster"), r.logKey(channel, "names")}
+}
+
 // Leave implements Registry.
 func (r *Redis) Leave(ctx context.Context, channel, user string, n Notice) error {
 	nc, np := r.notice(n)
-	v, err := r.run(ctx, leaveScript,
-		[]string{r.key("channels"), r.key("members:", channel), r.key("joined:", user)}, channel, user, nc, np)
+	v, err := r.run(ctx, leaveScript, append(r.membershipKeys(channel, user), r.userKey(user, "read")), channel, user, nc, np)
 	if err == nil {
 		err = resultError(v)
 	}
@@ -357,15 +402,20 @@ func (r *Redis) Joined(ctx context.Context, users ...string) ([][]string, error)
 }
 
 // AcquirePlace implements Registry. Places lapse on Redis's clock.
-func (r *Redis) AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error {
-	v, err := r.run(ctx, acquireScript, []string{r.key("places:", user)}, conn, limit, ttlMillis(ttl))
-	if err == nil {
-		err = resultError(v)
-	}
+func (r *Redis) AcquirePlace(ctx context.Context, user Peer, conn string, limit int, ttl time.Duration) (bool, error) {
+	v, err := r.run(ctx, acquireScript, []string{r.key("places:", user.ID), r.userKey(user.ID, "presence"), r.key("presence:due")},
+		conn, limit, ttlMillis(ttl), user.ID, user.Username)
 	if err != nil {
-		return fmt.Errorf("acquire place: %w", err)
+		return false, fmt.Errorf("acquire place: %w", err)
 	}
-	return nil
+	if res, ok := v.([]any); ok && len(res) == 2 {
+		online, _ := res[1].(int64)
+		return online == 1, nil
+	}
+	if err := resultError(v); err != nil {
+		return false, fmt.Errorf("acquire place: %w", err)
+	}
+	return false, fmt.Errorf("acquire place: unexpected script result %v", v)
 }
 
 // RefreshPlaces implements Registry, in one script for all users.
@@ -373,11 +423,12 @@ func (r *Redis) RefreshPlaces(ctx context.Context, places map[string][]string, t
 	if len(places) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(places))
+	keys := make([]string, 0, 1+len(places))
+	keys = append(keys, r.key("presence:due"))
 	args := []any{ttlMillis(ttl)}
 	for user, conns := range places {
 		keys = append(keys, r.key("places:", user))
-		args = append(args, len(conns))
+		args = append(args, user, len(conns))
 		for _, c := range conns {
 			args = append(args, c)
 		}
@@ -389,14 +440,10 @@ func (r *Redis) RefreshPlaces(ctx context.Context, places map[string][]string, t
 }
 
 // ReleasePlace implements Registry.
-func (r *Redis) ReleasePlace(ctx context.Context, user, conn string) error {
-	if r.isClosed() {
-		return ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	if err := r.client.ZRem(ctx, r.key("places:", user), conn).Err(); err != nil {
-		return fmt.Errorf("release place: %w", r.wrap(err))
+func (r *Redis) ReleasePlace(ctx context.Context, user, conn string, grace time.Duration) error {
+	if _, err := r.run(ctx, releaseScript, []string{r.key("places:", user), r.userKey(user, "presence"), r.key("presence:due")},
+		conn, ttlMillis(grace), user); err != nil {
+		return fmt.Errorf("release place: %w", err)
 	}
 	return nil
 }

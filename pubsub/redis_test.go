@@ -129,7 +129,7 @@ func TestRedisIdempotencyWindow(t *testing.T) {
 	if err := r.CreateChannel(ctx, "#w", user, pubsub.Notice{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Join(ctx, "#w", user); err != nil {
+	if _, err := r.Join(ctx, "#w", pubsub.Peer{ID: user, Username: "u" + user[len(user)-3:]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.PublishMessage(ctx, "#w", pubsub.Message{From: user, ID: "a", Head: []byte("{")}); err != nil {
@@ -147,5 +147,40 @@ func TestRedisIdempotencyWindow(t *testing.T) {
 	}
 	if ttl <= pubsub.IdempotencyWindow-10*time.Second || ttl > pubsub.IdempotencyWindow {
 		t.Fatalf("the id lapses in %v, want about %v", ttl, pubsub.IdempotencyWindow)
+	}
+}
+
+// TestRedisMigratesRosters: channels whose members were recorded by
+// version 1 (a set of UUIDs, no roster) list them by name once a node has
+// started.
+func TestRedisMigratesRosters(t *testing.T) {
+	url, prefix := redistest.URL(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ctx := t.Context()
+	const a, b = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+	c.SAdd(ctx, prefix+"channels", "#old")
+	c.HSet(ctx, prefix+"owner", "#old", a)
+	c.SAdd(ctx, prefix+"members:#old", a, b)
+	c.HSet(ctx, prefix+"user:"+a, "id", a, "username", "alice")
+	c.HSet(ctx, prefix+"user:"+b, "id", b, "username", "bob")
+	r := newRedis(t, url, prefix, nil, nil)
+	members, _, err := r.Members(ctx, "#old", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 2 || members[0].Username != "alice" || members[1].Username != "bob" {
+		t.Fatalf("members of a version 1 channel: %+v", members)
+	}
+	// Leaving works on migrated members.
+	if err := r.Leave(ctx, "#old", a, pubsub.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	if members, _, _ := r.Members(ctx, "#old", "", 10); len(members) != 1 {
+		t.Fatalf("after alice left: %+v", members)
 	}
 }

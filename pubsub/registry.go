@@ -7,8 +7,9 @@ import (
 )
 
 // Registry is the state that all nodes share: which channels exist, who owns
-// them, who is a member of which, and how many websockets each user holds
-// open across the cluster.
+// them, who is a member of which, how many websockets each user holds open
+// across the cluster (and so who is online), and where each user has read
+// to.
 //
 // Every method that changes state is atomic in the backend: two nodes racing
 // to create the same channel get exactly one success; destroying a channel
@@ -31,12 +32,18 @@ type Registry interface {
 
 	// Join makes user a member of channel and reports whether it was not
 	// one already. ErrNotFound if the channel does not exist.
-	Join(ctx context.Context, channel, user string) (added bool, err error)
+	Join(ctx context.Context, channel string, user Peer) (added bool, err error)
 
-	// Leave ends user's membership of channel and publishes n in the same
-	// atomic step. ErrNotFound if the channel does not exist, ErrNotMember
-	// if user is not a member.
+	// Leave ends user's membership of channel, drops the user's read
+	// marker of it and publishes n in the same atomic step. ErrNotFound if
+	// the channel does not exist, ErrNotMember if user is not a member.
 	Leave(ctx context.Context, channel, user string, n Notice) error
+
+	// Members returns a page of channel's members, by username: at most
+	// limit of those whose usernames are greater than after (all, for
+	// ""), each with whether it is online, and whether more follow.
+	// ErrNotFound if the channel does not exist.
+	Members(ctx context.Context, channel, after string, limit int) (members []Member, more bool, err error)
 
 	// CheckMember returns nil if user is a member of channel, ErrNotFound if
 	// the channel does not exist and ErrNotMember otherwise.
@@ -55,6 +62,10 @@ type Registry interface {
 	// publishes it (see Message), in one atomic step, and makes the
 	// conversation the most recently active of both users.
 	PublishDirect(ctx context.Context, from, to Peer, m Message) (Stored, error)
+
+	// Sizes returns how many members each of channels has (0 for one
+	// that does not exist). Many channels cost one round trip.
+	Sizes(ctx context.Context, channels ...string) ([]int, error)
 
 	// Channels returns every existing channel, sorted.
 	Channels(ctx context.Context) ([]string, error)
@@ -76,7 +87,9 @@ type Registry interface {
 	// AcquirePlace records an open websocket conn of user, unless the user
 	// already holds limit places (ErrTooManySessions). A place not refreshed
 	// within ttl lapses, so that the places of a node that died are freed.
-	AcquirePlace(ctx context.Context, user, conn string, limit int, ttl time.Duration) error
+	// It reports whether the user came online with it: it held no place
+	// and was not in the grace of going offline (ReleasePlace).
+	AcquirePlace(ctx context.Context, user Peer, conn string, limit int, ttl time.Duration) (online bool, err error)
 
 	// RefreshPlaces extends by ttl the places of the given conns of each
 	// user (user -> conns) that are still held. A place released meanwhile
@@ -85,8 +98,25 @@ type Registry interface {
 	RefreshPlaces(ctx context.Context, places map[string][]string, ttl time.Duration) error
 
 	// ReleasePlace frees the place of conn. Releasing a place that is not
-	// held is not an error.
-	ReleasePlace(ctx context.Context, user, conn string) error
+	// held is not an error. If it was the user's last, the user goes
+	// offline once grace has passed without a new place (SweepPresence).
+	ReleasePlace(ctx context.Context, user, conn string, grace time.Duration) error
+
+	// SweepPresence returns (at most limit of) the users that have gone
+	// offline: their grace passed without a new place, or their places
+	// lapsed (their node died). Each goes offline once, for one caller in
+	// the cluster; a user is online from the AcquirePlace that said so to
+	// the SweepPresence that returns it.
+	SweepPresence(ctx context.Context, limit int) ([]Peer, error)
+
+	// MarkRead moves user's read marker of log (a channel the user is a
+	// member of, or a conversation) to seq if that is higher, publishes n
+	// in the same atomic step if it moved, and reports whether it did.
+	MarkRead(ctx context.Context, user, log string, seq uint64, n Notice) (moved bool, err error)
+
+	// Throttle reports whether key may pass now: at most once every
+	// every, across the cluster.
+	Throttle(ctx context.Context, key string, every time.Duration) (bool, error)
 
 	// Allow takes one token from user's rate bucket, which refills at
 	// rate tokens a second up to burst, and reports whether there was
@@ -97,6 +127,13 @@ type Registry interface {
 
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
+}
+
+// Member is a member of a channel, as Members lists it.
+type Member struct {
+	ID       string
+	Username string
+	Online   bool
 }
 
 // Notice is a payload published on a broker topic in the same atomic step

@@ -32,10 +32,29 @@ func Handler() http.Handler {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
+	files := http.FileServerFS(sub)
 	mux := http.NewServeMux()
-	mux.Handle("/", http.FileServerFS(sub))
+	mux.Handle("/", files)
+	mux.Handle("GET "+ClientModulePath, importable(files))
 	mux.HandleFunc("GET "+SessionHintPath, sessionHint)
 	return secure(mux)
+}
+
+// ClientModulePath is chat-client.js, the client library as an ES module
+// (docs/clients.md), which pages of other origins may import from here.
+const ClientModulePath = "/chat-client.js"
+
+// importable lets a page of any origin load h's response as a module
+// script: a browser fetches a module with CORS, and refuses it without
+// Access-Control-Allow-Origin. The file is public and the same for
+// everyone, and the fetch carries no credentials, so any origin may have
+// it. This does not let another origin talk to the chat: its websocket
+// still has to pass CHAT_ALLOWED_ORIGINS.
+func importable(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		h.ServeHTTP(w, r)
+	})
 }
 
 func sessionHint(w http.ResponseWriter, r *http.Request) {

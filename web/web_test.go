@@ -44,7 +44,7 @@ func TestHandlerServesTheClient(t *testing.T) {
 		t.Errorf("style.css served as %s", typ)
 	}
 
-	imports := regexp.MustCompile(`(?m)^import .* from '\./([a-z]+\.js)';$`)
+	imports := regexp.MustCompile(`(?m)^import .* from '\./([a-z-]+\.js)';$`)
 	files, err := fs.Glob(static, "static/*.js")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no modules embedded: %v", err)
@@ -68,6 +68,28 @@ func TestHandlerServesTheClient(t *testing.T) {
 	}
 }
 
+// chat-client.js may be imported by a page of another origin (a module
+// script is fetched with CORS); nothing else is shared that way.
+func TestClientModuleIsImportable(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	for path, want := range map[string]string{ClientModulePath: "*", "/app.js": "", "/": "", SessionHintPath: ""} {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Origin", "https://app.example.org")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", path, resp.StatusCode)
+		}
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("GET %s: Access-Control-Allow-Origin %q, want %q", path, got, want)
+		}
+	}
+}
+
 // Spec section 9 and issue 17: the page and every asset carry a strict
 // policy. Nothing inline may run or style the page, nothing is loaded from
 // elsewhere, the page cannot be framed, and the only connections are to
@@ -77,7 +99,7 @@ func TestSecurityHeaders(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 
-	paths := []string{"/", "/index.html", "/app.js", "/style.css", "/icon.svg", SessionHintPath, "/no-such-file"}
+	paths := []string{"/", "/index.html", "/app.js", ClientModulePath, "/style.css", "/icon.svg", SessionHintPath, "/no-such-file"}
 	for _, p := range paths {
 		t.Run(p, func(t *testing.T) {
 			resp, err := http.Get(srv.URL + p)

@@ -32,6 +32,9 @@ type config struct {
 	MaxMessageBytes int
 	MaxSessions     int
 	MaxConnections  int
+	HistoryLimit    int
+	HistoryTTL      time.Duration
+	PresenceMax     int
 	RateLimit       float64
 	SendQueue       int
 	PingInterval    time.Duration
@@ -130,6 +133,14 @@ func (e *env) duration(name string) time.Duration {
 	return d
 }
 
+// optionalDuration is a positive duration, or 0 when the variable is empty.
+func (e *env) optionalDuration(name string) time.Duration {
+	if e.str(name) == "" {
+		return 0
+	}
+	return e.duration(name)
+}
+
 // delay is a duration of at most max that also accepts 0, which turns the
 // delay off.
 func (e *env) delay(name string, max time.Duration) time.Duration {
@@ -179,6 +190,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxMessageBytes: e.positive("CHAT_MAX_MESSAGE_BYTES"),
 		MaxSessions:     e.positive("CHAT_MAX_SESSIONS_PER_USER"),
 		MaxConnections:  e.integer("CHAT_MAX_CONNECTIONS"),
+		HistoryLimit:    e.positive("CHAT_HISTORY_LIMIT"),
+		HistoryTTL:      e.optionalDuration("CHAT_HISTORY_TTL"),
+		PresenceMax:     e.positive("CHAT_PRESENCE_MAX_MEMBERS"),
 		RateLimit:       e.number("CHAT_RATE_LIMIT"),
 		SendQueue:       e.positive("CHAT_SEND_QUEUE"),
 		PingInterval:    e.duration("CHAT_PING_INTERVAL"),

@@ -26,7 +26,8 @@ func TestConfigDefaults(t *testing.T) {
 		c.PublicURL.String() != "http://localhost:8080" || c.ShutdownTimeout != 10*time.Second ||
 		c.SessionTTL != 720*time.Hour || c.MaxFrameBytes != 16384 || c.MaxMessageBytes != 4096 ||
 		c.MaxSessions != 20 || c.MaxConnections != 0 || c.RateLimit != 20 || c.SendQueue != 256 || c.WriteDelay != 20*time.Millisecond ||
-		c.LoginRateLimit != 30 || c.MaxLogins != 20 || c.IdentityKey != "" {
+		c.LoginRateLimit != 30 || c.MaxLogins != 20 || c.IdentityKey != "" ||
+		c.HistoryLimit != 10000 || c.HistoryTTL != 0 || c.PresenceMax != 1000 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -50,6 +51,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"CHAT_LOGIN_RATE_LIMIT":      {"CHAT_LOGIN_RATE_LIMIT": "-1"},
 		"CHAT_MAX_LOGINS_PER_USER":   {"CHAT_MAX_LOGINS_PER_USER": "0"},
 		"CHAT_IDENTITY_KEY":          {"CHAT_IDENTITY_KEY": "hunter2"},
+		"CHAT_HISTORY_LIMIT":         {"CHAT_HISTORY_LIMIT": "0"},
+		"CHAT_HISTORY_TTL":           {"CHAT_HISTORY_TTL": "a month"},
+		"CHAT_PRESENCE_MAX_MEMBERS":  {"CHAT_PRESENCE_MAX_MEMBERS": "-1"},
 	}
 	for name, env := range cases {
 		_, err := loadConfig(envOf(env))

@@ -69,6 +69,7 @@ func run(ctx context.Context, getenv func(string) string, environ func() []strin
 		MaxMessageBytes:    cfg.MaxMessageBytes,
 		MaxSessionsPerUser: cfg.MaxSessions,
 		MaxConnections:     cfg.MaxConnections,
+		PresenceMaxMembers: cfg.PresenceMax,
 		RateLimit:          cfg.RateLimit,
 		SendQueue:          cfg.SendQueue,
 		PingInterval:       cfg.PingInterval,
@@ -176,6 +177,11 @@ func startupWarnings(log *slog.Logger, cfg config, providers int, environ []stri
 	}
 }
 
+// history is the retention of stored messages.
+func (c config) history() pubsub.HistoryOptions {
+	return pubsub.HistoryOptions{Limit: c.HistoryLimit, TTL: c.HistoryTTL}
+}
+
 // backend is what a node shares with the rest of the chat: the gateway's
 // backend (opened by connect when the gateway starts) and the auth stores.
 type backend struct {
@@ -193,7 +199,7 @@ func openBackend(ctx context.Context, cfg config, log *slog.Logger, reg promethe
 	}
 	return backend{
 		connect: func(h pubsub.Handler) (pubsub.Backend, error) {
-			return pubsub.NewMemory(h, pubsub.HistoryOptions{}), nil
+			return pubsub.NewMemory(h, cfg.history()), nil
 		},
 		users: auth.NewMemory(),
 		close: func() {},

@@ -42,6 +42,7 @@ func redisBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometh
 			NodeID:  cfg.NodeID,
 			Handler: h,
 			Logger:  log,
+			History: cfg.history(),
 			OnHealth: func(ok bool) {
 				if ok {
 					healthy.Set(1)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/wirechat/chat/auth"
 	"github.com/wirechat/chat/gateway"
+	"github.com/wirechat/chat/pubsub"
 )
 
 // setting is one environment variable that chatd reads. The table of them
@@ -76,6 +77,12 @@ func settings() []setting {
 		{"CHAT_WRITE_DELAY", gateway.DefaultWriteDelay.String(), "",
 			"least time between two writes to a websocket that is busy (more than two frames per delay) and behind (its writes already carry several frames: the node cannot write each on its own); frames queued meanwhile share one write. Connections that keep up are written to at once. `0` writes every frame as soon as it can, whatever the load; at most `" +
 				gateway.MaxWriteDelay.String() + "` (docs/performance.md)"},
+		{"CHAT_HISTORY_LIMIT", strconv.Itoa(pubsub.DefaultHistoryLimit), "",
+			"messages each channel and private conversation keeps, the newest (docs/operations.md has what they cost in Redis)"},
+		{"CHAT_HISTORY_TTL", "", "none",
+			"if set (e.g. `720h`), no message is kept longer than that; empty: messages stay until the limit pushes them out"},
+		{"CHAT_PRESENCE_MAX_MEMBERS", strconv.Itoa(gateway.DefaultPresenceMaxMembers), "",
+			"channels with more members get no online and offline events (their clients ask `members`)"},
 		{"CHAT_LOG_FORMAT", "text", "",
 			"`text` or `json`"},
 		{"CHAT_LOG_LEVEL", "info", "",

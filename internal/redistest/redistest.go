@@ -138,6 +138,9 @@ func Main(m *testing.M) int {
 	if shared.srv != nil {
 		shared.srv.close()
 	}
+	if sharedCluster.cluster != nil {
+		sharedCluster.cluster.close()
+	}
 	return code
 }
 

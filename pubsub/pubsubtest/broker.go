@@ -169,7 +169,7 @@ func testRegistryNotices(t *testing.T, f BrokerFactory) {
 	must(t, r.CreateChannel(ctx, "#n", alice, n("created")))
 	wantErr(t, "create again", r.CreateChannel(ctx, "#n", bob, n("created twice")), pubsub.ErrExists)
 	wantErr(t, "leave, not a member", r.Leave(ctx, "#n", bob, n("bob left")), pubsub.ErrNotMember)
-	_, err := r.Join(ctx, "#n", bob)
+	_, err := r.Join(ctx, "#n", peer(bob))
 	must(t, err)
 	must(t, r.Leave(ctx, "#n", bob, n("bob left")))
 	_, err = r.DestroyChannel(ctx, "#n", bob, n("destroyed by bob"))

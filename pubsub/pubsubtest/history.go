@@ -3,6 +3,7 @@ package pubsubtest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -93,7 +94,7 @@ func channelWith(t *testing.T, b pubsub.Backend, channel string, members ...stri
 	ctx := ctxT(t)
 	must(t, b.CreateChannel(ctx, channel, alice, pubsub.Notice{}))
 	for _, m := range members {
-		_, err := b.Join(ctx, channel, m)
+		_, err := b.Join(ctx, channel, peer(m))
 		must(t, err)
 	}
 }
@@ -331,6 +332,16 @@ func testIdempotent(t *testing.T, f BackendFactory) {
 	must(t, err)
 	if got := texts(t, p); !slices.Equal(got, []string{"once", "carol's", "no id", "no id"}) {
 		t.Fatalf("stored %q", got)
+	}
+	// A retry that comes after the sender left still gets the first's
+	// seq: the message was stored while it was a member, and the sender
+	// must not be told it failed.
+	must(t, b.Leave(ctx, "#i", bob, pubsub.Notice{}))
+	if st, err := other.PublishMessage(ctx, "#i", msg(bob, "7", "once, retried late", "c:#i")); err != nil || st.Seq != first.Seq || !st.Duplicate {
+		t.Fatalf("retry after a leave: %+v, %v; want a duplicate of %+v", st, err, first)
+	}
+	if _, err := other.PublishMessage(ctx, "#i", msg(bob, "8", "new", "c:#i")); !errors.Is(err, pubsub.ErrNotMember) {
+		t.Fatalf("a new message after the leave: %v, want ErrNotMember", err)
 	}
 }
 

@@ -38,6 +38,10 @@ func RunRegistry(t *testing.T, f RegistryFactory) {
 	t.Run("PlacesLapse", func(t *testing.T) { testPlacesLapse(t, f) })
 	t.Run("PlacesRefresh", func(t *testing.T) { testPlacesRefresh(t, f) })
 	t.Run("Allow", func(t *testing.T) { testAllow(t, f) })
+	t.Run("Members", func(t *testing.T) { testMembers(t, f) })
+	t.Run("Presence", func(t *testing.T) { testPresence(t, f) })
+	t.Run("ReadMarkers", func(t *testing.T) { testReadMarkers(t, f) })
+	t.Run("Throttle", func(t *testing.T) { testThrottle(t, f) })
 	t.Run("Ping", func(t *testing.T) { must(t, f.Cluster(t)().Ping(ctxT(t))) })
 	if f.Close != nil {
 		t.Run("Closed", func(t *testing.T) { testRegistryClosed(t, f) })
@@ -61,6 +65,18 @@ func checkMember(ctx context.Context, r pubsub.Registry, channel, user string) e
 	}
 	return err
 }
+
+// peer is the user id with a username, as the gateway passes it.
+func peer(id string) pubsub.Peer {
+	name := map[string]string{alice: "alice", bob: "bob", carol: "carol"}[id]
+	if name == "" {
+		name = "u" + id[len(id)-6:]
+	}
+	return pubsub.Peer{ID: id, Username: name}
+}
+
+// placed drops AcquirePlace's online flag.
+func placed(_ bool, err error) error { return err }
 
 func wantErr(t testing.TB, what string, err, want error) {
 	t.Helper()
@@ -103,10 +119,10 @@ func testDestroy(t *testing.T, f RegistryFactory) {
 	must(t, r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}))
 	must(t, r.CreateChannel(ctx, "#other", alice, pubsub.Notice{}))
 	for _, u := range []string{carol, bob, alice} {
-		_, err := r.Join(ctx, "#go", u)
+		_, err := r.Join(ctx, "#go", peer(u))
 		must(t, err)
 	}
-	_, err = r.Join(ctx, "#other", bob)
+	_, err = r.Join(ctx, "#other", peer(bob))
 	must(t, err)
 	_, err = r.DestroyChannel(ctx, "#go", bob, pubsub.Notice{})
 	wantErr(t, "destroy by a member", err, pubsub.ErrForbidden)
@@ -147,7 +163,7 @@ func testDestroy(t *testing.T, f RegistryFactory) {
 func testJoinLeave(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	r := f.Cluster(t)()
-	_, err := r.Join(ctx, "#none", bob)
+	_, err := r.Join(ctx, "#none", peer(bob))
 	wantErr(t, "join missing", err, pubsub.ErrNotFound)
 	wantErr(t, "leave missing", r.Leave(ctx, "#none", bob, pubsub.Notice{}), pubsub.ErrNotFound)
 	wantErr(t, "check missing", checkMember(ctx, r, "#none", bob), pubsub.ErrNotFound)
@@ -155,12 +171,12 @@ func testJoinLeave(t *testing.T, f RegistryFactory) {
 	wantErr(t, "leave as non-member", r.Leave(ctx, "#go", bob, pubsub.Notice{}), pubsub.ErrNotMember)
 	wantErr(t, "check non-member", checkMember(ctx, r, "#go", bob), pubsub.ErrNotMember)
 
-	added, err := r.Join(ctx, "#go", bob)
+	added, err := r.Join(ctx, "#go", peer(bob))
 	must(t, err)
 	if !added {
 		t.Fatal("first join: added = false")
 	}
-	added, err = r.Join(ctx, "#go", bob)
+	added, err = r.Join(ctx, "#go", peer(bob))
 	must(t, err)
 	if added {
 		t.Fatal("second join: added = true")
@@ -170,7 +186,7 @@ func testJoinLeave(t *testing.T, f RegistryFactory) {
 	wantErr(t, "check after leave", checkMember(ctx, r, "#go", bob), pubsub.ErrNotMember)
 	wantErr(t, "leave twice", r.Leave(ctx, "#go", bob, pubsub.Notice{}), pubsub.ErrNotMember)
 	// The owner may join and leave its own channel; it stays the owner.
-	added, err = r.Join(ctx, "#go", alice)
+	added, err = r.Join(ctx, "#go", peer(alice))
 	must(t, err)
 	if !added {
 		t.Fatal("owner's join: added = false")
@@ -193,12 +209,12 @@ func testMemberships(t *testing.T, f RegistryFactory) {
 	}
 	for _, c := range []string{"#c", "#a", "#b"} {
 		must(t, r.CreateChannel(ctx, c, alice, pubsub.Notice{}))
-		_, err := r.Join(ctx, c, bob)
+		_, err := r.Join(ctx, c, peer(bob))
 		must(t, err)
 	}
 	must(t, r.CreateChannel(ctx, "#z", bob, pubsub.Notice{}))
 	must(t, r.CreateChannel(ctx, "#y", bob, pubsub.Notice{}))
-	_, err = r.Join(ctx, "#z", alice)
+	_, err = r.Join(ctx, "#z", peer(alice))
 	must(t, err)
 	must(t, r.Leave(ctx, "#b", bob, pubsub.Notice{}))
 
@@ -258,7 +274,7 @@ func testDestroyRace(t *testing.T, f RegistryFactory) {
 	for round := range 50 {
 		ch := fmt.Sprintf("#d-%d", round)
 		must(t, regs[0].CreateChannel(ctx, ch, alice, pubsub.Notice{}))
-		_, err := regs[0].Join(ctx, ch, bob)
+		_, err := regs[0].Join(ctx, ch, peer(bob))
 		must(t, err)
 		results := make([][]string, 4)
 		errs := make([]error, 4)
@@ -302,7 +318,7 @@ func testDestroyWhileJoining(t *testing.T, f RegistryFactory) {
 		var wg sync.WaitGroup
 		for i := range users {
 			wg.Go(func() {
-				_, joinErrs[i] = regs[i%2].Join(ctx, ch, fmt.Sprintf("00000000-0000-4000-9000-%012d", i))
+				_, joinErrs[i] = regs[i%2].Join(ctx, ch, peer(fmt.Sprintf("00000000-0000-4000-9000-%012d", i)))
 			})
 		}
 		wg.Go(func() { members, destroyErr = regs[1].DestroyChannel(ctx, ch, alice, pubsub.Notice{}) })
@@ -335,19 +351,19 @@ func testPlacesLimit(t *testing.T, f RegistryFactory) {
 	r := f.Cluster(t)()
 	const limit = 3
 	for i := range limit {
-		must(t, r.AcquirePlace(ctx, alice, fmt.Sprint("conn-", i), limit, time.Hour))
+		must(t, placed(r.AcquirePlace(ctx, peer(alice), fmt.Sprint("conn-", i), limit, time.Hour)))
 	}
-	err := r.AcquirePlace(ctx, alice, "conn-x", limit, time.Hour)
+	err := placed(r.AcquirePlace(ctx, peer(alice), "conn-x", limit, time.Hour))
 	wantErr(t, "acquire beyond limit", err, pubsub.ErrTooManySessions)
 	// A place already held is taken again even at the limit.
-	must(t, r.AcquirePlace(ctx, alice, "conn-1", limit, time.Hour))
+	must(t, placed(r.AcquirePlace(ctx, peer(alice), "conn-1", limit, time.Hour)))
 	// Other users have places of their own.
-	must(t, r.AcquirePlace(ctx, bob, "conn-x", limit, time.Hour))
-	must(t, r.ReleasePlace(ctx, alice, "conn-1"))
-	must(t, r.ReleasePlace(ctx, alice, "conn-1"))   // not held: no error
-	must(t, r.ReleasePlace(ctx, carol, "conn-nil")) // unknown user: no error
-	must(t, r.AcquirePlace(ctx, alice, "conn-x", limit, time.Hour))
-	err = r.AcquirePlace(ctx, alice, "conn-y", limit, time.Hour)
+	must(t, placed(r.AcquirePlace(ctx, peer(bob), "conn-x", limit, time.Hour)))
+	must(t, r.ReleasePlace(ctx, alice, "conn-1", time.Second))
+	must(t, r.ReleasePlace(ctx, alice, "conn-1", time.Second))   // not held: no error
+	must(t, r.ReleasePlace(ctx, carol, "conn-nil", time.Second)) // unknown user: no error
+	must(t, placed(r.AcquirePlace(ctx, peer(alice), "conn-x", limit, time.Hour)))
+	err = placed(r.AcquirePlace(ctx, peer(alice), "conn-y", limit, time.Hour))
 	wantErr(t, "acquire beyond limit after release", err, pubsub.ErrTooManySessions)
 }
 
@@ -355,10 +371,10 @@ func testPlacesLimit(t *testing.T, f RegistryFactory) {
 func testPlacesLapse(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	r := f.Cluster(t)()
-	must(t, r.AcquirePlace(ctx, alice, "old", 1, 50*time.Millisecond))
+	must(t, placed(r.AcquirePlace(ctx, peer(alice), "old", 1, 50*time.Millisecond)))
 	deadline := time.Now().Add(waitFor)
 	for {
-		err := r.AcquirePlace(ctx, alice, "new", 1, time.Hour)
+		err := placed(r.AcquirePlace(ctx, peer(alice), "new", 1, time.Hour))
 		if err == nil {
 			break
 		}
@@ -368,7 +384,7 @@ func testPlacesLapse(t *testing.T, f RegistryFactory) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	wantErr(t, "acquire beyond limit", r.AcquirePlace(ctx, alice, "old", 1, time.Hour), pubsub.ErrTooManySessions)
+	wantErr(t, "acquire beyond limit", placed(r.AcquirePlace(ctx, peer(alice), "old", 1, time.Hour)), pubsub.ErrTooManySessions)
 }
 
 // A user's bucket holds burst tokens, shared by every node's registry, and
@@ -418,20 +434,20 @@ func testPlacesRefresh(t *testing.T, f RegistryFactory) {
 	ctx := ctxT(t)
 	r := f.Cluster(t)()
 	must(t, r.RefreshPlaces(ctx, nil, time.Hour))
-	must(t, r.AcquirePlace(ctx, alice, "a1", 2, 200*time.Millisecond))
-	must(t, r.AcquirePlace(ctx, alice, "a2", 2, 200*time.Millisecond))
-	must(t, r.AcquirePlace(ctx, bob, "b1", 1, 200*time.Millisecond))
+	must(t, placed(r.AcquirePlace(ctx, peer(alice), "a1", 2, 200*time.Millisecond)))
+	must(t, placed(r.AcquirePlace(ctx, peer(alice), "a2", 2, 200*time.Millisecond)))
+	must(t, placed(r.AcquirePlace(ctx, peer(bob), "b1", 1, 200*time.Millisecond)))
 	// After the refresh they are held for an hour, long after they would
 	// have lapsed.
 	must(t, r.RefreshPlaces(ctx, map[string][]string{alice: {"a1", "a2"}, bob: {"b1"}}, time.Hour))
 	time.Sleep(300 * time.Millisecond)
-	wantErr(t, "alice beyond limit", r.AcquirePlace(ctx, alice, "a3", 2, time.Hour), pubsub.ErrTooManySessions)
-	wantErr(t, "bob beyond limit", r.AcquirePlace(ctx, bob, "b2", 1, time.Hour), pubsub.ErrTooManySessions)
+	wantErr(t, "alice beyond limit", placed(r.AcquirePlace(ctx, peer(alice), "a3", 2, time.Hour)), pubsub.ErrTooManySessions)
+	wantErr(t, "bob beyond limit", placed(r.AcquirePlace(ctx, peer(bob), "b2", 1, time.Hour)), pubsub.ErrTooManySessions)
 	// A place released before a refresh that still names it stays free.
-	must(t, r.ReleasePlace(ctx, alice, "a2"))
+	must(t, r.ReleasePlace(ctx, alice, "a2", time.Second))
 	must(t, r.RefreshPlaces(ctx, map[string][]string{alice: {"a1", "a2"}, "nobody": {"x"}}, time.Hour))
-	must(t, r.AcquirePlace(ctx, alice, "a3", 2, time.Hour))
-	wantErr(t, "alice beyond limit again", r.AcquirePlace(ctx, alice, "a4", 2, time.Hour), pubsub.ErrTooManySessions)
+	must(t, placed(r.AcquirePlace(ctx, peer(alice), "a3", 2, time.Hour)))
+	wantErr(t, "alice beyond limit again", placed(r.AcquirePlace(ctx, peer(alice), "a4", 2, time.Hour)), pubsub.ErrTooManySessions)
 }
 
 func testRegistryClosed(t *testing.T, f RegistryFactory) {
@@ -439,13 +455,13 @@ func testRegistryClosed(t *testing.T, f RegistryFactory) {
 	r := f.Cluster(t)()
 	must(t, r.CreateChannel(ctx, "#go", alice, pubsub.Notice{}))
 	must(t, f.Close(r))
-	_, err := r.Join(ctx, "#go", bob)
+	_, err := r.Join(ctx, "#go", peer(bob))
 	checks := map[string]error{
 		"CreateChannel": r.CreateChannel(ctx, "#x", alice, pubsub.Notice{}),
 		"Join":          err,
 		"Leave":         r.Leave(ctx, "#go", bob, pubsub.Notice{}),
-		"AcquirePlace":  r.AcquirePlace(ctx, bob, "c", 1, time.Hour),
-		"ReleasePlace":  r.ReleasePlace(ctx, bob, "c"),
+		"AcquirePlace":  placed(r.AcquirePlace(ctx, peer(bob), "c", 1, time.Hour)),
+		"ReleasePlace":  r.ReleasePlace(ctx, bob, "c", time.Second),
 		"RefreshPlaces": r.RefreshPlaces(ctx, map[string][]string{bob: {"c"}}, time.Hour),
 		"Ping":          r.Ping(ctx),
 	}
@@ -454,6 +470,11 @@ func testRegistryClosed(t *testing.T, f RegistryFactory) {
 	_, _, checks["Memberships"] = r.Memberships(ctx, bob)
 	_, checks["Allow"] = r.Allow(ctx, bob, 1, 1)
 	_, checks["Joined"] = r.Joined(ctx, bob)
+	_, _, checks["Members"] = r.Members(ctx, "#go", "", 1)
+	_, checks["SweepPresence"] = r.SweepPresence(ctx, 1)
+	_, checks["MarkRead"] = r.MarkRead(ctx, bob, "#go", 1, pubsub.Notice{})
+	_, checks["Throttle"] = r.Throttle(ctx, "k", time.Second)
+	_, checks["Sizes"] = r.Sizes(ctx, "#go")
 	checks["CheckMember"] = r.CheckMember(ctx, "#go", bob)
 	for name, err := range checks {
 		if !errors.Is(err, pubsub.ErrClosed) {

@@ -52,8 +52,3 @@ export async function logout() {
   const r = await fetch('/auth/logout', { method: 'POST' });
   if (!r.ok && r.status !== 401) throw new Error(`the server answered ${r.status}`);
 }
-
-/** The websocket URL for this page's origin. */
-export function wsURL(loc = location) {
-  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
-}

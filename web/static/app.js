@@ -1,9 +1,10 @@
 // The browser client: the login page, then the chat. Wires the Store (the
-// model), the Connection (the websocket) and the page together.
+// model), the ChatClient (chat-client.js: the websocket, its requests,
+// reconnects and resume) and the page together.
 
 import * as api from './api.js';
-import { Connection } from './conn.js';
-import { Store, MAX_ITEMS } from './store.js';
+import { ChatClient } from './chat-client.js';
+import { Store, oldestSeq, TYPING_SHOWN } from './store.js';
 import { Notifier } from './notify.js';
 import { plainText } from './format.js';
 import { el, avatar, listItem, itemNode } from './view.js';
@@ -17,6 +18,18 @@ const MAX_FRAME = 16000;
 /** How many notices (a channel gone, …) stay on screen at once. */
 const MAX_TOASTS = 3;
 
+/** Messages per history page: when a conversation opens, and each scroll to the top. */
+const PAGE = 50;
+
+/** How close to the top (px) the scroll has to come for the next older page to load. */
+const NEAR_TOP = 48;
+
+/** How often (ms) the person's typing is told to the others at most: the server's own limit (spec 6). */
+const TYPING_EVERY = 3000;
+
+/** How long (ms) read markers gather before they go to the server: one request for a burst of messages. */
+const READ_DELAY = 400;
+
 let store = null;
 let conn = null;
 let loggingOut = false;
@@ -24,8 +37,13 @@ let ticker = 0;
 const drafts = new Map(); // conversation key -> unsent text
 const actionErrors = new Map(); // conversation key -> words
 const sendErrors = new Map(); // conversation key -> words
-let rendered = { key: null, last: null }; // what the message pane shows
+let rendered = { key: null, last: null }; // what the message pane shows: the conversation and its last item drawn
 let carried = ''; // text written to a user who does not exist, for the next conversation opened
+const typingSent = new Map(); // conversation key -> when the person's typing was last told (ms)
+let typingTimer = 0; // redraws "… is typing" when the oldest one runs out
+const pendingReads = new Map(); // conversation key -> read marker not yet told to the server
+let readTimer = 0;
+let membersOpen = matchMedia('(min-width: 1000px)').matches; // the member list is shown (toggled by its button)
 const notifier = new Notifier((key) => store && openAndFocus(key));
 
 // ---------------------------------------------------------------- boot
@@ -117,23 +135,38 @@ function startChat(user) {
   actionErrors.clear();
   sendErrors.clear();
   carried = '';
+  typingSent.clear();
+  pendingReads.clear();
   rendered = { key: null, last: null };
   showMe(user.username);
   renderBell();
 
   store = new Store();
   store.addEventListener('change', (e) => onStoreChange(e.detail));
-  const c = new Connection(api.wsURL(), async () => (await api.me()) !== null);
+  // The page's own origin; a refused upgrade is checked against /auth/me.
+  const c = new ChatClient(undefined, { signedIn: async () => (await api.me()) !== null });
   conn = c;
-  c.addEventListener('state', () => c === conn && renderConn());
-  c.addEventListener('welcome', (e) => {
-    if (c !== conn) return;
-    showMe(e.detail.frame.username);
-    store.welcome(e.detail.frame, { reconnected: e.detail.reconnected });
-  });
-  c.addEventListener('frame', (e) => c === conn && onFrame(e.detail));
+  const mine = (fn) => (d) => c === conn && fn(d);
+  c.on('state', mine(renderConn));
+  c.on('welcome', mine((d) => {
+    showMe(d.frame.username);
+    store.welcome(d.frame, { epochChanged: d.epochChanged });
+    // Markers read here but not yet told (offline meanwhile) still count.
+    for (const [key, seq] of pendingReads) store.readUpTo(key, seq);
+    flushReads();
+    // The open conversation's history, if it was not read yet (opened
+    // while offline), and its members anew (their events were missed).
+    if (store.current) {
+      loadHistory(store.current);
+      loadMembers(store.current);
+    }
+  }));
+  c.on('message', mine((f) => store.message(f)));
+  c.on('event', mine((f) => store.frame(f)));
+  c.on('resumed', mine((d) => store.resumed(d.counts)));
+  c.on('error', mine(unanswered));
   renderAll();
-  c.start();
+  c.connect();
 }
 
 function showMe(name) {
@@ -141,26 +174,26 @@ function showMe(name) {
   $('me-avatar').replaceWith(Object.assign(avatar(name), { id: 'me-avatar' }));
 }
 
-function onFrame(f) {
-  if (f.type === 'error') {
-    // An error to a request without an id (or one we no longer wait for).
-    const key = store.current;
-    const words = explain(f);
-    if (key) {
-      actionErrors.set(key, words);
-      renderPaneHead();
-    } else {
-      showBanner(words, null);
-    }
-    return;
+/** An error to a request without an id (or one no longer waited for). */
+function unanswered(err) {
+  const key = store.current;
+  const words = explain(err);
+  if (key) {
+    actionErrors.set(key, words);
+    renderPaneHead();
+  } else {
+    showBanner(words, null);
   }
-  store.frame(f);
 }
 
 function onStoreChange(d) {
   if (d.sidebar) renderSidebar();
-  if (d.pane) renderPane();
+  if (d.pane) renderPane(d.keepScroll);
   else if (d.appended && d.appended === store.current) appendMessages();
+  else if (d.edge && d.edge === store.current) renderEdge();
+  if (d.members && d.members === store.current) renderMembers();
+  if (d.typing && d.typing === store.current) renderTyping();
+  if (d.appended === store.current || d.pane || d.opened) readOnScreen();
   if (d.gone) channelGone(d.gone);
   if (d.incoming) incoming(d.incoming);
   document.title = titleText();
@@ -218,7 +251,11 @@ function open(key) {
   saveDraft();
   closeForms();
   store.open(key);
-  if (key) notifier.seen(key);
+  if (key) {
+    notifier.seen(key);
+    loadHistory(key);
+    loadMembers(key);
+  }
   $('app').dataset.view = key ? 'pane' : 'list';
   if (key && !matchMedia('(max-width: 720px)').matches) focusPane();
 }
@@ -265,7 +302,32 @@ async function createChannel(input) {
 async function join(key) {
   if (await request({ type: 'command', action: 'join', target: key }, actionErrorFor(key))) {
     store.membership(key, true);
-    if (store.current === key) focusPane();
+    if (store.current === key) {
+      focusPane();
+      loadHistory(key);
+    }
+  }
+}
+
+/**
+ * Reads a page of key's history: the newest one when the conversation has
+ * not been read yet, else (older) the page before the oldest message held,
+ * when there is one. A channel one is not in has none to read.
+ */
+async function loadHistory(key, older = false) {
+  const c = store && store.get(key);
+  if (!c || c.loading || !conn || conn.state !== 'online') return;
+  if (c.kind === 'channel' && !c.joined) return;
+  if (older ? !c.loaded || !c.more : c.loaded) return;
+  const before = older ? oldestSeq(c) : null;
+  store.loading(key, true);
+  try {
+    const page = await conn.history(key, before ? { before, limit: PAGE } : { limit: PAGE });
+    if (store && store.get(key) === c) store.historyPage(key, page);
+  } catch (err) {
+    if (!store || store.get(key) !== c) return;
+    store.loading(key, false);
+    if (err.code !== 'offline' && err.code !== 'disconnected') actionErrorFor(key)(explain(err, { type: 'command', action: 'history', target: key }));
   }
 }
 
@@ -291,25 +353,105 @@ async function destroy(key) {
   if (!$('destroy').hidden) $('destroy').focus();
 }
 
-function openDirect(input) {
+/** Lists a channel's members (the open one's, when it was not listed since the last welcome). */
+async function loadMembers(key) {
+  const c = store && store.get(key);
+  if (!c || c.kind !== 'channel' || c.members || !conn || conn.state !== 'online') return;
+  try {
+    const list = await conn.allMembers(key);
+    if (store && store.get(key) === c) store.setMembers(key, list);
+  } catch {
+    // Gone meanwhile, or offline: the next open or welcome asks again.
+  }
+}
+
+/**
+ * Moves the open conversation's read marker to its newest message when the
+ * person can see it (spec 7): the tab is visible and the list is at its
+ * end. This page counts it read at once; the server is told a moment later,
+ * and tells the person's other tabs and devices.
+ */
+function readOnScreen() {
+  const key = store && store.current;
+  const c = key && store.get(key);
+  if (!c || c.latest <= c.read || document.visibilityState !== 'visible') return;
+  if (c.kind === 'channel' && !c.joined) return;
+  const box = $('messages');
+  if (box.scrollHeight - box.scrollTop - box.clientHeight > 80) return; // reading older messages
+  pendingReads.set(key, c.latest);
+  store.readUpTo(key, c.latest);
+  clearTimeout(readTimer);
+  readTimer = setTimeout(flushReads, READ_DELAY);
+}
+
+/** Tells the server the read markers gathered; those that could not go wait for the next welcome. */
+function flushReads() {
+  clearTimeout(readTimer);
+  if (!conn || conn.state !== 'online') return;
+  const c = conn;
+  for (const [key, seq] of pendingReads) {
+    pendingReads.delete(key);
+    c.read(key, seq).catch((err) => {
+      if ((err.code === 'offline' || err.code === 'disconnected') && c === conn && !(pendingReads.get(key) >= seq)) pendingReads.set(key, seq);
+    });
+  }
+}
+
+/** The person is typing in the open conversation: the others are told, at most every TYPING_EVERY ms. */
+function typing() {
+  const key = store && store.current;
+  if (!key || !conn || conn.state !== 'online' || blank($('input').value)) return;
+  const now = Date.now();
+  if (now - (typingSent.get(key) || 0) < TYPING_EVERY) return;
+  typingSent.set(key, now);
+  conn.typing(key).catch(() => {});
+}
+
+/**
+ * Opens the private conversation with the user typed in the form, once
+ * `history @name` has told that the user exists (its answer is the
+ * conversation's first page, too). A name nobody has stays in the form,
+ * with the error under it. Offline, the conversation opens unchecked.
+ */
+async function openDirect(input) {
   const name = username(input);
+  const show = (w) => setText($('dm-error'), w || '');
   if (!name) {
-    setText($('dm-error'), USERNAME_RULE);
+    show(USERNAME_RULE);
     return;
   }
-  setText($('dm-error'), '');
-  $('dm-input').value = '';
+  show('');
   const key = '@' + name;
+  const known = store.get(key);
+  if (!(known && known.confirmed) && conn && conn.state === 'online') {
+    const button = $('dm-form').querySelector('button');
+    button.disabled = true;
+    let page;
+    try {
+      page = await conn.history(key, { limit: PAGE });
+    } catch (err) {
+      if (err.code !== 'offline' && err.code !== 'disconnected') {
+        show(err.code === 'not_found' ? `There is nobody called ${key}. Check the name.` : explain(err, { type: 'command', action: 'history', target: key }));
+        $('dm-input').focus();
+        return;
+      }
+    } finally {
+      button.disabled = false;
+    }
+    if (!store) return;
+    if (page) store.historyPage(key, page);
+  }
+  $('dm-input').value = '';
   if (carried && !drafts.has(key)) drafts.set(key, carried);
   carried = '';
   open(key);
 }
 
 /**
- * The first message to a user who does not exist fails: the conversation
- * was never real, so it goes, and the form to open one comes back with the
- * name in it. The text written is kept for the next conversation opened.
- * (Once history lands, `history @name` checks the name before opening.)
+ * The first message to a user who does not exist fails (a conversation
+ * opened while offline, unchecked): the conversation was never real, so
+ * it goes, and the form to open one comes back with the name in it. The
+ * text written is kept for the next conversation opened.
  */
 function nobody(key, text) {
   sendErrors.delete(key);
@@ -360,7 +502,13 @@ async function send() {
   autosize();
   showErr(null);
   try {
-    await conn.request(req);
+    // Resolves with the seq once stored; a drop before the answer makes
+    // chat-client.js send it again with the same id (stored once).
+    const seq = await conn.send(key, text);
+    // What one wrote oneself is read: the server's marker says so too, or
+    // a reload would count it unread.
+    if (!(pendingReads.get(key) >= seq)) pendingReads.set(key, seq);
+    flushReads();
     return;
   } catch (err) {
     const conv = store.get(key);
@@ -393,7 +541,7 @@ async function logout() {
   }
   const c = conn;
   conn = null;
-  if (c) c.stop();
+  if (c) c.close();
   stopTicker();
   notifier.closeAll();
   store = null;
@@ -527,7 +675,8 @@ function renderSidebar() {
   }
 }
 
-function renderPane() {
+/** Draws the pane; keepScroll: the open conversation changed in place (history merged). */
+function renderPane(keepScroll = false) {
   const key = store ? store.current : null;
   const conv = key ? store.get(key) : null;
   $('empty').hidden = !!conv;
@@ -546,17 +695,65 @@ function renderPane() {
     $('messages').replaceChildren();
     rendered = { key: null, last: null };
   } else if (rendered.key !== key) {
-    $('messages').replaceChildren();
     rendered = { key, last: null };
     $('input').value = drafts.get(key) || '';
     autosize();
-    appendMessages(true);
+    drawMessages(true);
+  } else if (keepScroll) {
+    drawMessages(false);
   } else {
     appendMessages();
   }
   renderPaneHead();
   renderSendError();
   renderComposerState();
+  renderMembers();
+  renderTyping();
+}
+
+/**
+ * The open channel's members, with a dot for who is online (spec 6), kept
+ * live by join, left, online and offline events; its button says how many.
+ */
+function renderMembers() {
+  const key = store ? store.current : null;
+  const conv = key ? store.get(key) : null;
+  const isChannel = !!conv && conv.kind === 'channel';
+  const toggle = $('members-toggle');
+  toggle.hidden = !isChannel;
+  toggle.setAttribute('aria-expanded', String(isChannel && membersOpen));
+  const shown = isChannel && membersOpen;
+  $('members').hidden = !shown;
+  $('app').dataset.members = shown ? 'open' : 'closed';
+  const list = isChannel && conv.members ? [...conv.members.values()].sort((a, b) => (a.username < b.username ? -1 : 1)) : [];
+  $('members-count').textContent = isChannel && conv.members ? String(list.length) : '';
+  if (!shown) return;
+  $('members').setAttribute('aria-label', `Members of ${key}`);
+  $('members-summary').textContent = conv.members ? `${list.filter((m) => m.online).length} of ${list.length} online` : 'Loading…';
+  $('member-list').replaceChildren(
+    ...list.map((m) =>
+      el(
+        'li',
+        { 'data-user': m.username, 'data-online': String(m.online) },
+        el('span', { class: 'presence', 'data-online': String(m.online), title: m.online ? 'online' : 'offline' }),
+        el('span', { class: 'name' }, m.username),
+        el('span', { class: 'sr-only' }, m.online ? ' (online)' : ' (offline)'),
+      ),
+    ),
+  );
+}
+
+/** "alice is typing…" under the message box, for TYPING_SHOWN after each typing event. */
+function renderTyping() {
+  clearTimeout(typingTimer);
+  const key = store ? store.current : null;
+  const names = key ? store.typingNow(key) : [];
+  let words = '';
+  if (names.length === 1) words = `${names[0]} is typing…`;
+  else if (names.length === 2) words = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) words = 'Several people are typing…';
+  $('typing').textContent = words;
+  if (names.length > 0) typingTimer = setTimeout(renderTyping, Math.min(1000, TYPING_SHOWN));
 }
 
 function renderPaneHead() {
@@ -590,39 +787,78 @@ function renderComposerState() {
   $('send').disabled = !conn || conn.state !== 'online';
 }
 
-/** Appends the open conversation's items that are not on the page yet. */
-function appendMessages(jump = false) {
+/**
+ * Draws the open conversation's messages anew: at the bottom (jump), or
+ * keeping what the reader looks at where it is (a page of history came in
+ * above it), or at the bottom if that is where the reader was.
+ */
+function drawMessages(jump) {
   const conv = store.get(store.current);
   if (!conv) return;
   const box = $('messages');
+  const fromBottom = box.scrollHeight - box.scrollTop;
   const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  let from = rendered.last ? conv.items.lastIndexOf(rendered.last) + 1 : 0;
-  if (rendered.last && from === 0) {
-    // The oldest items were dropped past what was shown: draw it all again.
-    box.replaceChildren();
+  const frag = document.createDocumentFragment();
+  frag.append(edgeNode(conv));
+  for (let i = 0; i < conv.items.length; i++) frag.append(...itemNode(conv.items, i));
+  // The log is redrawn, not added to: screen readers are told to wait.
+  box.setAttribute('aria-busy', 'true');
+  box.replaceChildren(frag);
+  box.removeAttribute('aria-busy');
+  rendered.last = conv.items.length > 0 ? conv.items[conv.items.length - 1] : null;
+  box.scrollTop = jump || nearBottom ? box.scrollHeight : box.scrollHeight - fromBottom;
+}
+
+/** Appends the open conversation's items that are not on the page yet. */
+function appendMessages() {
+  const conv = store.get(store.current);
+  if (!conv) return;
+  const box = $('messages');
+  const from = rendered.last ? conv.items.lastIndexOf(rendered.last) + 1 : 0;
+  if (from === 0) {
+    // Nothing drawn yet, or what was drawn is gone from the store: all anew.
+    drawMessages(false);
+    return;
   }
+  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   const frag = document.createDocumentFragment();
   let mine = false;
   for (let i = from; i < conv.items.length; i++) {
     frag.append(...itemNode(conv.items, i));
     mine = mine || conv.items[i].mine;
   }
-  if (conv.items.length > 0) rendered.last = conv.items[conv.items.length - 1];
-  if (conv.items.length === 0) {
-    box.replaceChildren(el('div', { class: 'intro' }, introText(conv)));
-  } else {
-    box.querySelector('.intro')?.remove();
-  }
+  rendered.last = conv.items[conv.items.length - 1];
   box.append(frag);
-  // The store keeps the last MAX_ITEMS items; the page keeps about as many rows.
-  while (box.childElementCount > MAX_ITEMS + 200) box.firstElementChild.remove();
-  if (jump || nearBottom || mine) box.scrollTop = box.scrollHeight;
+  renderEdge();
+  if (nearBottom || mine) box.scrollTop = box.scrollHeight;
+}
+
+/**
+ * The top of the message list: loading, a button for older messages (also
+ * loaded by scrolling to the top), the beginning of the conversation, or
+ * the intro of an empty one.
+ */
+function edgeNode(conv) {
+  const edge = (cls, ...children) => el('div', { id: 'history-edge', class: cls }, ...children);
+  if (conv.loading) return edge('edge', conv.loaded ? 'Loading older messages…' : 'Loading messages…');
+  if (conv.more) return edge('edge', el('button', { type: 'button', class: 'btn small ghost', onclick: () => loadHistory(conv.key, true) }, 'Load older messages'));
+  if (conv.items.length === 0) return edge('intro', introText(conv));
+  if (conv.loaded) return edge('edge', conv.kind === 'direct' ? `This is the beginning of your conversation with ${conv.key.slice(1)}.` : `This is the beginning of ${conv.key}.`);
+  return edge('edge', '');
+}
+
+function renderEdge() {
+  const conv = store && store.get(store.current);
+  const old = document.getElementById('history-edge');
+  if (!conv || !old) return;
+  old.replaceWith(edgeNode(conv));
 }
 
 function introText(conv) {
   if (conv.kind === 'direct') return `This is your private conversation with ${conv.key.slice(1)}. Only the two of you see it.`;
   if (!conv.joined) return `Messages in ${conv.key} show here once you have joined.`;
-  return `This is the start of ${conv.key} for you: messages from now on show here.`;
+  if (conv.loaded) return `Nothing has been said in ${conv.key} yet.`;
+  return `Messages in ${conv.key} show here.`;
 }
 
 function toggleForm(which, show) {
@@ -747,9 +983,30 @@ function bindChat() {
   $('logout').addEventListener('click', logout);
   $('notify').addEventListener('click', toggleNotifications);
   $('banner-retry').addEventListener('click', () => conn && conn.retryNow());
+  // Scrollback: near the top of the list, the page before the oldest
+  // message held loads (and keeps the reader's place).
+  // Back at the end of the list, what is there has been read.
+  $('messages').addEventListener('scroll', () => {
+    if (store && store.current && $('messages').scrollTop < NEAR_TOP) loadHistory(store.current, true);
+    readOnScreen();
+  }, { passive: true });
+  $('members-toggle').addEventListener('click', () => {
+    membersOpen = !membersOpen;
+    renderMembers();
+  });
+  $('members-close').addEventListener('click', () => {
+    membersOpen = false;
+    renderMembers();
+    $('members-toggle').focus();
+  });
   window.addEventListener('online', () => conn && conn.retryNow());
+  // Markers read a moment ago go before the page does (a reload, a close).
+  window.addEventListener('pagehide', flushReads);
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && store && store.current) notifier.seen(store.current);
+    if (document.visibilityState === 'visible' && store && store.current) {
+      notifier.seen(store.current);
+      readOnScreen();
+    }
   });
 
   const input = $('input');
@@ -761,6 +1018,7 @@ function bindChat() {
   });
   input.addEventListener('input', () => {
     autosize();
+    typing();
     if (store && store.current && sendErrors.has(store.current)) {
       sendErrors.delete(store.current);
       renderSendError();

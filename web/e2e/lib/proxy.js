@@ -1,6 +1,9 @@
 // A tiny TCP proxy: "the same URL" in front of several chatd nodes. Every new
 // connection goes to the current target port; moving the target (when the
 // node behind it is killed) sends reconnecting browsers to another node.
+// While hold is set, what the nodes send is dropped (what clients send still
+// goes through): an answer lost on the way, as when a network fails just
+// after a request left.
 
 import net from 'node:net';
 import { once } from 'node:events';
@@ -9,6 +12,7 @@ export class Proxy {
   constructor(target) {
     this.target = target;
     this.sockets = new Set();
+    this.hold = false;
     this.server = net.createServer((client) => this.pipe(client));
   }
 
@@ -31,7 +35,9 @@ export class Proxy {
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
     client.pipe(upstream);
-    upstream.pipe(client);
+    upstream.on('data', (chunk) => {
+      if (!this.hold) client.write(chunk);
+    });
   }
 
   /** Cuts every open connection, as a network failure would. */

@@ -4,9 +4,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { Store } from '../../static/store.js';
 import { channelName, username, explain, blank } from '../../static/words.js';
-import { backoff } from '../../static/conn.js';
+import { backoff, ChatClient, ChatError } from '../../static/chat-client.js';
 import { parse, mentionsMe, plainText } from '../../static/format.js';
 import { timeFormat } from '../../static/view.js';
 import { Notifier } from '../../static/notify.js';
@@ -18,8 +19,11 @@ function welcome(over = {}) {
   return { type: 'welcome', identifier: ALICE, username: 'alice', channels: ['#main', '#random'], joined: ['#main'], owned: ['#random'], ...over };
 }
 
-function msg(target, from, name, text) {
-  return { type: 'message', emitter: 'participant', target, identifier: from, username: name, message: text, ts: '2026-11-26T08:40:05.123Z' };
+let lastSeq = 1000;
+
+/** A message frame; seq, if not given, is higher than any before. */
+function msg(target, from, name, text, seq = ++lastSeq) {
+  return { type: 'message', emitter: 'participant', target, identifier: from, username: name, message: text, ts: '2026-11-26T08:40:05.123Z', seq };
 }
 
 test('the welcome frame gives the lists', () => {
@@ -38,15 +42,72 @@ test('messages to conversations that are not open are unread', () => {
   const s = new Store();
   s.welcome(welcome());
   s.open('#main');
-  s.frame(msg('#main', BOB, 'bob', 'seen'));
-  s.frame(msg('@alice', BOB, 'bob', 'private'));
+  const seen = msg('#main', BOB, 'bob', 'seen');
+  s.frame(seen);
+  s.readUpTo('#main', seen.seq); // the page read it on screen
   s.frame(msg('@bob', ALICE, 'alice', 'my own, from another tab'));
+  s.frame(msg('@alice', BOB, 'bob', 'private'));
   assert.equal(s.get('#main').unread, 0);
   assert.equal(s.get('@bob').unread, 1, 'a private message files under its sender; my own are never unread');
   assert.equal(s.get('@bob').items.length, 2);
   assert.equal(s.totalUnread(), 1);
   s.open('@bob');
+  s.readUpTo('@bob', s.get('@bob').latest);
   assert.equal(s.totalUnread(), 0);
+  assert.equal(s.get('@bob').alert, false);
+});
+
+test('unread counts come from the read markers: the welcome\'s, and the read events', () => {
+  const s = new Store();
+  s.welcome(welcome({ latest: { '#main': 40, '@bob': 7, '@carol': 3 }, read: { '#main': 35, '@bob': 7 } }));
+  assert.deepEqual(
+    s.ordered().map((c) => [c.key, c.unread, c.alert]),
+    [
+      ['#main', 5, false],
+      ['#random', 0, false],
+      ['@bob', 0, false],
+      ['@carol', 3, true],
+    ],
+    'latest less the marker; no marker: all of it; a private one is an alert',
+  );
+  s.frame(msg('#main', BOB, 'bob', 'more', 41));
+  assert.equal(s.get('#main').unread, 6);
+  // Read in another tab: the server's read event.
+  s.frame({ type: 'event', emitter: 'participant', event: 'read', target: '#main', seq: 41, identifier: ALICE, username: 'alice' });
+  assert.equal(s.get('#main').unread, 0);
+  s.frame({ type: 'event', emitter: 'participant', event: 'read', target: '#main', seq: 30, identifier: ALICE, username: 'alice' });
+  assert.equal(s.get('#main').unread, 0, 'a marker never moves back');
+  assert.equal(s.totalUnread(), 3);
+});
+
+test('members, presence and typing', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  const CAROL = '00000000-0000-4000-8000-00000000000c';
+  s.setMembers('#main', [
+    { identifier: ALICE, username: 'alice', online: true },
+    { identifier: BOB, username: 'bob', online: false },
+  ]);
+  const ev = (event, who, name, target = '#main') => s.frame({ type: 'event', emitter: 'participant', event, target, identifier: who, username: name });
+  ev('online', BOB, 'bob');
+  ev('join', CAROL, 'carol');
+  ev('left', ALICE, 'alice');
+  assert.deepEqual([...s.get('#main').members.values()].map((m) => [m.username, m.online]), [
+    ['bob', true],
+    ['carol', true],
+  ]);
+  ev('offline', CAROL, 'carol');
+  assert.equal(s.get('#main').members.get(CAROL).online, false);
+  // bob types in #main and, to alice, in their conversation (whose target is @alice for him).
+  s.open('@bob');
+  ev('typing', BOB, 'bob');
+  ev('typing', BOB, 'bob', '@alice');
+  assert.deepEqual(s.typingNow('#main'), ['bob']);
+  assert.deepEqual(s.typingNow('@bob'), ['bob']);
+  assert.equal(s.get('@alice'), null, 'no conversation with oneself appears');
+  assert.deepEqual(s.typingNow('#main', Date.now() + 7000), [], 'shown for six seconds');
+  s.frame(msg('@alice', BOB, 'bob', 'done typing'));
+  assert.deepEqual(s.typingNow('@bob'), [], 'a message ends it');
 });
 
 test('events keep the lists live', () => {
@@ -69,16 +130,50 @@ test('a welcome after a reconnect re-syncs and keeps what still exists', () => {
   const s = new Store();
   s.welcome(welcome());
   s.created('#mine');
-  s.frame(msg('#main', BOB, 'bob', 'hello'));
+  s.frame(msg('#main', BOB, 'bob', 'hello', 1));
   s.open('#random');
-  s.welcome(welcome({ channels: ['#main', '#mine', '#later'], joined: ['#main', '#later'], owned: [] }), { reconnected: true });
+  s.welcome(welcome({ channels: ['#main', '#mine', '#later'], joined: ['#main', '#later'], owned: [], latest: { '#main': 3, '@carol': 2 } }));
   assert.deepEqual(s.channels().map((c) => c.key), ['#later', '#main', '#mine']);
   assert.equal(s.get('#mine').owned, true, 'created here, so owned');
   assert.equal(s.get('#later').joined, true);
   assert.equal(s.current, null, '#random went away while offline');
+  assert.deepEqual(s.directs().map((c) => c.key), ['@carol'], 'private conversations with messages are listed');
+  // What was missed comes (chat-client.js reads it back), then the line.
+  s.frame(msg('#main', BOB, 'bob', 'while you were away', 2));
+  s.frame(msg('#main', BOB, 'bob', 'and this', 3));
+  s.resumed({ '#main': 2 });
   const items = s.get('#main').items;
-  assert.equal(items[0].text, 'hello');
-  assert.match(items.at(-1).text, /^Reconnected/);
+  assert.deepEqual(items.map((i) => i.text), ['hello', 'while you were away', 'and this', 'Reconnected. The 2 messages sent while you were offline are above.']);
+});
+
+test('messages are held once each, in seq order, whatever way they come', () => {
+  const s = new Store();
+  s.welcome(welcome());
+  s.open('#main');
+  s.readUpTo('#main', 4);
+  s.frame(msg('#main', BOB, 'bob', 'five', 5));
+  s.frame(msg('#main', BOB, 'bob', 'five again', 5));
+  s.frame({ type: 'event', emitter: 'participant', identifier: BOB, event: 'join', target: '#main', username: 'carol' });
+  s.frame(msg('#main', BOB, 'bob', 'six', 6));
+  s.readUpTo('#main', 6);
+  // The newest page of history, opened after the live messages came.
+  const older = [1, 2, 3, 4, 5].map((n) => ({ ...msg('#main', BOB, 'bob', `m${n}`, n), ts: `2026-11-26T08:0${n}:00.000Z` }));
+  s.historyPage('#main', { target: '#main', first: 1, more: false, messages: older.slice(2) });
+  const seqs = () => s.get('#main').items.map((i) => (i.kind === 'message' ? i.seq : i.text));
+  assert.deepEqual(seqs(), [3, 4, 5, 'carol joined #main', 6], 'read-back messages go before the join line that came after them');
+  assert.equal(s.get('#main').more, true, 'first is 1 and 3 is the oldest held');
+  s.historyPage('#main', { target: '#main', first: 1, more: false, messages: older.slice(0, 2) });
+  s.frame({ type: 'event', emitter: 'participant', identifier: ALICE, event: 'join', target: '#main', username: 'alice' });
+  s.historyPage('#main', { target: '#main', first: 1, more: false, messages: [msg('#main', BOB, 'bob', 'seven', 7)] });
+  assert.deepEqual(seqs(), [1, 2, 3, 4, 5, 'carol joined #main', 6, 7, 'You joined #main'], 'a page newer than all held still goes before the lines that came after it');
+  assert.equal(s.get('#main').more, false);
+  assert.equal(s.get('#main').unread, 1, 'what lies above the marker is unread, however it came');
+  s.readUpTo('#main', 7);
+  assert.equal(s.get('#main').unread, 0);
+  // A new epoch: the seqs held mean nothing any more.
+  s.welcome(welcome({ epoch: 'new' }), { epochChanged: true });
+  assert.deepEqual(s.get('#main').items, []);
+  assert.equal(s.get('#main').loaded, false);
 });
 
 test('a welcome for someone else starts from nothing', () => {
@@ -246,4 +341,94 @@ test('notifications: asked only on a press, shown only while hidden, off on dema
   n.message('@bob', 'bob', 'muted');
   assert.equal(shown.length, 1);
   assert.equal(new Notifier(() => {}, win).state, 'off', 'remembered');
+});
+
+/**
+ * A stand-in for a websocket that the test plays the server's side of: it
+ * records what the client sends, and the test hands the client frames.
+ */
+class Wire {
+  static last = null;
+  constructor(url) {
+    this.url = url;
+    this.readyState = 1;
+    this.sent = [];
+    Wire.last = this;
+  }
+  send(data) {
+    this.sent.push(JSON.parse(data));
+  }
+  close() {}
+  /** A frame from the server. */
+  frame(f) {
+    this.onmessage({ data: JSON.stringify(f) });
+  }
+}
+
+// The examples of docs/protocol.md are what the client reads and writes, so
+// that the document and the client cannot drift apart (issue 18).
+test('the frames of docs/protocol.md, read and written by chat-client.js', async () => {
+  const doc = fs.readFileSync(new URL('../../../docs/protocol.md', import.meta.url), 'utf8');
+  // Frames in backticks and in indented blocks; "[…]" stands for a list.
+  const frames = [...doc.matchAll(/`(\{"type":[^`]*\})`|^ {4}(\{"type":.*\})$/gm)].map((m) => JSON.parse((m[1] || m[2]).replaceAll('[…]', '[]')));
+  const byType = (t) => frames.filter((f) => f.type === t);
+  assert.ok(frames.length >= 20, `${frames.length} frames found`);
+  const v2 = JSON.parse(`{${doc.match(/`("epoch":[^`]*)`/)[1]}}`);
+
+  const c = new ChatClient('ws://chat.invalid/ws', { WebSocket: Wire });
+  const got = [];
+  for (const type of ['welcome', 'message', 'create', 'destroy', 'join', 'left', 'online', 'offline', 'typing', 'read', 'error']) {
+    c.on(type, (d) => got.push([type, d]));
+  }
+  c.connect();
+  const wire = Wire.last;
+  assert.equal(wire.url, 'ws://chat.invalid/ws');
+  const [welcome] = byType('welcome');
+  wire.frame({ ...welcome, ...v2 });
+  assert.equal(c.state, 'online');
+  assert.equal(c.me.username, 'alice');
+  assert.deepEqual(got.shift()[1].frame.latest, { '#main': 1042, '@bob': 17 });
+
+  // Every request of the document goes out as written (with its id, or one added).
+  const requests = frames.filter((f) => f.type === 'command' || (f.type === 'message' && !f.emitter));
+  assert.ok(requests.length >= 7);
+  const answers = requests.map((r) => c.request(r, { message: r.type === 'message' }).then((a) => a, (e) => e));
+  assert.deepEqual(
+    wire.sent.map(({ id, ...rest }) => rest),
+    requests.map(({ id, ...rest }) => rest),
+  );
+  for (const [i, r] of requests.entries()) if (r.id) assert.equal(wire.sent[i].id, r.id);
+  // And their answers settle them: the ack of "3" (a message's, with its
+  // seq), the history of "9", the members of "4", the error of "7".
+  const idOf = (id) => requests.findIndex((r) => r.id === id);
+  const send = await (async () => {
+    const p = c.send('#main', 'Hello guys!', { id: '3' });
+    wire.frame(byType('ack').find((a) => a.seq));
+    return p;
+  })();
+  assert.equal(send, 1043);
+  wire.frame(byType('history')[0]);
+  wire.frame(byType('members')[0]);
+  const history = await answers[idOf('9')];
+  assert.deepEqual([history.target, history.first, history.more], ['#main', 12, true]);
+  const members = await answers[idOf('4')];
+  assert.equal(members.members[0].username, 'alice');
+  const failed = c.request({ type: 'command', action: 'destroy', target: '#nope', id: '7' });
+  wire.frame(byType('error')[0]);
+  await assert.rejects(failed, (e) => e instanceof ChatError && e.code === 'not_found' && e.message === 'channel #nope does not exist');
+
+  // Every message and event of the document comes out typed.
+  for (const f of [...byType('message').filter((m) => m.emitter), ...byType('event')]) wire.frame(f);
+  const seen = got.map(([type, d]) => `${type} ${d.conversation || d.identifier}`);
+  assert.deepEqual(seen, [
+    'message #c',
+    'message @alice', // alice's message to @u, read by someone else: the conversation with alice
+    'create #c',
+    'destroy #c',
+    'join #c',
+    'left #c',
+    'online #c',
+    'typing #c',
+    'read #c',
+  ]);
 });

@@ -4,60 +4,24 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { buildChatd, freePort, Node, artifacts } from '../lib/chatd.js';
-import { Proxy } from '../lib/proxy.js';
-import { launch, signIn, openConv, say, message, shotsOnFailure, createChannel } from '../lib/browser.js';
+import { artifacts } from '../lib/chatd.js';
+import { twoNodes, recordStates } from '../lib/cluster.js';
+import { signIn, openConv, say, message, shotsOnFailure, createChannel } from '../lib/browser.js';
 import { chatScenario } from '../lib/scenario.js';
 import { featureScenario } from '../lib/features.js';
 
-const redisURL = process.env.CHAT_TEST_REDIS_URL || 'redis://127.0.0.1:6379/0';
-const prefix = `chat-e2e-${process.pid}-${Date.now()}:`;
-
-let build;
 let node1;
 let node2;
 let proxy;
 let browser;
+let stop;
 
 before(async () => {
-  build = await buildChatd();
-  const env = { CHAT_REDIS_URL: redisURL, CHAT_REDIS_PREFIX: prefix };
-  node1 = new Node(build.bin, 'node1', await freePort(), env);
-  node2 = new Node(build.bin, 'node2', await freePort(), env);
-  await Promise.all([node1.start(), node2.start()]);
-  proxy = new Proxy(node1.port);
-  await proxy.listen(0);
-  browser = await launch();
+  ({ node1, node2, proxy, browser, stop } = await twoNodes('cluster'));
 });
 
-after(async () => {
-  await browser?.close();
-  await proxy?.close();
-  await node1?.kill();
-  await node2?.kill();
-  if (build) fs.rmSync(build.dir, { recursive: true, force: true });
-  await dropKeys();
-});
-
-/** Removes this run's keys from the shared Redis (best effort: redis-cli may be missing). */
-function dropKeys() {
-  const u = new URL(redisURL);
-  const args = ['-h', u.hostname, '-p', u.port || '6379', '-n', u.pathname.slice(1) || '0'];
-  const script = "for _,k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0";
-  return new Promise((resolve) => execFile('redis-cli', [...args, 'EVAL', script, '0', prefix.replace(/[*?[\]\\]/g, '\\$&') + '*'], () => resolve()));
-}
-
-/** Records every state the connection pill goes through, from now on. */
-function recordStates(page) {
-  return page.evaluate(() => {
-    window.__states = [];
-    const pill = document.getElementById('conn');
-    new MutationObserver(() => window.__states.push(pill.dataset.state)).observe(pill, { attributes: true, attributeFilter: ['data-state'] });
-  });
-}
+after(() => stop?.());
 
 test('alice and bob chat across two nodes', { timeout: 180000 }, () =>
   shotsOnFailure('cluster', async () => {
