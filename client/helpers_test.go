@@ -70,6 +70,20 @@ var backends = []struct {
 	}},
 }
 
+// inEachChat runs f in a subtest for each backend, with n nodes of one
+// chat on Redis, and one node in memory (where each node is a chat).
+func inEachChat(t *testing.T, n int, f func(t *testing.T, nodes []*chattest.Node)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			nodes, oneChat := b.nodes(t, n)
+			if !oneChat {
+				nodes = nodes[:1]
+			}
+			f(t, nodes)
+		})
+	}
+}
+
 // urlsOf returns the nodes' base URLs.
 func urlsOf(nodes ...*chattest.Node) []string {
 	var urls []string

@@ -199,74 +199,68 @@ func TestDrainToAnotherChat(t *testing.T) {
 // lost fails with ErrInterrupted (it took effect, which the client cannot
 // know); a join whose answer is lost is sent again and succeeds.
 func TestLostAck(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			nodes, oneChat := b.nodes(t, 2)
-			if !oneChat {
-				nodes = nodes[:1]
-			}
-			ctx := ctxFor(t)
-			proxy := chattest.NewProxy(t, nodes[0].URL)
-			alice := dial(t, "alice", proxy.URL)
-			bob := dial(t, "bob", nodes[len(nodes)-1].URL)
-			channelWith(t, "#l", alice, bob)
-			if seq, err := alice.Send(ctx, "#l", "first"); err != nil || seq != 1 {
-				t.Fatalf("first: %d, %v", seq, err)
-			}
+	inEachChat(t, 2, func(t *testing.T, nodes []*chattest.Node) {
+		ctx := ctxFor(t)
+		proxy := chattest.NewProxy(t, nodes[0].URL)
+		alice := dial(t, "alice", proxy.URL)
+		bob := dial(t, "bob", nodes[len(nodes)-1].URL)
+		channelWith(t, "#l", alice, bob)
+		if seq, err := alice.Send(ctx, "#l", "first"); err != nil || seq != 1 {
+			t.Fatalf("first: %d, %v", seq, err)
+		}
 
-			// lose sends a request whose answer the proxy loses, and
-			// returns its result once the connection was cut.
-			cuts := 0
-			lose := func(do func() error, arrived func() bool) error {
-				t.Helper()
-				eventually(t, "alice connected", func() bool { return len(alice.connects()) == cuts+1 })
-				cuts++
-				proxy.Blackhole()
-				done := make(chan error, 1)
-				go func() { done <- do() }()
-				eventually(t, "the request to take effect", arrived)
-				proxy.Cut()
-				return <-done
-			}
+		// lose sends a request whose answer the proxy loses, and
+		// returns its result once the connection was cut.
+		cuts := 0
+		lose := func(do func() error, arrived func() bool) error {
+			t.Helper()
+			eventually(t, "alice connected", func() bool { return len(alice.connects()) == cuts+1 })
+			cuts++
+			proxy.Blackhole()
+			done := make(chan error, 1)
+			go func() { done <- do() }()
+			eventually(t, "the request to take effect", arrived)
+			proxy.Cut()
+			return <-done
+		}
 
-			var seq uint64
-			err := lose(func() error {
-				var err error
-				seq, err = alice.Send(ctx, "#l", "once")
-				return err
-			}, func() bool { return len(bob.messages("#l")) == 2 })
-			if err != nil || seq != 2 {
-				t.Fatalf("the message whose ack was lost: %d, %v; want seq 2", seq, err)
+		var seq uint64
+		err := lose(func() error {
+			var err error
+			seq, err = alice.Send(ctx, "#l", "once")
+			return err
+		}, func() bool { return len(bob.messages("#l")) == 2 })
+		if err != nil || seq != 2 {
+			t.Fatalf("the message whose ack was lost: %d, %v; want seq 2", seq, err)
+		}
+		if s, err := bob.Send(ctx, "#l", "after"); err != nil || s != 3 {
+			t.Fatalf("the next message has seq %d (%v), want 3: the retry was stored again", s, err)
+		}
+		for _, u := range []*user{alice, bob} {
+			ms := u.waitMessages(t, "#l", 3)
+			checkSeqs(t, u.name, ms, 1, nil)
+			if len(ms) != 3 || ms[1].Text != "once" || ms[2].Text != "after" {
+				t.Fatalf("%s got %+v", u.name, ms)
 			}
-			if s, err := bob.Send(ctx, "#l", "after"); err != nil || s != 3 {
-				t.Fatalf("the next message has seq %d (%v), want 3: the retry was stored again", s, err)
-			}
-			for _, u := range []*user{alice, bob} {
-				ms := u.waitMessages(t, "#l", 3)
-				checkSeqs(t, u.name, ms, 1, nil)
-				if len(ms) != 3 || ms[1].Text != "once" || ms[2].Text != "after" {
-					t.Fatalf("%s got %+v", u.name, ms)
-				}
-			}
+		}
 
-			err = lose(func() error { return alice.Create(ctx, "#made") },
-				func() bool { return len(bob.events(protocol.EventCreate)) == 2 })
-			if !errors.Is(err, chatclient.ErrInterrupted) {
-				t.Fatalf("create whose answer was lost: %v, want ErrInterrupted", err)
-			}
-			if err := bob.Join(ctx, "#made"); err != nil { // to see alice join
-				t.Fatal(err)
-			}
-			err = lose(func() error { return alice.Join(ctx, "#made") },
-				func() bool { return joined(bob, "#made", alice) })
-			if err != nil {
-				t.Fatalf("join whose answer was lost: %v", err)
-			}
-			if n := len(alice.connects()); n != 4 {
-				t.Fatalf("alice connected %d times, want 4", n)
-			}
-		})
-	}
+		err = lose(func() error { return alice.Create(ctx, "#made") },
+			func() bool { return len(bob.events(protocol.EventCreate)) == 2 })
+		if !errors.Is(err, chatclient.ErrInterrupted) {
+			t.Fatalf("create whose answer was lost: %v, want ErrInterrupted", err)
+		}
+		if err := bob.Join(ctx, "#made"); err != nil { // to see alice join
+			t.Fatal(err)
+		}
+		err = lose(func() error { return alice.Join(ctx, "#made") },
+			func() bool { return joined(bob, "#made", alice) })
+		if err != nil {
+			t.Fatalf("join whose answer was lost: %v", err)
+		}
+		if n := len(alice.connects()); n != 4 {
+			t.Fatalf("alice connected %d times, want 4", n)
+		}
+	})
 }
 
 // joined reports whether u saw who join channel.
