@@ -18,6 +18,14 @@ import (
 // Client is a user's connection to a chat, kept up across the failures of
 // nodes and networks: see the package doc. Its methods are safe for
 // concurrent use.
+//
+// Its goroutines: run (connects, then serves each connection: it is the
+// reader), and per connection a writer, a repairer and a pinger (conn.go);
+// pump hands Updates to the caller (updates.go). Locks: Client.mu guards
+// the requests and the current connection; tracker.mu the positions
+// (resume.go); updates.mu the queue of Updates. The only nesting is
+// tracker.mu -> updates.mu (positions change and their Updates are queued
+// in one step).
 type Client struct {
 	opts  Options      // immutable, with defaults
 	urls  []string     // immutable: the nodes' base URLs
