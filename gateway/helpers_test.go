@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirechat/chat/auth"
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/gateway"
 	"github.com/wirechat/chat/internal/redistest"
 	"github.com/wirechat/chat/pubsub"
@@ -164,27 +165,17 @@ func (n *node) stop() {
 	n.http.Close()
 }
 
-type login struct {
-	Token      string `json:"token"`
-	Identifier string `json:"identifier"`
-	Username   string `json:"username"`
-}
+// login is a dev login's session.
+type login = chatclient.Login
 
-// login logs username in with dev login.
+// login logs username in with dev login, as the Go client does.
 func (n *node) login(username string) login {
 	n.t.Helper()
-	resp, err := http.Post(n.http.URL+"/auth/dev/login", "application/json", strings.NewReader(`{"username":"`+username+`"}`))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := chatclient.DevLogin(ctx, nil, n.http.URL, username)
 	if err != nil {
-		n.t.Fatalf("dev login: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		n.t.Fatalf("dev login %s: %s %s", username, resp.Status, b)
-	}
-	var l login
-	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
-		n.t.Fatal(err)
+		n.t.Fatalf("dev login %s: %v", username, err)
 	}
 	return l
 }

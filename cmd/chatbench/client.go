@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,39 +12,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/protocol"
 )
 
 // login signs username in with dev login on the node at base (an http(s)
-// URL) and returns the session token and the user's identifier.
+// URL) and returns the session token and the user's identifier. It is the
+// Go client's login: chatbench measures the websocket, not the login.
 func login(ctx context.Context, hc *http.Client, base, username string) (token, identifier string, err error) {
-	body, _ := json.Marshal(map[string]string{"username": username})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/auth/dev/login", bytes.NewReader(body))
-	if err != nil {
-		return "", "", err
+	l, err := chatclient.DevLogin(ctx, hc, base, username)
+	var refused *chatclient.StatusError
+	if errors.As(err, &refused) {
+		return "", "", fmt.Errorf("%w (is CHAT_DEV_LOGIN=true set on the server?)", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", "", fmt.Errorf("dev login %s: %w", username, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return "", "", fmt.Errorf("dev login %s: %w", username, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("dev login %s: %s: %s (is CHAT_DEV_LOGIN=true set on the server?)",
-			username, resp.Status, strings.TrimSpace(string(data)))
-	}
-	var out struct {
-		Token      string `json:"token"`
-		Identifier string `json:"identifier"`
-	}
-	if err := json.Unmarshal(data, &out); err != nil || out.Token == "" {
-		return "", "", fmt.Errorf("dev login %s: unexpected answer %q", username, data)
-	}
-	return out.Token, out.Identifier, nil
+	return l.Token, l.Identifier, err
 }
 
 // serverFrame is every field of a server frame that the slow path reads.

@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	chatclient "github.com/wirechat/chat/client"
 	"github.com/wirechat/chat/internal/redistest"
 )
 
@@ -53,15 +53,16 @@ func startProc(t *testing.T, bin string, env ...string) *proc {
 
 func (p *proc) base() string { return "http://" + p.addr }
 
+// login logs name in with dev login, as the Go client does, and returns
+// the token.
 func (p *proc) login(name string) string {
 	p.t.Helper()
-	resp, err := http.Post(p.base()+"/auth/dev/login", "application/json", strings.NewReader(`{"username":"`+name+`"}`))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := chatclient.DevLogin(ctx, nil, p.base(), name)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var l struct{ Token string }
-	json.NewDecoder(resp.Body).Decode(&l)
 	return l.Token
 }
 
