@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -180,12 +179,10 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		pubs:      make(chan *pubReq, pubQueue),
 	}
 	if cluster {
-		if own {
-			client.Close()
-		}
-		return nil, errors.New("pubsub: the Redis Cluster key layout is not there yet")
+		r.keyspace = newSharded(st)
+	} else {
+		r.keyspace = &single{store: st}
 	}
-	r.keyspace = &single{store: st}
 	sub, err := newSubscriber(ctx, subscriberOptions{
 		client: client, prefix: opts.Prefix, nodeID: opts.NodeID, topicOf: st.topicOf, handler: opts.Handler,
 		log: opts.Logger, timeout: opts.Timeout, interval: opts.HeartbeatInterval, deadline: opts.HeartbeatTimeout,
@@ -206,6 +203,9 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	}
 	r.wg.Add(1)
 	go r.batcher()
+	if s, ok := r.keyspace.(*sharded); ok {
+		s.background(r.stop, &r.wg)
+	}
 	return r, nil
 }
 

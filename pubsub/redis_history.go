@@ -29,7 +29,8 @@ import (
 // message is stored if and only if it is published.
 
 // storeLua stores a message: KEYS[seq], KEYS[log] and, if the message has
-// an id, KEYS[idem] (an empty name otherwise); ARGV from a: the frame's
+// an id, KEYS[idem] (an empty name or none otherwise: a Redis Cluster
+// refuses an empty key name, which is in another slot); ARGV from a: the frame's
 // head, the log's limit, the TTL in ms (0: none), the idempotency window
 // in ms. It returns seq, frame, and whether the message repeated an id
 // (then nothing was stored).
@@ -59,7 +60,8 @@ local function trim_expired(log, oldest)
 end
 
 local function store(seq_key, log_key, idem_key, a)
-  if idem_key ~= '' then
+  if idem_key == '' then idem_key = nil end
+  if idem_key then
     local prev = redis.call('GET', idem_key)
     if prev then return tonumber(prev), nil, 1 end
   end
@@ -72,7 +74,7 @@ local function store(seq_key, log_key, idem_key, a)
     trim_expired(log_key, now - ttl)
     redis.call('PEXPIRE', log_key, ttl)
   end
-  if idem_key ~= '' then
+  if idem_key then
     redis.call('SET', idem_key, seq, 'PX', ARGV[a + 3])
   end
   return seq, frame, 0
@@ -91,7 +93,7 @@ end
 var publishMessageScript = redis.NewScript(storeLua + `
 -- A repeat is answered first: its message was stored while the sender
 -- was a member, whatever happened since.
-if KEYS[5] ~= '' then
+if KEYS[5] and KEYS[5] ~= '' then
   local prev = redis.call('GET', KEYS[5])
   if prev then return {0, tonumber(prev), 1} end
 end
@@ -102,14 +104,10 @@ if dup == 0 then publish(ARGV[7], seq, frame, 8) end
 return {0, seq, dup}
 `)
 
-// publishDirectScript: KEYS: seq, log, idem, convs of the sender, convs of
-// the recipient. ARGV: head, limit, ttl, window, the sender's entry in the
-// recipient's index, the recipient's entry in the sender's, the index's
-// size, prefix, then the pub/sub channels.
-var publishDirectScript = redis.NewScript(storeLua + `
--- touch makes member the most recent of the index key: its score is the
--- time, or one more than the newest if that is not later (two messages
--- in one millisecond).
+// touchLua makes member the most recent of the index key: its score is the
+// time, or one more than the newest if that is not later (two messages in
+// one millisecond).
+const touchLua = `
 local function touch(key, member, now, size)
   local top = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
   local score = now
@@ -117,7 +115,13 @@ local function touch(key, member, now, size)
   redis.call('ZADD', key, score, member)
   redis.call('ZREMRANGEBYRANK', key, 0, -1 - size)
 end
+`
 
+// publishDirectScript: KEYS: seq, log, idem, convs of the sender, convs of
+// the recipient. ARGV: head, limit, ttl, window, the sender's entry in the
+// recipient's index, the recipient's entry in the sender's, the index's
+// size, prefix, then the pub/sub channels.
+var publishDirectScript = redis.NewScript(storeLua + touchLua + `
 local seq, frame, dup = store(KEYS[1], KEYS[2], KEYS[3], 1)
 if dup == 0 then
   local now = now_ms()
@@ -165,18 +169,24 @@ return out
 // latestScript returns, for each log in KEYS (the log, then its seq key),
 // its newest unexpired seq (0: none) and the last seq given (0: none).
 // ARGV: ttl.
-var latestScript = redis.NewScript(storeLua + `
-local ttl = tonumber(ARGV[1])
-local oldest = now_ms() - ttl
+var latestScript = redis.NewScript(storeLua + newestLua + `
 local out = {}
 for i = 1, #KEYS, 2 do
-  local e = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-  out[i] = 0
-  if #e > 0 and (ttl == 0 or tonumber(e[1][2][4]) > oldest) then out[i] = seq_of(e[1][1]) end
-  out[i + 1] = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  out[i], out[i + 1] = newest(KEYS[i], KEYS[i + 1], tonumber(ARGV[1]))
 end
 return out
 `)
+
+// newestLua: newest returns the newest unexpired seq of a log (0: none)
+// and the last seq given (0: none), from the log and its seq key.
+const newestLua = `
+local function newest(log, seq_key, ttl)
+  local e = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+  local latest = 0
+  if #e > 0 and (ttl == 0 or tonumber(e[1][2][4]) > now_ms() - ttl) then latest = seq_of(e[1][1]) end
+  return latest, tonumber(redis.call('GET', seq_key) or '0')
+end
+`
 
 // PublishMessage implements Registry with one script: the membership check,
 // the store step and the publish.

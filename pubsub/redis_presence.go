@@ -21,33 +21,33 @@ import (
 
 // sweepScript decides whether one user due for a look has gone offline:
 // it has no place left and its grace is over (or its places lapsed: its
-// node died). It returns the username if so (and only to one caller: the
-// presence is gone after), else 0. KEYS: places:{user}, presence,
-// presence:due. ARGV: user.
+// node died). It returns {1, username} if so (and only to one caller: the
+// presence is gone after), else {0, when to look again (Unix ms; 0: not
+// at all, the user is offline)}. KEYS: places:{user}, presence, and
+// presence:due (optional, as for acquireScript). ARGV: user.
 var sweepScript = redis.NewScript(placesNow + `
+local function due(at)
+  if KEYS[3] then
+    if at == 0 then redis.call('ZREM', KEYS[3], ARGV[1]) else redis.call('ZADD', KEYS[3], at, ARGV[1]) end
+  end
+  return {0, at}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local state = redis.call('HGET', KEYS[2], 'state')
-if not state then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 0
-end
+if not state then return due(0) end
 if redis.call('ZCARD', KEYS[1]) > 0 then
   if state == 'leaving' then redis.call('HSET', KEYS[2], 'state', 'on') end
   local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  redis.call('ZADD', KEYS[3], last[2], ARGV[1])
-  return 0
+  return due(tonumber(last[2]))
 end
 if state == 'leaving' then
   local deadline = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
-  if deadline > now then
-    redis.call('ZADD', KEYS[3], deadline, ARGV[1])
-    return 0
-  end
+  if deadline > now then return due(deadline) end
 end
 local name = redis.call('HGET', KEYS[2], 'name') or ''
 redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return name
+due(0)
+return {1, name}
 `)
 
 // membersScript reads a page of a channel's roster. KEYS: channels, the
@@ -63,16 +63,33 @@ return redis.call('ZRANGEBYLEX', KEYS[2], from, '+', 'LIMIT', 0, tonumber(ARGV[3
 
 // markReadScript moves a read marker up and publishes the notice if it
 // moved. KEYS: the user's read markers. ARGV: log, seq, notice.
-var markReadScript = redis.NewScript(`
+var markReadScript = redis.NewScript(markReadLua)
+
+const markReadLua = `
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if tonumber(ARGV[2]) <= cur then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
-`)
+`
 
 // SweepPresence implements Registry: the users due for a look, each
 // looked at by one script.
+// sweptUser reads sweepScript's answer: whether the user went offline,
+// with its username, or else when to look at it again.
+func sweptUser(v any) (name string, next int64, gone bool) {
+	res, _ := v.([]any)
+	if len(res) != 2 {
+		return "", 0, false
+	}
+	if g, _ := res[0].(int64); g == 1 {
+		name, _ = res[1].(string)
+		return name, 0, true
+	}
+	next, _ = res[1].(int64)
+	return "", next, false
+}
+
 func (r *single) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
@@ -93,7 +110,7 @@ func (r *single) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
 		if err != nil {
 			return gone, fmt.Errorf("presence of %s: %w", user, err)
 		}
-		if name, ok := v.(string); ok {
+		if name, _, ok := sweptUser(v); ok {
 			gone = append(gone, Peer{ID: user, Username: name})
 		}
 	}
@@ -103,7 +120,13 @@ func (r *single) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
 // Members implements Registry: a page of the roster, then each member's
 // presence in one round trip.
 func (r *single) Members(ctx context.Context, channel, after string, limit int) ([]Member, bool, error) {
-	v, err := r.run(ctx, membersScript, []string{r.key("channels"), r.logKey(channel, "roster")}, channel, after, limit)
+	return r.members(ctx, membersScript, []string{r.key("channels"), r.logKey(channel, "roster")}, channel, after, limit)
+}
+
+// members runs a script that reads a page of channel's roster, then reads
+// each member's presence.
+func (r *store) members(ctx context.Context, s *redis.Script, keys []string, channel, after string, limit int) ([]Member, bool, error) {
+	v, err := r.run(ctx, s, keys, channel, after, limit)
 	if err != nil {
 		return nil, false, fmt.Errorf("members of %s: %w", channel, err)
 	}
@@ -172,8 +195,12 @@ func (r *single) Sizes(ctx context.Context, channels ...string) ([]int, error) {
 
 // MarkRead implements Registry.
 func (r *single) MarkRead(ctx context.Context, user, log string, seq uint64, n Notice) (bool, error) {
+	return r.markRead(ctx, markReadScript, user, log, seq, n)
+}
+
+func (r *store) markRead(ctx context.Context, s *redis.Script, user, log string, seq uint64, n Notice) (bool, error) {
 	nc, np := r.notice(n)
-	v, err := r.run(ctx, markReadScript, []string{r.userKey(user, "read")}, log, seq, nc, np)
+	v, err := r.run(ctx, s, []string{r.userKey(user, "read")}, log, seq, nc, np)
 	if err != nil {
 		return false, fmt.Errorf("read marker of %s: %w", log, err)
 	}

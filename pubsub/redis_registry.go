@@ -130,8 +130,10 @@ if last[2] then redis.call('PEXPIREAT', key, last[2]) end
 // acquireScript drops lapsed places and takes one if the user holds fewer
 // than limit (or already holds this one). The user is online from then
 // on; it came online if its presence was absent (not in the grace).
-// KEYS: places:{user}, the user's presence, presence:due. ARGV: conn,
-// limit, ttl in ms, user, username. Returns {0, came online} or 5.
+// KEYS: places:{user}, the user's presence, and presence:due (on a
+// cluster, where it lives in another slot, none: the caller sees to it).
+// ARGV: conn, limit, ttl in ms, user, username. Returns {0, came online}
+// or 5.
 var acquireScript = redis.NewScript(placesNow + `
 local key = KEYS[1]
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -143,7 +145,7 @@ redis.call('ZADD', key, now + tonumber(ARGV[3]), ARGV[1])
 local online = 0
 if redis.call('HGET', KEYS[2], 'state') == false then online = 1 end
 redis.call('HSET', KEYS[2], 'state', 'on', 'name', ARGV[5])
-redis.call('ZADD', KEYS[3], last[2], ARGV[4])
+if KEYS[3] then redis.call('ZADD', KEYS[3], last[2], ARGV[4]) end
 return {0, online}
 `)
 
@@ -168,9 +170,10 @@ return 0
 `)
 
 // releaseScript frees a place; if it was the user's last, the user is
-// leaving: offline once grace has passed without a new place.
-// KEYS: places:{user}, the user's presence, presence:due. ARGV: conn,
-// grace in ms, user.
+// leaving: offline once grace has passed without a new place, which it
+// returns (Unix ms; 0 if the user stays online).
+// KEYS: places:{user}, the user's presence, presence:due (optional, as
+// for acquireScript). ARGV: conn, grace in ms, user.
 var releaseScript = redis.NewScript(placesNow + `
 local key = KEYS[1]
 redis.call('ZREM', key, ARGV[1])
@@ -178,7 +181,8 @@ redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 if redis.call('ZCARD', key) == 0 and redis.call('HGET', KEYS[2], 'state') == 'on' then
   local deadline = now + tonumber(ARGV[2])
   redis.call('HSET', KEYS[2], 'state', 'leaving', 'until', deadline)
-  redis.call('ZADD', KEYS[3], deadline, ARGV[3])
+  if KEYS[3] then redis.call('ZADD', KEYS[3], deadline, ARGV[3]) end
+  return deadline
 end
 return 0
 `)
