@@ -178,6 +178,7 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, p
 	}
 	revoked, err := s.store.CreateSession(r.Context(), hashToken(token), sess, s.cfg.MaxLoginsPerUser)
 	if err != nil {
+		s.closeRevoked(r.Context(), revoked)
 		return "", fmt.Errorf("create session: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -191,13 +192,20 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, u User, p
 		SameSite: http.SameSiteLaxMode,
 	})
 	s.log.Info("login", "user", u.ID, "username", u.Username, "provider", provider, "session", sess.ID)
+	s.closeRevoked(r.Context(), revoked)
+	return token, nil
+}
+
+// closeRevoked closes the websockets of the sessions that a login revoked
+// over the user's limit (on Redis Cluster, also a login that failed after
+// revoking them).
+func (s *Service) closeRevoked(ctx context.Context, revoked []Session) {
 	for _, old := range revoked {
 		s.log.Info("session revoked: the user's oldest over the login limit", "user", old.UserID, "session", old.ID)
 		if s.cfg.OnLogout != nil {
-			s.cfg.OnLogout(r.Context(), old)
+			s.cfg.OnLogout(ctx, old)
 		}
 	}
-	return token, nil
 }
 
 // Handler serves the /auth/ endpoints.

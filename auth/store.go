@@ -29,9 +29,11 @@ type Session struct {
 }
 
 // Store keeps users, identities and sessions. Memory serves a single node;
-// Redis a cluster. Methods are safe for concurrent use and atomic in the
-// backend: two nodes never hand out the same username, or link one
-// account to two users.
+// Redis a cluster. Methods are safe for concurrent use, also by several
+// nodes at once: two nodes never hand out the same username, or link one
+// account to two users. On a single Redis each method is one atomic step;
+// on Redis Cluster some are several, whose failure in between leaves no
+// state that breaks these guarantees (docs/cluster.md).
 type Store interface {
 	// UserByName returns the user with that canonical username, or
 	// ErrNoUser.
@@ -55,10 +57,18 @@ type Store interface {
 
 	// CreateSession stores s under the hash of its token; it lapses at
 	// s.Expires. If keep > 0 and the user then holds more than keep
-	// unexpired sessions, the oldest of them (never s) are deleted in the
-	// same atomic step and returned, oldest first, so that the caller can
-	// close their websockets as at logout. If keep is zero, no session is
-	// deleted.
+	// unexpired sessions, the oldest of them (never s) are deleted and
+	// returned, oldest first, so that the caller can close their
+	// websockets as at logout. If keep is zero, no session is deleted.
+	// Logins of one user racing on several nodes leave at most keep
+	// sessions between them once they have returned, and each deleted
+	// session is returned by exactly one call; that may be a later login
+	// of the user, when the call that chose to delete it failed first.
+	//
+	// On an error the caller must not hand out the token (s may be
+	// stored, but is not counted as the user's: it is deleted if the
+	// backend can still be reached); revoked then holds the sessions that
+	// were deleted all the same, which the caller closes as well.
 	CreateSession(ctx context.Context, tokenHash string, s Session, keep int) (revoked []Session, err error)
 
 	// Session returns the unexpired session stored under tokenHash, or
