@@ -13,8 +13,9 @@ import (
 	"github.com/wirechat/chat/protocol"
 )
 
-// Redis is a Store in Redis, shared by the nodes of a cluster. Keys, under
-// the prefix (docs/cluster.md):
+// Redis is a Store in Redis, shared by the nodes of a cluster. On a single
+// Redis (a *redis.Client) its keys, under the prefix (docs/cluster.md),
+// are:
 //
 //	user:{id}                    HASH  id, username
 //	username:{name}              STRING the user's id
@@ -27,8 +28,14 @@ import (
 // username or link one identity twice. Creating a session is one too, so
 // that two nodes logging one user in at once cannot both keep more than
 // the user may hold.
+//
+// On Redis Cluster (any other client, a *redis.ClusterClient) a script may
+// touch one hash slot only, so the keys carry hash tags and what spans
+// several slots is done in steps, in an order that a failure between two
+// of them cannot turn into a broken state: redis_cluster.go.
 type Redis struct {
-	client  *redis.Client // immutable after NewRedis
+	client  redis.UniversalClient // immutable after NewRedis
+	cluster bool                  // the hash-slot layout; immutable after NewRedis
 	prefix  string
 	timeout time.Duration
 	now     func() time.Time
@@ -45,17 +52,22 @@ type RedisOptions struct {
 	Timeout time.Duration
 }
 
-// NewRedis returns a store on client, which the caller keeps and closes.
-// The client should have ContextTimeoutEnabled set and no retries
-// (pubsub.TuneOptions does both).
-func NewRedis(client *redis.Client, opts RedisOptions) *Redis {
+// NewRedis returns a store on client, which the caller keeps and closes:
+// a *redis.Client keeps the keys above (the layout of deployed data), any
+// other client, a *redis.ClusterClient for Redis Cluster 7.0 or later,
+// gets the hash-slot layout of redis_cluster.go. The client should have
+// ContextTimeoutEnabled set and no retries (pubsub.NewClient does both),
+// and must read from primaries only (ClusterOptions.ReadOnly false): a
+// replica may still hold a session that was revoked.
+func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	if opts.Prefix == "" {
 		opts.Prefix = "chat:"
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
 	}
-	return &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout, now: time.Now}
+	_, single := client.(*redis.Client)
+	return &Redis{client: client, cluster: !single, prefix: opts.Prefix, timeout: opts.Timeout, now: time.Now}
 }
 
 // userForNameScript returns {id, name} of the user named ARGV[2], creating
@@ -110,8 +122,27 @@ func (r *Redis) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, r.timeout)
 }
 
+// userKey is the key of the user's hash in either layout.
+func (r *Redis) userKey(id string) string {
+	if r.cluster {
+		return r.prefix + "{u:" + id + "}:user"
+	}
+	return r.prefix + "user:" + id
+}
+
+// sessionKey is the key of a login session in either layout.
+func (r *Redis) sessionKey(tokenHash string) string {
+	if r.cluster {
+		return r.prefix + "{s:" + tokenHash + "}"
+	}
+	return r.prefix + "session:" + tokenHash
+}
+
 // UserByName implements Store.
 func (r *Redis) UserByName(ctx context.Context, username string) (User, error) {
+	if r.cluster {
+		return r.clusterUserByName(ctx, username)
+	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	id, err := r.client.Get(ctx, r.prefix+"username:"+username).Result()
@@ -128,7 +159,7 @@ func (r *Redis) UserByName(ctx context.Context, username string) (User, error) {
 func (r *Redis) UserByID(ctx context.Context, id string) (User, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	name, err := r.client.HGet(ctx, r.prefix+"user:"+id, "username").Result()
+	name, err := r.client.HGet(ctx, r.userKey(id), "username").Result()
 	if errors.Is(err, redis.Nil) {
 		return User{}, ErrNoUser
 	}
@@ -140,6 +171,9 @@ func (r *Redis) UserByID(ctx context.Context, id string) (User, error) {
 
 // UserForName implements Store.
 func (r *Redis) UserForName(ctx context.Context, username, newID string) (User, error) {
+	if r.cluster {
+		return r.clusterUserForName(ctx, username, newID)
+	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	v, err := userForNameScript.Run(ctx, r.client, nil, r.prefix, username, newID).StringSlice()
@@ -151,6 +185,9 @@ func (r *Redis) UserForName(ctx context.Context, username, newID string) (User, 
 
 // UserForIdentity implements Store.
 func (r *Redis) UserForIdentity(ctx context.Context, provider, subject, login, newID string) (User, error) {
+	if r.cluster {
+		return r.clusterUserForIdentity(ctx, provider, subject, login, newID)
+	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	key := r.prefix + "identity:" + provider + ":" + subject
@@ -228,6 +265,9 @@ func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session, 
 	if err != nil {
 		return nil, err
 	}
+	if r.cluster {
+		return r.clusterCreateSession(ctx, tokenHash, s, b, keep)
+	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	keys := []string{r.prefix + "session:" + tokenHash, r.prefix + "sessions:" + s.UserID}
@@ -251,7 +291,7 @@ func (r *Redis) CreateSession(ctx context.Context, tokenHash string, s Session, 
 func (r *Redis) Session(ctx context.Context, tokenHash string) (Session, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	b, err := r.client.Get(ctx, r.prefix+"session:"+tokenHash).Bytes()
+	b, err := r.client.Get(ctx, r.sessionKey(tokenHash)).Bytes()
 	if err != nil {
 		return Session{}, sessionError(err)
 	}
@@ -269,9 +309,18 @@ func (r *Redis) Session(ctx context.Context, tokenHash string) (Session, error) 
 // DeleteSession implements Store: GETDEL, so that of two nodes revoking one
 // session, one gets it.
 func (r *Redis) DeleteSession(ctx context.Context, tokenHash string) (Session, error) {
+	s, err := r.getDelSession(ctx, tokenHash)
+	if err != nil || !r.cluster {
+		return s, err
+	}
+	r.unindexSession(ctx, s.UserID, tokenHash)
+	return s, nil
+}
+
+func (r *Redis) getDelSession(ctx context.Context, tokenHash string) (Session, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	b, err := r.client.GetDel(ctx, r.prefix+"session:"+tokenHash).Bytes()
+	b, err := r.client.GetDel(ctx, r.sessionKey(tokenHash)).Bytes()
 	if err != nil {
 		return Session{}, sessionError(err)
 	}

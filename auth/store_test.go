@@ -38,3 +38,12 @@ func TestRedisStore(t *testing.T) {
 		}
 	})
 }
+
+func TestRedisClusterStore(t *testing.T) {
+	authtest.RunStore(t, func(t *testing.T) func() auth.Store {
+		url, prefix := redistest.ClusterURL(t)
+		return func() auth.Store {
+			return auth.NewRedis(auth.ClusterClient(t, url), auth.RedisOptions{Prefix: prefix})
+		}
+	})
+}

@@ -1,0 +1,4 @@
+package auth
+
+// ClusterClient is clusterClient, for the tests of package auth_test.
+var ClusterClient = clusterClient
