@@ -166,25 +166,39 @@ func TestStateMemoryFull(t *testing.T) {
 func TestStateRedis(t *testing.T) {
 	testStateStore(t, func(t *testing.T) stateStoreUnderTest {
 		rdb, prefix := stateTestRedis(t)
-		s := NewStateRedis(rdb, prefix)
-		return stateStoreUnderTest{s, func(t *testing.T, key string) {
-			// Wait for Redis to expire the key, without taking it.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				n, err := rdb.Exists(t.Context(), s.prefix+key).Result()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n == 0 {
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("key %s never expired", key)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}}
+		return stateRedisUnderTest(rdb, prefix)
 	})
+}
+
+// TestStateRedisCluster: each login state is one key, and Put and Take
+// one command each, so the store needs no hash tags on Redis Cluster.
+func TestStateRedisCluster(t *testing.T) {
+	testStateStore(t, func(t *testing.T) stateStoreUnderTest {
+		url, prefix := redistest.ClusterURL(t)
+		return stateRedisUnderTest(clusterClient(t, url), prefix)
+	})
+}
+
+// stateRedisUnderTest returns a StateRedis on rdb under prefix.
+func stateRedisUnderTest(rdb redis.Cmdable, prefix string) stateStoreUnderTest {
+	s := NewStateRedis(rdb, prefix)
+	return stateStoreUnderTest{s, func(t *testing.T, key string) {
+		// Wait for Redis to expire the key, without taking it.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := rdb.Exists(t.Context(), s.prefix+key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("key %s never expired", key)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}}
 }
 
 func TestStateRedisKeys(t *testing.T) {
