@@ -15,8 +15,10 @@ import (
 // Unavailable reports whether err means that Redis could not serve the
 // call now: the network failed, the call timed out, or Redis answered with
 // an error it gives while starting, failing over or busy (LOADING,
-// READONLY, MASTERDOWN, BUSY, TRYAGAIN, CLUSTERDOWN). Any other error is
-// Redis's answer to the call itself.
+// READONLY, MASTERDOWN, BUSY, TRYAGAIN, CLUSTERDOWN), or a redirection
+// (MOVED, ASK) that reached the caller because the cluster client ran out
+// of redirects while slots changed hands: the call did not run. Any other
+// error is Redis's answer to the call itself.
 func Unavailable(err error) bool {
 	if err == nil {
 		return false
@@ -34,7 +36,7 @@ func Answered(err error) bool {
 
 func transient(err error) bool {
 	msg := err.Error()
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN"} {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MOVED ", "ASK "} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}

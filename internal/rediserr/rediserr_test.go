@@ -31,6 +31,8 @@ func TestUnavailable(t *testing.T) {
 		{"busy script", replyError("BUSY Redis is busy running a script."), true},
 		{"cluster down", replyError("CLUSTERDOWN The cluster is down"), true},
 		{"try again", replyError("TRYAGAIN Multiple keys request during rehashing of slot"), true},
+		{"moved, out of redirects", replyError("MOVED 11636 127.0.0.1:34725"), true},
+		{"ask, out of redirects", replyError("ASK 11636 127.0.0.1:34725"), true},
 		{"network", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
 		{"timeout", context.DeadlineExceeded, true},
 		{"closed client", redis.ErrClosed, true},
