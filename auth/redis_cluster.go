@@ -284,43 +284,64 @@ func (r *Redis) getAll(ctx context.Context, keys []string) ([]string, error) {
 }
 
 // indexSessionScript puts the session ARGV[1] on its user's index KEYS[1],
-// scored by Redis's clock, after taking off the index and off the
-// revoking set KEYS[2] the sessions ARGV[4…] that are gone. If ARGV[2] >
-// 0 and the index then lists more sessions than that, it moves the oldest
-// but the new one to the revoking set and returns them, oldest first. Both
-// keys lapse with the longest session: ARGV[3] (Unix ms) or later.
+// scored by Redis's clock, and takes off the index and off the revoking
+// set KEYS[2] the sessions ARGV[4…] that are gone. If ARGV[2] > 0 and the
+// index then lists more sessions than that, it moves the oldest but the
+// new one to the revoking set and returns them, oldest first. Both keys
+// lapse with the longest session: ARGV[3] (Unix ms) or later.
+//
+// On a slot being migrated, Redis fails a script at the first command on
+// a key that is missing by then (already moved, or emptied by the script
+// itself), keeping what the script did before. So this one touches no key
+// that it may have emptied, and adds the sessions to revoke to the
+// revoking set before it takes them off the index: whatever line it stops
+// at, a session is listed on one of the two or gone.
 var indexSessionScript = redis.NewScript(`
 local hash, keep, at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
-end
-redis.call('ZREM', KEYS[2], hash)
+local gone = {}
+for i = 4, #ARGV do gone[ARGV[i]] = true end
+gone[hash] = nil
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[1], t[1] .. string.format('%06d', tonumber(t[2])), hash)
+local listed = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local live = {}
+for i = 1, #listed, 2 do
+  if not gone[listed[i]] then live[#live + 1] = i end
+end
 local victims = {}
-local over = redis.call('ZCARD', KEYS[1]) - keep
-if keep > 0 and over > 0 then
-  local listed = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-  for i = 1, #listed, 2 do
-    if over <= 0 then break end
-    local h = listed[i]
-    if h ~= hash then
-      redis.call('ZREM', KEYS[1], h)
-      redis.call('ZADD', KEYS[2], listed[i + 1], h)
-      victims[#victims + 1] = h
-      over = over - 1
+local over = #live - keep
+for _, i in ipairs(live) do
+  if keep <= 0 or over <= 0 then break end
+  if listed[i] ~= hash then
+    victims[#victims + 1] = i
+    over = over - 1
+  end
+end
+local revoking = redis.call('ZCARD', KEYS[2])
+for _, i in ipairs(victims) do
+  redis.call('ZADD', KEYS[2], listed[i + 1], listed[i])
+end
+revoking = revoking + #victims
+local out = {}
+for _, i in ipairs(victims) do
+  redis.call('ZREM', KEYS[1], listed[i])
+  out[#out + 1] = listed[i]
+end
+gone[hash] = true -- off the revoking set if a retried login put it back
+for h in pairs(gone) do
+  if h ~= hash then redis.call('ZREM', KEYS[1], h) end
+  if revoking > 0 then revoking = revoking - redis.call('ZREM', KEYS[2], h) end
+end
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, k in ipairs(KEYS) do
+  if i == 1 or revoking > 0 then
+    local left = redis.call('PTTL', k)
+    if left == -1 or now + left < at then
+      redis.call('PEXPIREAT', k, at)
     end
   end
 end
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, k in ipairs(KEYS) do
-  local left = redis.call('PTTL', k)
-  if left == -1 or (left >= 0 and now + left < at) then
-    redis.call('PEXPIREAT', k, at)
-  end
-end
-return victims
+return out
 `)
 
 // clusterCreateSession is CreateSession in steps: store the session, then

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -359,4 +360,254 @@ func sessionIDs(ss []Session) []string {
 		out = append(out, s.ID)
 	}
 	return out
+}
+
+// TestClusterStoreFaults: logins go on while the slot of a user's keys
+// moves to another primary, primaries hold writes past the client's
+// timeout, and the primary of a name's claim fails over.
+// Calls may fail (unavailable) meanwhile; afterwards one more login of
+// each kind settles what they left, and the guarantees hold: one user per
+// account, one name per user, the cap kept, each revoked session reported
+// once.
+func TestClusterStoreFaults(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	client := clusterClient(t, cluster.URL)
+	s := NewRedis(client, RedisOptions{Prefix: "chat:"})
+	ctx := t.Context()
+	const keep, accounts = 5, 12
+	expires := time.Now().Add(time.Hour)
+
+	t.Run("login on a slot half migrated", func(t *testing.T) {
+		sess := func(i int) Session {
+			return Session{ID: fmt.Sprint("m", i), UserID: "mig", Expires: expires}
+		}
+		for i := range 3 {
+			_, err := s.CreateSession(ctx, fmt.Sprint("m", i), sess(i), 0)
+			must(t, err)
+		}
+		// A revocation left undone, of a session gone since: the login
+		// empties the revoking set, then fills it again.
+		must(t, client.ZAdd(ctx, s.revokingKey("mig"), redis.Z{Score: 1, Member: "gone"}).Err())
+		stop := halfMigrate(t, cluster, s.indexKey("mig"))
+		revoked, err := s.CreateSession(ctx, "m3", sess(3), 2)
+		stop()
+		must(t, err)
+		if got := sessionIDs(revoked); !slices.Equal(got, []string{"m0", "m1"}) {
+			t.Fatalf("revoked %q, want [m0 m1]", got)
+		}
+		for i, want := range []bool{false, false, true, true} {
+			if _, err := s.Session(ctx, fmt.Sprint("m", i)); (err == nil) != want {
+				t.Errorf("session m%d: %v, want valid %v", i, err, want)
+			}
+		}
+	})
+
+	var mu sync.Mutex
+	logins := map[string]bool{} // token hash → whether its CreateSession succeeded
+	reported := map[string]int{}
+	users := map[string][]User{} // account → users returned
+	calls, failures := 0, 0
+	record := func(err error) bool {
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			t.Errorf("unexpected error: %v", err)
+		}
+		calls++
+		if err != nil {
+			failures++
+		}
+		return err == nil
+	}
+	// Some calls before and after each fault.
+	settled := func() {
+		t.Helper()
+		mu.Lock()
+		from := calls
+		mu.Unlock()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			n := calls
+			mu.Unlock()
+			if n >= from+200 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d calls in 10 s", n-from)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Keys that make the slots' migration take a while, so that calls
+	// meet it halfway (ASK, TRYAGAIN).
+	for _, key := range []string{s.userKey("racer"), s.nameKey("ivy-2")} {
+		_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range 3000 {
+				p.Set(ctx, fmt.Sprint(key, ":pad:", i), "x", 0)
+			}
+			return nil
+		})
+		must(t, err)
+	}
+	login := func(h string) error {
+		revoked, err := s.CreateSession(ctx, h, Session{ID: h, UserID: "racer", Username: "racer", Expires: expires}, keep)
+		mu.Lock()
+		defer mu.Unlock()
+		logins[h] = record(err)
+		for _, r := range revoked {
+			reported[r.ID]++
+		}
+		return err
+	}
+	first := func(account int) error {
+		u, err := s.UserForIdentity(ctx, "github", fmt.Sprint(account), "ivy", fmt.Sprint("id-", account, "-", time.Now().UnixNano()))
+		mu.Lock()
+		defer mu.Unlock()
+		if record(err) {
+			users[fmt.Sprint(account)] = append(users[fmt.Sprint(account)], u)
+		}
+		return err
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if w < 2 {
+					login(fmt.Sprint("h-", w, "-", i))
+				} else {
+					first((i*2 + w) % accounts)
+				}
+			}
+		})
+	}
+	move := func(key string) { // to another primary
+		t.Helper()
+		from := cluster.PrimaryOf(t, key)
+		for _, p := range cluster.Primaries(t) {
+			if p != from {
+				cluster.MoveSlot(t, cluster.Slot(t, key), p)
+				return
+			}
+		}
+	}
+	settled()
+	move(s.userKey("racer"))
+	settled()
+	move(s.nameKey("ivy-2"))
+	settled()
+	// Writes held past the client's timeout: the calls fail, and the
+	// steps they sent run when the pause ends, after their callers have
+	// given up on them (a reply lost).
+	for _, key := range []string{s.userKey("racer"), s.nameKey("ivy")} {
+		a := redis.NewClient(&redis.Options{Addr: cluster.PrimaryOf(t, key)})
+		must(t, a.Do(ctx, "CLIENT", "PAUSE", 1500, "WRITE").Err())
+		a.Close()
+	}
+	settled()
+	// Last: a MoveSlot right after a failover may read a node's view from
+	// before it (redistest).
+	cluster.Failover(t, cluster.PrimaryOf(t, s.nameKey("ivy")))
+	settled()
+	close(stop)
+	wg.Wait()
+
+	settle := func(what string, f func() error) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for f() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s fails after the faults", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	settle("a login", func() error { return login("h-last") })
+	for a := range accounts {
+		settle("a first login", func() error { return first(a) })
+	}
+	t.Logf("%d calls, %d failed during the faults", calls, failures)
+
+	// Sessions: exactly keep valid, all listed; none valid that was
+	// reported; every handed-out token that is gone reported once.
+	live := 0
+	for h, ok := range logins {
+		_, err := s.Session(ctx, h)
+		switch {
+		case err == nil:
+			if reported[h] > 0 {
+				t.Errorf("session %s reported revoked but valid", h)
+			}
+			if _, err := client.ZScore(ctx, s.indexKey("racer"), h).Result(); err != nil {
+				t.Errorf("valid session %s of a login that %s is not on the index: %v", h, map[bool]string{true: "succeeded", false: "failed"}[ok], err)
+			}
+			live++
+		case errors.Is(err, ErrNoSession):
+			if ok && reported[h] != 1 {
+				t.Errorf("session %s is gone and was reported %d times", h, reported[h])
+			}
+		default:
+			t.Fatal(err)
+		}
+	}
+	if live != keep {
+		t.Errorf("%d valid sessions, want %d", live, keep)
+	}
+	for h, n := range reported {
+		if n > 1 {
+			t.Errorf("session %s reported revoked %d times", h, n)
+		}
+	}
+
+	// Users: one per account, whatever the calls, with a name of its own
+	// that leads back to it.
+	names := map[string]string{}
+	for a, us := range users {
+		for _, u := range us {
+			if u != us[0] {
+				t.Fatalf("account %s gave %+v and %+v", a, us[0], u)
+			}
+		}
+		u := us[0]
+		if other, taken := names[u.Username]; taken {
+			t.Fatalf("accounts %s and %s share the name %s", a, other, u.Username)
+		}
+		names[u.Username] = a
+		got, err := s.UserByName(ctx, u.Username)
+		wantUser(t, "UserByName", got, err, u)
+	}
+}
+
+// halfMigrate marks the slot of key as migrating from its primary to
+// another, with none of its keys moved yet, and returns a function that
+// ends the migration where it started.
+func halfMigrate(t *testing.T, cluster *redistest.Cluster, key string) (stop func()) {
+	t.Helper()
+	ctx := t.Context()
+	src := cluster.PrimaryOf(t, key)
+	var dst string
+	for _, p := range cluster.Primaries(t) {
+		if p != src {
+			dst = p
+		}
+	}
+	sa, da := redis.NewClient(&redis.Options{Addr: src}), redis.NewClient(&redis.Options{Addr: dst})
+	t.Cleanup(func() { sa.Close(); da.Close() })
+	id := func(a *redis.Client) string {
+		s, err := a.Do(ctx, "CLUSTER", "MYID").Text()
+		must(t, err)
+		return s
+	}
+	slot := cluster.Slot(t, key)
+	must(t, da.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", id(sa)).Err())
+	must(t, sa.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", id(da)).Err())
+	return func() {
+		must(t, sa.Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err())
+		must(t, da.Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err())
+	}
 }
