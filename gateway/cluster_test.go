@@ -27,8 +27,10 @@ import (
 
 // redisCluster returns a function that makes the backend of one more node
 // of a cluster on a Redis of t's own prefix.
+// The shared state is audited when t ends (after the nodes stop).
 func redisCluster(t *testing.T) func() backend {
 	url, prefix := redistest.URL(t)
+	t.Cleanup(func() { audit(t, url, prefix) })
 	return func() backend { return redisBackend(t, url, prefix, "") }
 }
 
@@ -68,7 +70,11 @@ func redisBackend(t *testing.T, url, prefix, addr string) backend {
 // startCluster starts n nodes that share one Redis.
 func startCluster(t *testing.T, n int, cfg gateway.Config) []*node {
 	t.Helper()
-	nextBackend := redisCluster(t)
+	return startNodes(t, n, cfg, redisCluster(t))
+}
+
+func startNodes(t *testing.T, n int, cfg gateway.Config, nextBackend func() backend) []*node {
+	t.Helper()
 	nodes := make([]*node, n)
 	for i := range nodes {
 		c := cfg
@@ -76,6 +82,17 @@ func startCluster(t *testing.T, n int, cfg gateway.Config) []*node {
 		nodes[i] = startNode(t, nextBackend(), c)
 	}
 	return nodes
+}
+
+// A fleet starts n nodes that share one backend.
+type fleet func(t *testing.T, n int, cfg gateway.Config) []*node
+
+// onEveryRedis runs test with nodes that share a single Redis, and with
+// nodes that share a Redis Cluster (sharded pub/sub, the cluster's key
+// layout).
+func onEveryRedis(t *testing.T, test func(t *testing.T, start fleet)) {
+	t.Run("redis", func(t *testing.T) { test(t, startCluster) })
+	t.Run("redis-cluster", func(t *testing.T) { test(t, startRedisCluster) })
 }
 
 // sentinel proves that the sessions to (all of one user) received nothing
@@ -113,145 +130,149 @@ func expectEvent(t *testing.T, c *client, event, identifier string) map[string]a
 // over three nodes: alice has a session on n0 and one on n1, bob is on n1,
 // carol on n2.
 func TestClusterRules(t *testing.T) {
-	nodes := startCluster(t, 3, gateway.Config{})
-	aliceLogin := nodes[0].login("alice")
-	alice0 := nodes[0].dial(aliceLogin)
-	alice1 := nodes[1].dial(aliceLogin)
-	bob := nodes[1].user("bob")
-	carol := nodes[2].user("carol")
-	everyone := []*client{alice0, alice1, bob, carol}
-	aliceID := aliceLogin.Identifier
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 3, gateway.Config{})
+		aliceLogin := nodes[0].login("alice")
+		alice0 := nodes[0].dial(aliceLogin)
+		alice1 := nodes[1].dial(aliceLogin)
+		bob := nodes[1].user("bob")
+		carol := nodes[2].user("carol")
+		everyone := []*client{alice0, alice1, bob, carol}
+		aliceID := aliceLogin.Identifier
 
-	t.Run("create is seen by every client on every node", func(t *testing.T) {
-		alice0.do("create", "#go")
-		for _, c := range everyone {
-			expectEvent(t, c, "create", "#go")
-		}
-		carol.send(`{"type":"command","action":"create","target":"#go","id":"c"}`)
-		carol.expectError("already_exists", "c")
-	})
-	t.Run("join reaches every session of every member", func(t *testing.T) {
-		bob.do("join", "#go")
-		expectEvent(t, bob, "join", bob.login.Identifier)
-		alice0.do("join", "#go")
-		for _, c := range []*client{alice0, alice1, bob} {
-			if m := expectEvent(t, c, "join", aliceID); m["target"] != "#go" || m["username"] != "alice" {
-				t.Fatalf("%s: %v", c.login.Username, m)
+		t.Run("create is seen by every client on every node", func(t *testing.T) {
+			alice0.do("create", "#go")
+			for _, c := range everyone {
+				expectEvent(t, c, "create", "#go")
 			}
-		}
-		sentinel(t, bob, carol) // not a member: heard nothing
-	})
-	t.Run("message reaches every session of every member", func(t *testing.T) {
-		bob.send(`{"type":"message","target":"#go","message":"hello","id":"m1"}`)
-		bob.expectAck("m1")
-		for _, c := range []*client{alice0, alice1, bob} {
-			if m := c.expect("message"); m["message"] != "hello" || m["username"] != "bob" || m["target"] != "#go" {
-				t.Fatalf("%s: %v", c.login.Username, m)
+			carol.send(`{"type":"command","action":"create","target":"#go","id":"c"}`)
+			carol.expectError("already_exists", "c")
+		})
+		t.Run("join reaches every session of every member", func(t *testing.T) {
+			bob.do("join", "#go")
+			expectEvent(t, bob, "join", bob.login.Identifier)
+			alice0.do("join", "#go")
+			for _, c := range []*client{alice0, alice1, bob} {
+				if m := expectEvent(t, c, "join", aliceID); m["target"] != "#go" || m["username"] != "alice" {
+					t.Fatalf("%s: %v", c.login.Username, m)
+				}
 			}
-		}
-		sentinel(t, bob, carol)
-		// A message sent on n1 by alice's second session reaches her first.
-		alice1.send(`{"type":"message","target":"#go","message":"from n1","id":"m2"}`)
-		alice1.expectAck("m2")
-		for _, c := range []*client{alice0, alice1, bob} {
-			if m := c.expect("message"); m["message"] != "from n1" {
-				t.Fatalf("%s: %v", c.login.Username, m)
+			sentinel(t, bob, carol) // not a member: heard nothing
+		})
+		t.Run("message reaches every session of every member", func(t *testing.T) {
+			bob.send(`{"type":"message","target":"#go","message":"hello","id":"m1"}`)
+			bob.expectAck("m1")
+			for _, c := range []*client{alice0, alice1, bob} {
+				if m := c.expect("message"); m["message"] != "hello" || m["username"] != "bob" || m["target"] != "#go" {
+					t.Fatalf("%s: %v", c.login.Username, m)
+				}
 			}
-		}
-	})
-	t.Run("private message reaches every session of both", func(t *testing.T) {
-		carol.send(`{"type":"message","target":"@alice","message":"psst","id":"p"}`)
-		carol.expectAck("p")
-		for _, c := range []*client{alice0, alice1, carol} {
-			if m := c.expect("message"); m["target"] != "@alice" || m["message"] != "psst" || m["username"] != "carol" {
-				t.Fatalf("%s: %v", c.login.Username, m)
+			sentinel(t, bob, carol)
+			// A message sent on n1 by alice's second session reaches her first.
+			alice1.send(`{"type":"message","target":"#go","message":"from n1","id":"m2"}`)
+			alice1.expectAck("m2")
+			for _, c := range []*client{alice0, alice1, bob} {
+				if m := c.expect("message"); m["message"] != "from n1" {
+					t.Fatalf("%s: %v", c.login.Username, m)
+				}
 			}
-		}
-		sentinel(t, carol, bob)
-		alice1.send(`{"type":"message","target":"@alice","message":"note to self","id":"s"}`)
-		alice1.expectAck("s")
-		for _, c := range []*client{alice0, alice1} {
-			if m := c.expect("message"); m["message"] != "note to self" {
-				t.Fatalf("%s: %v", c.login.Username, m)
+		})
+		t.Run("private message reaches every session of both", func(t *testing.T) {
+			carol.send(`{"type":"message","target":"@alice","message":"psst","id":"p"}`)
+			carol.expectAck("p")
+			for _, c := range []*client{alice0, alice1, carol} {
+				if m := c.expect("message"); m["target"] != "@alice" || m["message"] != "psst" || m["username"] != "carol" {
+					t.Fatalf("%s: %v", c.login.Username, m)
+				}
 			}
-		}
-		sentinel(t, carol, alice0, alice1) // once each, not twice
-	})
-	t.Run("leave reaches the remaining members and every session of the leaver", func(t *testing.T) {
-		alice1.do("leave", "#go")
-		for _, c := range []*client{alice0, alice1, bob} {
-			if m := expectEvent(t, c, "left", aliceID); m["target"] != "#go" {
-				t.Fatalf("%s: %v", c.login.Username, m)
+			sentinel(t, carol, bob)
+			alice1.send(`{"type":"message","target":"@alice","message":"note to self","id":"s"}`)
+			alice1.expectAck("s")
+			for _, c := range []*client{alice0, alice1} {
+				if m := c.expect("message"); m["message"] != "note to self" {
+					t.Fatalf("%s: %v", c.login.Username, m)
+				}
 			}
-		}
-		bob.send(`{"type":"message","target":"#go","message":"after","id":"a"}`)
-		bob.expectAck("a")
-		bob.expect("message")
-		sentinel(t, bob, alice0, alice1) // no longer receives the channel, on any node
-		alice0.send(`{"type":"command","action":"leave","target":"#go","id":"l"}`)
-		alice0.expectError("not_member", "l")
-	})
-	t.Run("destroy only by the owner, seen by every client on every node", func(t *testing.T) {
-		bob.send(`{"type":"command","action":"destroy","target":"#go","id":"x"}`)
-		bob.expectError("forbidden", "x")
-		alice1.do("destroy", "#go")
-		for _, c := range everyone {
-			expectEvent(t, c, "destroy", "#go")
-		}
-		bob.send(`{"type":"message","target":"#go","message":"gone?","id":"g"}`)
-		bob.expectError("not_found", "g")
-	})
-	t.Run("a session opened on another node sees the state", func(t *testing.T) {
-		alice0.do("create", "#kept")
-		for _, c := range everyone {
-			expectEvent(t, c, "create", "#kept")
-		}
-		carol.do("join", "#kept")
-		expectEvent(t, carol, "join", carol.login.Identifier)
-		carol2 := nodes[0].dial(carol.login)
-		if got := fmt.Sprint(carol2.welcome["channels"], carol2.welcome["joined"]); got != "[#kept] [#kept]" {
-			t.Fatalf("welcome on another node: channels and joined %s", got)
-		}
+			sentinel(t, carol, alice0, alice1) // once each, not twice
+		})
+		t.Run("leave reaches the remaining members and every session of the leaver", func(t *testing.T) {
+			alice1.do("leave", "#go")
+			for _, c := range []*client{alice0, alice1, bob} {
+				if m := expectEvent(t, c, "left", aliceID); m["target"] != "#go" {
+					t.Fatalf("%s: %v", c.login.Username, m)
+				}
+			}
+			bob.send(`{"type":"message","target":"#go","message":"after","id":"a"}`)
+			bob.expectAck("a")
+			bob.expect("message")
+			sentinel(t, bob, alice0, alice1) // no longer receives the channel, on any node
+			alice0.send(`{"type":"command","action":"leave","target":"#go","id":"l"}`)
+			alice0.expectError("not_member", "l")
+		})
+		t.Run("destroy only by the owner, seen by every client on every node", func(t *testing.T) {
+			bob.send(`{"type":"command","action":"destroy","target":"#go","id":"x"}`)
+			bob.expectError("forbidden", "x")
+			alice1.do("destroy", "#go")
+			for _, c := range everyone {
+				expectEvent(t, c, "destroy", "#go")
+			}
+			bob.send(`{"type":"message","target":"#go","message":"gone?","id":"g"}`)
+			bob.expectError("not_found", "g")
+		})
+		t.Run("a session opened on another node sees the state", func(t *testing.T) {
+			alice0.do("create", "#kept")
+			for _, c := range everyone {
+				expectEvent(t, c, "create", "#kept")
+			}
+			carol.do("join", "#kept")
+			expectEvent(t, carol, "join", carol.login.Identifier)
+			carol2 := nodes[0].dial(carol.login)
+			if got := fmt.Sprint(carol2.welcome["channels"], carol2.welcome["joined"]); got != "[#kept] [#kept]" {
+				t.Fatalf("welcome on another node: channels and joined %s", got)
+			}
+		})
 	})
 }
 
 // TestClusterCreateRace: users on two nodes create the same channel at
 // once; exactly one gets the ack, the other already_exists.
 func TestClusterCreateRace(t *testing.T) {
-	nodes := startCluster(t, 2, gateway.Config{RateLimit: 1000})
-	a, b := nodes[0].user("alice"), nodes[1].user("bob")
-	for round := range 100 {
-		ch := fmt.Sprint("#race", round)
-		for _, c := range []*client{a, b} {
-			c.send(`{"type":"command","action":"create","target":"` + ch + `","id":"` + ch + `"}`)
-		}
-		wins := 0
-		for _, c := range []*client{a, b} {
-			// Each sees its answer and exactly one create event, in
-			// either order.
-			answered, created := false, false
-			for !answered || !created {
-				m := c.read()
-				switch {
-				case m["type"] == "ack" && m["id"] == ch:
-					answered = true
-					wins++
-				case m["type"] == "error" && m["id"] == ch:
-					if m["code"] != "already_exists" {
-						t.Fatalf("round %d: %v", round, m)
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 2, gateway.Config{RateLimit: 1000})
+		a, b := nodes[0].user("alice"), nodes[1].user("bob")
+		for round := range 100 {
+			ch := fmt.Sprint("#race", round)
+			for _, c := range []*client{a, b} {
+				c.send(`{"type":"command","action":"create","target":"` + ch + `","id":"` + ch + `"}`)
+			}
+			wins := 0
+			for _, c := range []*client{a, b} {
+				// Each sees its answer and exactly one create event, in
+				// either order.
+				answered, created := false, false
+				for !answered || !created {
+					m := c.read()
+					switch {
+					case m["type"] == "ack" && m["id"] == ch:
+						answered = true
+						wins++
+					case m["type"] == "error" && m["id"] == ch:
+						if m["code"] != "already_exists" {
+							t.Fatalf("round %d: %v", round, m)
+						}
+						answered = true
+					case m["type"] == "event" && m["event"] == "create" && m["identifier"] == ch && !created:
+						created = true
+					default:
+						t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
 					}
-					answered = true
-				case m["type"] == "event" && m["event"] == "create" && m["identifier"] == ch && !created:
-					created = true
-				default:
-					t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
 				}
 			}
+			if wins != 1 {
+				t.Fatalf("round %d: %d creates succeeded, want 1", round, wins)
+			}
 		}
-		if wins != 1 {
-			t.Fatalf("round %d: %d creates succeeded, want 1", round, wins)
-		}
-	}
+	})
 }
 
 // TestClusterJoinThenPublish: a user joins on one node and, the moment the
@@ -259,170 +280,176 @@ func TestClusterCreateRace(t *testing.T) {
 // it, every round. Between rounds the joiner leaves, so that its node
 // unsubscribes from the channel and subscribes again each time.
 func TestClusterJoinThenPublish(t *testing.T) {
-	nodes := startCluster(t, 2, gateway.Config{RateLimit: 1e6})
-	owner := nodes[1].user("owner")
-	joiner := nodes[0].user("joiner")
-	owner.do("create", "#jp")
-	expectEvent(t, owner, "create", "#jp")
-	expectEvent(t, joiner, "create", "#jp")
-	owner.do("join", "#jp")
-	expectEvent(t, owner, "join", owner.login.Identifier)
-	const rounds = 2000
-	for round := range rounds {
-		joiner.do("join", "#jp")
-		text := fmt.Sprint("at once ", round)
-		owner.send(`{"type":"message","target":"#jp","message":"` + text + `"}`)
-		for _, c := range []*client{joiner, owner} {
-			expectEvent(t, c, "join", joiner.login.Identifier)
-			if m := c.expect("message"); m["message"] != text {
-				t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 2, gateway.Config{RateLimit: 1e6})
+		owner := nodes[1].user("owner")
+		joiner := nodes[0].user("joiner")
+		owner.do("create", "#jp")
+		expectEvent(t, owner, "create", "#jp")
+		expectEvent(t, joiner, "create", "#jp")
+		owner.do("join", "#jp")
+		expectEvent(t, owner, "join", owner.login.Identifier)
+		const rounds = 2000
+		for round := range rounds {
+			joiner.do("join", "#jp")
+			text := fmt.Sprint("at once ", round)
+			owner.send(`{"type":"message","target":"#jp","message":"` + text + `"}`)
+			for _, c := range []*client{joiner, owner} {
+				expectEvent(t, c, "join", joiner.login.Identifier)
+				if m := c.expect("message"); m["message"] != text {
+					t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
+				}
+			}
+			joiner.do("leave", "#jp")
+			for _, c := range []*client{joiner, owner} {
+				expectEvent(t, c, "left", joiner.login.Identifier)
 			}
 		}
-		joiner.do("leave", "#jp")
-		for _, c := range []*client{joiner, owner} {
-			expectEvent(t, c, "left", joiner.login.Identifier)
-		}
-	}
+	})
 }
 
 // TestClusterReconnectElsewhere: a client that loses its node reconnects
 // to another and finds its memberships, and its traffic, intact.
 func TestClusterReconnectElsewhere(t *testing.T) {
-	nodes := startCluster(t, 3, gateway.Config{})
-	bob := nodes[2].user("bob")
-	aliceLogin := nodes[0].login("alice")
-	alice := nodes[0].dial(aliceLogin)
-	alice.do("create", "#home")
-	expectEvent(t, alice, "create", "#home")
-	expectEvent(t, bob, "create", "#home")
-	alice.do("join", "#home")
-	expectEvent(t, alice, "join", aliceLogin.Identifier)
-	bob.do("join", "#home")
-	expectEvent(t, bob, "join", bob.login.Identifier)
-	expectEvent(t, alice, "join", bob.login.Identifier)
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 3, gateway.Config{})
+		bob := nodes[2].user("bob")
+		aliceLogin := nodes[0].login("alice")
+		alice := nodes[0].dial(aliceLogin)
+		alice.do("create", "#home")
+		expectEvent(t, alice, "create", "#home")
+		expectEvent(t, bob, "create", "#home")
+		alice.do("join", "#home")
+		expectEvent(t, alice, "join", aliceLogin.Identifier)
+		bob.do("join", "#home")
+		expectEvent(t, bob, "join", bob.login.Identifier)
+		expectEvent(t, alice, "join", bob.login.Identifier)
 
-	stopped := make(chan struct{})
-	go func() { nodes[0].stop(); close(stopped) }() // alice's node goes away
-	alice.expectClose(1001)
-	<-stopped
+		stopped := make(chan struct{})
+		go func() { nodes[0].stop(); close(stopped) }() // alice's node goes away
+		alice.expectClose(1001)
+		<-stopped
 
-	again := nodes[1].dial(aliceLogin) // same token, another node
-	for k, want := range map[string]string{"channels": "[#home]", "joined": "[#home]", "owned": "[#home]"} {
-		if got := fmt.Sprint(again.welcome[k]); got != want {
-			t.Fatalf("welcome %s = %s, want %s", k, got, want)
+		again := nodes[1].dial(aliceLogin) // same token, another node
+		for k, want := range map[string]string{"channels": "[#home]", "joined": "[#home]", "owned": "[#home]"} {
+			if got := fmt.Sprint(again.welcome[k]); got != want {
+				t.Fatalf("welcome %s = %s, want %s", k, got, want)
+			}
 		}
-	}
-	bob.send(`{"type":"message","target":"#home","message":"welcome back","id":"w"}`)
-	bob.expectAck("w")
-	if m := again.expect("message"); m["message"] != "welcome back" {
-		t.Fatalf("got %v", m)
-	}
-	bob.expect("message")
+		bob.send(`{"type":"message","target":"#home","message":"welcome back","id":"w"}`)
+		bob.expectAck("w")
+		if m := again.expect("message"); m["message"] != "welcome back" {
+			t.Fatalf("got %v", m)
+		}
+		bob.expect("message")
+	})
 }
 
 // TestClusterFanOut: a few hundred clients over two nodes in one channel;
 // every message reaches every client exactly once, in each sender's order.
 func TestClusterFanOut(t *testing.T) {
-	nodes := startCluster(t, 2, gateway.Config{SendQueue: 4096, RateLimit: 1000})
-	const clients, senders, each = 300, 6, 30
-	owner := nodes[0].user("owner")
-	owner.do("create", "#fan")
-	expectEvent(t, owner, "create", "#fan")
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 2, gateway.Config{SendQueue: 4096, RateLimit: 1000})
+		const clients, senders, each = 300, 6, 30
+		owner := nodes[0].user("owner")
+		owner.do("create", "#fan")
+		expectEvent(t, owner, "create", "#fan")
 
-	type tally struct {
-		mu   sync.Mutex
-		seen map[string]int // sender -> next seq
-		n    int
-		err  error
-	}
-	tallies := make([]*tally, clients)
-	cs := make([]*client, clients)
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	for i := range clients {
-		c := nodes[i%2].user(fmt.Sprint("fan", i))
-		c.do("join", "#fan")
-		cs[i] = c
-		tl := &tally{seen: make(map[string]int)}
-		tallies[i] = tl
-		pending := c.pending
-		c.pending = nil
-		wg.Go(func() {
-			frames := make(chan []byte)
-			go func() { // reads the socket; stops when the test closes it
-				defer close(frames)
-				for _, b := range pending {
-					frames <- b
-				}
-				for {
-					_, b, err := c.conn.Read(context.Background())
-					if err != nil {
+		type tally struct {
+			mu   sync.Mutex
+			seen map[string]int // sender -> next seq
+			n    int
+			err  error
+		}
+		tallies := make([]*tally, clients)
+		cs := make([]*client, clients)
+		var wg sync.WaitGroup
+		done := make(chan struct{})
+		for i := range clients {
+			c := nodes[i%2].user(fmt.Sprint("fan", i))
+			c.do("join", "#fan")
+			cs[i] = c
+			tl := &tally{seen: make(map[string]int)}
+			tallies[i] = tl
+			pending := c.pending
+			c.pending = nil
+			wg.Go(func() {
+				frames := make(chan []byte)
+				go func() { // reads the socket; stops when the test closes it
+					defer close(frames)
+					for _, b := range pending {
+						frames <- b
+					}
+					for {
+						_, b, err := c.conn.Read(context.Background())
+						if err != nil {
+							return
+						}
+						select {
+						case frames <- b:
+						case <-done:
+							return
+						}
+					}
+				}()
+				for b := range frames {
+					var m map[string]any
+					if err := json.Unmarshal(b, &m); err != nil || m["type"] != "message" {
+						continue // join events of later joiners
+					}
+					var sender string
+					var seq int
+					fmt.Sscanf(m["message"].(string), "%s %d", &sender, &seq)
+					tl.mu.Lock()
+					if seq != tl.seen[sender] && tl.err == nil {
+						tl.err = fmt.Errorf("from %s got %d, want %d", sender, seq, tl.seen[sender])
+					}
+					tl.seen[sender] = seq + 1
+					tl.n++
+					full := tl.n == senders*each
+					tl.mu.Unlock()
+					if full {
 						return
 					}
-					select {
-					case frames <- b:
-					case <-done:
-						return
-					}
 				}
-			}()
-			for b := range frames {
-				var m map[string]any
-				if err := json.Unmarshal(b, &m); err != nil || m["type"] != "message" {
-					continue // join events of later joiners
+			})
+		}
+		var sw sync.WaitGroup
+		for s := range senders {
+			c := nodes[s%2].user(fmt.Sprint("sender", s))
+			c.do("join", "#fan")
+			sw.Go(func() {
+				for i := range each {
+					c.send(fmt.Sprintf(`{"type":"message","target":"#fan","message":"%s %d"}`, c.login.Username, i))
 				}
-				var sender string
-				var seq int
-				fmt.Sscanf(m["message"].(string), "%s %d", &sender, &seq)
+			})
+		}
+		sw.Wait()
+		finished := make(chan struct{})
+		go func() { wg.Wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-time.After(60 * time.Second):
+			for i, tl := range tallies {
 				tl.mu.Lock()
-				if seq != tl.seen[sender] && tl.err == nil {
-					tl.err = fmt.Errorf("from %s got %d, want %d", sender, seq, tl.seen[sender])
+				if tl.n != senders*each {
+					t.Errorf("client %d (node %d) got %d of %d messages", i, i%2, tl.n, senders*each)
 				}
-				tl.seen[sender] = seq + 1
-				tl.n++
-				full := tl.n == senders*each
 				tl.mu.Unlock()
-				if full {
-					return
-				}
 			}
-		})
-	}
-	var sw sync.WaitGroup
-	for s := range senders {
-		c := nodes[s%2].user(fmt.Sprint("sender", s))
-		c.do("join", "#fan")
-		sw.Go(func() {
-			for i := range each {
-				c.send(fmt.Sprintf(`{"type":"message","target":"#fan","message":"%s %d"}`, c.login.Username, i))
-			}
-		})
-	}
-	sw.Wait()
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-time.After(60 * time.Second):
-		for i, tl := range tallies {
-			tl.mu.Lock()
-			if tl.n != senders*each {
-				t.Errorf("client %d (node %d) got %d of %d messages", i, i%2, tl.n, senders*each)
-			}
-			tl.mu.Unlock()
+			close(done)
+			t.FailNow()
 		}
 		close(done)
-		t.FailNow()
-	}
-	close(done)
-	for i, tl := range tallies {
-		if tl.err != nil {
-			t.Errorf("client %d: %v", i, tl.err)
+		for i, tl := range tallies {
+			if tl.err != nil {
+				t.Errorf("client %d: %v", i, tl.err)
+			}
+			if tl.n != senders*each {
+				t.Errorf("client %d got %d messages, want %d", i, tl.n, senders*each)
+			}
 		}
-		if tl.n != senders*each {
-			t.Errorf("client %d got %d messages, want %d", i, tl.n, senders*each)
-		}
-	}
+	})
 }
 
 // TestClusterJoinReachesOtherSessions: when a user joins on one node, its
@@ -430,33 +457,35 @@ func TestClusterFanOut(t *testing.T) {
 // receiving the channel at once: the join event, and a message sent by
 // another member right after the ack.
 func TestClusterJoinReachesOtherSessions(t *testing.T) {
-	nodes := startCluster(t, 3, gateway.Config{RateLimit: 1000})
-	aliceLogin := nodes[0].login("alice")
-	alice0, alice1 := nodes[0].dial(aliceLogin), nodes[1].dial(aliceLogin)
-	bob := nodes[2].user("bob")
-	for round := range 100 {
-		ch := fmt.Sprint("#other", round)
-		bob.do("create", ch)
-		for _, c := range []*client{alice0, alice1, bob} {
-			expectEvent(t, c, "create", ch)
-		}
-		bob.do("join", ch)
-		expectEvent(t, bob, "join", bob.login.Identifier)
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 3, gateway.Config{RateLimit: 1000})
+		aliceLogin := nodes[0].login("alice")
+		alice0, alice1 := nodes[0].dial(aliceLogin), nodes[1].dial(aliceLogin)
+		bob := nodes[2].user("bob")
+		for round := range 100 {
+			ch := fmt.Sprint("#other", round)
+			bob.do("create", ch)
+			for _, c := range []*client{alice0, alice1, bob} {
+				expectEvent(t, c, "create", ch)
+			}
+			bob.do("join", ch)
+			expectEvent(t, bob, "join", bob.login.Identifier)
 
-		alice0.do("join", ch)
-		text := fmt.Sprint("right after ", round)
-		bob.send(`{"type":"message","target":"` + ch + `","message":"` + text + `"}`)
-		for _, c := range []*client{alice0, alice1, bob} {
-			expectEvent(t, c, "join", aliceLogin.Identifier)
-			if m := c.expect("message"); m["message"] != text {
-				t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
+			alice0.do("join", ch)
+			text := fmt.Sprint("right after ", round)
+			bob.send(`{"type":"message","target":"` + ch + `","message":"` + text + `"}`)
+			for _, c := range []*client{alice0, alice1, bob} {
+				expectEvent(t, c, "join", aliceLogin.Identifier)
+				if m := c.expect("message"); m["message"] != text {
+					t.Fatalf("round %d: %s got %v", round, c.login.Username, m)
+				}
+			}
+			bob.do("destroy", ch)
+			for _, c := range []*client{alice0, alice1, bob} {
+				expectEvent(t, c, "destroy", ch)
 			}
 		}
-		bob.do("destroy", ch)
-		for _, c := range []*client{alice0, alice1, bob} {
-			expectEvent(t, c, "destroy", ch)
-		}
-	}
+	})
 }
 
 // TestClusterMissedChannelEvents: channels created and destroyed while a
@@ -534,33 +563,35 @@ func ready(t *testing.T, n *node) bool {
 // one rate limit, not one per node (spec 3.3); alone on a node again, the
 // user is limited by that node's bucket only.
 func TestClusterRateLimitAcrossNodes(t *testing.T) {
-	// A burst of one and a token every 50 s: nothing refills meanwhile.
-	// Places refresh (and the nodes count a shared user's nodes) every
-	// 200 ms.
-	cfg := gateway.Config{RateLimit: 0.02, PlaceTTL: 600 * time.Millisecond}
-	nodes := startCluster(t, 2, cfg)
-	l := nodes[0].login("alice")
-	on0 := nodes[0].dial(l)
-	on1 := nodes[1].dial(l) // n1 counts n0; n0 hears n1's !here
-	if !nodes[1].gw.Shared("alice") {
-		t.Fatal("n1 does not count alice as shared after attaching her second node")
-	}
-	eventually(t, 5*time.Second, "n0 to count alice as shared", func() bool { return nodes[0].gw.Shared("alice") })
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		// A burst of one and a token every 50 s: nothing refills meanwhile.
+		// Places refresh (and the nodes count a shared user's nodes) every
+		// 200 ms.
+		cfg := gateway.Config{RateLimit: 0.02, PlaceTTL: 600 * time.Millisecond}
+		nodes := start(t, 2, cfg)
+		l := nodes[0].login("alice")
+		on0 := nodes[0].dial(l)
+		on1 := nodes[1].dial(l) // n1 counts n0; n0 hears n1's !here
+		if !nodes[1].gw.Shared("alice") {
+			t.Fatal("n1 does not count alice as shared after attaching her second node")
+		}
+		eventually(t, 5*time.Second, "n0 to count alice as shared", func() bool { return nodes[0].gw.Shared("alice") })
 
-	// Requests that change nothing: allowed, they fail with not_found.
-	on1.send(`{"type":"command","action":"leave","target":"#nope","id":"1"}`)
-	on1.expectError("not_found", "1")
-	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"2"}`)
-	on0.expectError("rate_limited", "2") // n0's own bucket is still full
-	on1.send(`{"type":"command","action":"leave","target":"#nope","id":"3"}`)
-	on1.expectError("rate_limited", "3")
+		// Requests that change nothing: allowed, they fail with not_found.
+		on1.send(`{"type":"command","action":"leave","target":"#nope","id":"1"}`)
+		on1.expectError("not_found", "1")
+		on0.send(`{"type":"command","action":"leave","target":"#nope","id":"2"}`)
+		on0.expectError("rate_limited", "2") // n0's own bucket is still full
+		on1.send(`{"type":"command","action":"leave","target":"#nope","id":"3"}`)
+		on1.expectError("rate_limited", "3")
 
-	on1.conn.Close(websocket.StatusNormalClosure, "bye")
-	eventually(t, 10*time.Second, "n0 to count alice as local again", func() bool { return !nodes[0].gw.Shared("alice") })
-	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"4"}`)
-	on0.expectError("not_found", "4") // the refused request took no token
-	on0.send(`{"type":"command","action":"leave","target":"#nope","id":"5"}`)
-	on0.expectError("rate_limited", "5")
+		on1.conn.Close(websocket.StatusNormalClosure, "bye")
+		eventually(t, 10*time.Second, "n0 to count alice as local again", func() bool { return !nodes[0].gw.Shared("alice") })
+		on0.send(`{"type":"command","action":"leave","target":"#nope","id":"4"}`)
+		on0.expectError("not_found", "4") // the refused request took no token
+		on0.send(`{"type":"command","action":"leave","target":"#nope","id":"5"}`)
+		on0.expectError("rate_limited", "5")
+	})
 }
 
 // TestClusterRateLimitAfterOutage: a node that found a user local while

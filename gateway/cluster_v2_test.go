@@ -202,47 +202,49 @@ func TestClusterRedisComesBackEmpty(t *testing.T) {
 // TestClusterPresenceAndMarkers: presence events and read markers reach
 // sessions on other nodes.
 func TestClusterPresenceAndMarkers(t *testing.T) {
-	nodes := startCluster(t, 2, gateway.Config{PresenceGrace: 300 * time.Millisecond})
-	bob := nodes[1].user("bob")
-	bob.do("create", "#p")
-	bob.do("join", "#p")
-	aliceLogin := nodes[0].login("alice")
-	alice0 := nodes[0].dial(aliceLogin)
-	alice0.do("join", "#p")
-	alice1 := nodes[1].dial(aliceLogin)
-	flush(t, bob, alice0, alice1)
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 2, gateway.Config{PresenceGrace: 300 * time.Millisecond})
+		bob := nodes[1].user("bob")
+		bob.do("create", "#p")
+		bob.do("join", "#p")
+		aliceLogin := nodes[0].login("alice")
+		alice0 := nodes[0].dial(aliceLogin)
+		alice0.do("join", "#p")
+		alice1 := nodes[1].dial(aliceLogin)
+		flush(t, bob, alice0, alice1)
 
-	// A marker moved on one node reaches her session on the other.
-	bob.sendMsg("#p", "read me", "m1")
-	alice0.send(`{"type":"command","action":"read","target":"#p","seq":1,"id":"r"}`)
-	if a := alice0.answer("r"); a["type"] != "ack" {
-		t.Fatalf("read: %v", a)
-	}
-	for {
-		if m := alice1.read(); m["type"] == "event" && m["event"] == "read" {
-			if m["seq"] != 1.0 || m["target"] != "#p" {
-				t.Fatalf("read event on the other node: %v", m)
+		// A marker moved on one node reaches her session on the other.
+		bob.sendMsg("#p", "read me", "m1")
+		alice0.send(`{"type":"command","action":"read","target":"#p","seq":1,"id":"r"}`)
+		if a := alice0.answer("r"); a["type"] != "ack" {
+			t.Fatalf("read: %v", a)
+		}
+		for {
+			if m := alice1.read(); m["type"] == "event" && m["event"] == "read" {
+				if m["seq"] != 1.0 || m["target"] != "#p" {
+					t.Fatalf("read event on the other node: %v", m)
+				}
+				break
 			}
-			break
 		}
-	}
-	// Both her sessions close: bob, on the other node, hears her go
-	// offline after the grace, and online when she is back.
-	alice0.conn.CloseNow()
-	alice1.conn.CloseNow()
-	for {
-		m := bob.read()
-		if m["type"] == "event" && m["event"] == "offline" && m["username"] == "alice" {
-			break
+		// Both her sessions close: bob, on the other node, hears her go
+		// offline after the grace, and online when she is back.
+		alice0.conn.CloseNow()
+		alice1.conn.CloseNow()
+		for {
+			m := bob.read()
+			if m["type"] == "event" && m["event"] == "offline" && m["username"] == "alice" {
+				break
+			}
 		}
-	}
-	nodes[0].dial(aliceLogin)
-	for {
-		m := bob.read()
-		if m["type"] == "event" && m["event"] == "online" && m["username"] == "alice" {
-			break
+		nodes[0].dial(aliceLogin)
+		for {
+			m := bob.read()
+			if m["type"] == "event" && m["event"] == "online" && m["username"] == "alice" {
+				break
+			}
 		}
-	}
+	})
 }
 
 // TestRateLimitAfterAStall: a client sending at three quarters of its

@@ -32,7 +32,7 @@ func (r *sharded) repairs(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if n, err := r.repairPending(context.Background()); err != nil {
+		if n, err := r.repairPending(context.Background(), pendingAge); err != nil {
 			r.log.Debug("repair pending creates and destroys", "err", err)
 		} else if n > 0 {
 			r.log.Info("repaired creates and destroys that their nodes left pending", "entries", n)
@@ -40,9 +40,9 @@ func (r *sharded) repairs(stop <-chan struct{}) {
 	}
 }
 
-// repairPending settles the pending entries old enough and returns how
-// many it settled.
-func (r *sharded) repairPending(ctx context.Context) (int, error) {
+// repairPending settles the pending entries older than age and returns
+// how many it settled.
+func (r *sharded) repairPending(ctx context.Context, age time.Duration) (int, error) {
 	if r.isClosed() {
 		return 0, ErrClosed
 	}
@@ -62,7 +62,7 @@ func (r *sharded) repairPending(ctx context.Context) (int, error) {
 		}
 		op, channelOfNotice, payload := parts[0], parts[2], []byte(parts[3])
 		at, _ := strconv.ParseInt(parts[1], 10, 64)
-		if time.Since(time.UnixMilli(at)) < pendingAge {
+		if time.Since(time.UnixMilli(at)) < age {
 			continue
 		}
 		claimed := pendingValue(op, channelOfNotice, payload, nowMillis())
