@@ -135,13 +135,24 @@ func authStatus(t *testing.T, p *proc, token string) int {
 	return resp.StatusCode
 }
 
-// TestClusterProcesses runs three chatd processes on one Redis: a session
-// made on one node works on the others, a node killed with SIGKILL loses
-// nothing shared, and a logout on one node closes the session's websockets
-// on another at once.
+// TestClusterProcesses runs three chatd processes on one Redis, then on a
+// Redis Cluster (CHAT_REDIS_URL=redis+cluster://...): a session made on
+// one node works on the others, a node killed with SIGKILL loses nothing
+// shared, and a logout on one node closes the session's websockets on
+// another at once.
 func TestClusterProcesses(t *testing.T) {
-	url, prefix := redistest.URL(t)
 	bin := buildChatd(t)
+	t.Run("redis", func(t *testing.T) {
+		url, prefix := redistest.URL(t)
+		testClusterProcesses(t, bin, url, prefix)
+	})
+	t.Run("redis-cluster", func(t *testing.T) {
+		url, prefix := redistest.ClusterURL(t)
+		testClusterProcesses(t, bin, url, prefix)
+	})
+}
+
+func testClusterProcesses(t *testing.T, bin, url, prefix string) {
 	env := []string{"CHAT_REDIS_URL=" + url, "CHAT_REDIS_PREFIX=" + prefix}
 	a, b, c := startProc(t, bin, env...), startProc(t, bin, env...), startProc(t, bin, env...)
 

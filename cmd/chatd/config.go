@@ -233,8 +233,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.PublicURL = u
 	}
 	if c.RedisURL != "" {
-		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			e.fail("CHAT_REDIS_URL", c.RedisURL, "not a redis://, rediss:// or unix:// URL")
+		scheme, _, _ := strings.Cut(c.RedisURL, "://")
+		switch scheme {
+		case "redis", "rediss", "unix":
+			if _, err := url.Parse(c.RedisURL); err != nil {
+				e.fail("CHAT_REDIS_URL", c.RedisURL, "not a redis://, rediss:// or unix:// URL")
+			}
+		case "redis+cluster", "rediss+cluster":
+			// A hash tag in the prefix would put every key in one slot.
+			if strings.ContainsAny(c.RedisPrefix, "{}") {
+				e.fail("CHAT_REDIS_PREFIX", c.RedisPrefix, "braces choose a Redis Cluster's hash slot: leave them out")
+			}
+		default:
+			e.fail("CHAT_REDIS_URL", c.RedisURL, "not a redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// URL")
 		}
 	}
 	for _, o := range strings.Split(e.str("CHAT_ALLOWED_ORIGINS"), ",") {

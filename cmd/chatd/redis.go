@@ -15,19 +15,19 @@ import (
 	"github.com/wirechat/chat/pubsub"
 )
 
-// redisBackend connects the cluster backend: one client for the registry,
-// the auth store and the OAuth states, and the node's pub/sub connection
-// (opened by connect, when the gateway starts).
+// redisBackend connects the cluster backend: one client (of a single Redis
+// or of a Redis Cluster) for the registry, the auth store and the OAuth
+// states, and the node's pub/sub connections (opened by connect, when the
+// gateway starts).
 func redisBackend(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (backend, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	// A single Redis or a Redis Cluster, by the URL's scheme.
+	client, err := pubsub.NewClient(cfg.RedisURL, 0)
 	if err != nil {
 		return backend{}, errors.New("CHAT_REDIS_URL: " + err.Error())
 	}
-	pubsub.TuneOptions(opts, 0)
 	// go-redis reports dial failures through a process-wide logger of its
 	// own; route them to ours, at debug: the broker reports outages itself.
 	redis.SetLogger(redisLogger{log})
-	client := redis.NewClient(opts)
 	client.AddHook(newRedisMetrics(reg))
 
 	healthy := prometheus.NewGauge(prometheus.GaugeOpts{

@@ -37,7 +37,7 @@ func settings() []setting {
 		{"CHAT_ADDR", defaultAddr, "`" + defaultAddr + "`; `" + devLoginAddr + "` while `CHAT_DEV_LOGIN` is on",
 			"listen address; set it (e.g. `:8080`) to serve other hosts with dev login on"},
 		{"CHAT_REDIS_URL", "", "",
-			"`redis://host:6379/0` (or `rediss://`): cluster mode. Empty: one node in memory"},
+			"`redis://host:6379/0` (or `rediss://`): cluster mode on one Redis; `redis+cluster://host1:6379,host2:6379/` (or `rediss+cluster://`): on a Redis Cluster (docs/cluster.md). Empty: one node in memory"},
 		{"CHAT_REDIS_PREFIX", "chat:", "",
 			"prefix of every Redis key and pub/sub channel (docs/cluster.md)"},
 		{"CHAT_NODE_ID", "", "host name",
