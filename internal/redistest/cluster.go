@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,9 +160,14 @@ func (c *Cluster) waitOK(d time.Duration) error {
 	}
 }
 
+// checkOK reports whether every running node says the cluster is ok,
+// every replica is in sync, and every node sees the same primaries
+// serving the same slots (a node that was just restarted, or that has not
+// heard of a failover yet, has a view of its own).
 func (c *Cluster) checkOK() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	views := map[string]string{} // a node's view of who serves what -> the node
 	for _, addr := range c.Running() {
 		a := admin(addr)
 		info, err := a.ClusterInfo(ctx).Result()
@@ -181,8 +187,30 @@ func (c *Cluster) checkOK() error {
 		if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
 			return fmt.Errorf("%s: a replica not in sync", addr)
 		}
+		a = admin(addr)
+		out, err := a.ClusterNodes(ctx).Result()
+		a.Close()
+		if err != nil {
+			return err
+		}
+		views[slotView(parseNodes(out))] = addr
+	}
+	if len(views) > 1 {
+		return fmt.Errorf("the nodes disagree on who serves which slots: %d views", len(views))
 	}
 	return nil
+}
+
+// slotView is a node's view of which primaries serve which slots.
+func slotView(nodes []node) string {
+	var lines []string
+	for _, n := range nodes {
+		if n.primary && !n.failed && len(n.slots) > 0 {
+			lines = append(lines, fmt.Sprint(n.addr, n.slots))
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, ";")
 }
 
 // Running returns the addresses of the nodes that run.
@@ -215,32 +243,37 @@ func (c *Cluster) topology(t testing.TB) []node {
 		if err != nil {
 			continue
 		}
-		var nodes []node
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 8 {
-				continue
-			}
-			n := node{id: f[0], addr: strings.Split(f[1], "@")[0], master: f[3],
-				primary: strings.Contains(f[2], "master"), failed: strings.Contains(f[2], "fail")}
-			for _, r := range f[8:] {
-				if strings.HasPrefix(r, "[") {
-					continue // a slot being migrated
-				}
-				lo, hi, _ := strings.Cut(r, "-")
-				a, _ := strconv.Atoi(lo)
-				b := a
-				if hi != "" {
-					b, _ = strconv.Atoi(hi)
-				}
-				n.slots = append(n.slots, [2]int{a, b})
-			}
-			nodes = append(nodes, n)
-		}
-		return nodes
+		return parseNodes(out)
 	}
 	t.Fatal("redistest: no cluster node answers")
 	return nil
+}
+
+// parseNodes reads the lines of CLUSTER NODES.
+func parseNodes(out string) []node {
+	var nodes []node
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		n := node{id: f[0], addr: strings.Split(f[1], "@")[0], master: f[3],
+			primary: strings.Contains(f[2], "master"), failed: strings.Contains(f[2], "fail")}
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") {
+				continue // a slot being migrated
+			}
+			lo, hi, _ := strings.Cut(r, "-")
+			a, _ := strconv.Atoi(lo)
+			b := a
+			if hi != "" {
+				b, _ = strconv.Atoi(hi)
+			}
+			n.slots = append(n.slots, [2]int{a, b})
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
 }
 
 // Primaries returns the addresses of the primaries that serve slots.
@@ -427,13 +460,19 @@ func (c *Cluster) MoveSlot(t testing.TB, slot int, to string) {
 		}
 		must(sa.Do(ctx, args...).Err())
 	}
+	// As redis-cli does: the new owner first, so that it never bounces a
+	// client back to the old one, then the old owner, then the others.
+	order := []string{dst.addr, src.addr}
 	for _, n := range nodes {
-		if n.primary && !n.failed {
-			a := admin(n.addr)
-			err := a.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.id).Err()
-			a.Close()
-			must(err)
+		if n.primary && !n.failed && n.addr != dst.addr && n.addr != src.addr {
+			order = append(order, n.addr)
 		}
+	}
+	for _, addr := range order {
+		a := admin(addr)
+		err := a.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.id).Err()
+		a.Close()
+		must(err)
 	}
 	if err := c.waitOK(30 * time.Second); err != nil {
 		t.Fatal(err)
