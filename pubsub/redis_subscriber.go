@@ -394,19 +394,26 @@ func (s *subscriber) watchSlots() {
 			s.log.Debug("read the cluster's slots", "err", err)
 			continue
 		}
-		s.adopt(table)
+		if s.adopt(table) {
+			// The client routes commands by a slot table of its own,
+			// which it reads again only when a command meets a MOVED: a
+			// primary that died gives none.
+			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			s.cluster.ReloadState(ctx)
+			cancel()
+		}
 	}
 }
 
 // adopt makes the wires follow a new slot table: a wire for every primary,
 // every channel on the wire of its slot's primary, every wire's heartbeat
 // in a slot of its own primary, and no wire for an address that serves no
-// slot.
-func (s *subscriber) adopt(table *slotTable) {
+// slot. It reports whether the table was new.
+func (s *subscriber) adopt(table *slotTable) bool {
 	s.mu.Lock()
 	if s.closed || table.same(s.slots) {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.slots = table
 	for _, addr := range table.primaries {
@@ -445,6 +452,7 @@ func (s *subscriber) adopt(table *slotTable) {
 	if len(retired) > 0 {
 		s.updateHealth()
 	}
+	return true
 }
 
 // beatLocked makes channel w's heartbeat channel, in place of the one it

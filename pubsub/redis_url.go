@@ -36,6 +36,11 @@ func NewClient(rawURL string, timeout time.Duration) (redis.UniversalClient, err
 		// A MOVED or ASK answer is followed, which is no retry of a
 		// script that ran: Redis refused it without running it.
 		o.MaxRedirects = 8
+		// go-redis reads the slot table again on a MOVED answer, which a
+		// dead primary never gives, and otherwise once a minute; the
+		// backend also has it read again whenever its own reading sees a
+		// change (subscriber.adopt).
+		o.ClusterStateReloadInterval = slotsEvery
 		return redis.NewClusterClient(o), nil
 	default:
 		o, err := redis.ParseURL(rawURL)

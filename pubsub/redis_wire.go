@@ -366,6 +366,7 @@ func (w *wire) heartbeat() {
 			cancel()
 			if err != nil {
 				w.s.log.Debug("heartbeat", "addr", w.addr, "err", err)
+				w.s.readSlotsSoon() // its primary may have died
 			}
 		}
 		select {
