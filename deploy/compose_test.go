@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -231,4 +232,65 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// TestComposeRedisCluster loads docker-compose.yml with the Redis Cluster
+// override, as `docker compose -f docker-compose.yml -f
+// deploy/redis-cluster.compose.yml` would: six Redis nodes with cluster
+// mode on, a one-shot job that creates the cluster from all six with a
+// replica each, and chatd nodes on a redis+cluster:// URL of the
+// primaries' addresses, started once the job is done.
+func TestComposeRedisCluster(t *testing.T) {
+	opts, err := cli.NewProjectOptions(
+		[]string{filepath.Join(root, "docker-compose.yml"), filepath.Join(root, "deploy", "redis-cluster.compose.yml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv(nil),
+		cli.WithInterpolation(true),
+		cli.WithConsistency(true),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(t.Context())
+	if err != nil {
+		t.Fatalf("the Redis Cluster override does not load: %v", err)
+	}
+	var addrs []string
+	for i := 1; i <= 6; i++ {
+		s, ok := p.Services[fmt.Sprint("redis-node-", i)]
+		if !ok {
+			t.Fatalf("no redis-node-%d", i)
+		}
+		if !slices.Contains(s.Command, "--cluster-enabled") || !strings.HasPrefix(s.Image, "redis:7") {
+			t.Errorf("%s: %v %v, want redis:7 with --cluster-enabled", s.Name, s.Image, s.Command)
+		}
+		n := s.Networks["default"]
+		if n == nil || n.Ipv4Address == "" {
+			t.Fatalf("%s has no fixed address", s.Name)
+		}
+		addrs = append(addrs, n.Ipv4Address+":6379")
+	}
+	job := p.Services["redis-cluster-create"]
+	script := strings.Join(job.Entrypoint, " ")
+	if !strings.Contains(script, "--cluster create "+strings.Join(addrs[:3], " ")) || !strings.Contains(script, strings.Join(addrs[3:], " ")+" --cluster-replicas 1") {
+		t.Errorf("the create job does not create the cluster of %v with a replica each: %s", addrs, script)
+	}
+	for i := 1; i <= 6; i++ {
+		if d, ok := job.DependsOn[fmt.Sprint("redis-node-", i)]; !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("the create job does not wait for redis-node-%d", i)
+		}
+	}
+	want := "redis+cluster://" + strings.Join(addrs[:3], ",") + "/"
+	for _, name := range chatdServices {
+		s := p.Services[name]
+		if got := envValue(t, s, "CHAT_REDIS_URL"); got != want {
+			t.Errorf("%s: CHAT_REDIS_URL=%q, want %q", name, got, want)
+		}
+		if d, ok := s.DependsOn["redis-cluster-create"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s does not wait for the cluster to be created", name)
+		}
+		if envValue(t, s, "CHAT_NODE_ID") != name {
+			t.Errorf("%s lost its own settings in the override", name)
+		}
+	}
 }
