@@ -15,10 +15,13 @@ import (
 )
 
 // Handler receives every payload published on a topic that the node is
-// subscribed to. A Broker calls it from a single goroutine, in the order in
-// which the payloads were published (for payloads published from different
-// nodes: the order in which the backend received them), so every node sees
-// a topic's payloads in the same order.
+// subscribed to. A Broker calls it with a topic's payloads from one
+// goroutine, in the order in which they were published (for payloads
+// published from different nodes: the order in which the backend received
+// them), so every node sees a topic's payloads in the same order. Memory
+// and a single Redis call it from one goroutine for all topics; a Redis
+// Cluster from one per shard, so payloads of different topics may be
+// handled at once, and in another order than they were published.
 //
 // Handler must not block: it hands the payload on and returns. It must not
 // modify payload, and may keep it: each payload is given to the handler
@@ -52,7 +55,9 @@ type Broker interface {
 
 	// PublishAll is Publish to each of topics (distinct names), in that
 	// order and in one atomic step: no other publish comes between them,
-	// and either all of them happen or none does. A private message uses
+	// and either all of them happen or none does. (On a Redis Cluster,
+	// only topics of one hash slot are one step; others are published one
+	// after the other.) A private message uses
 	// it, so that the recipient's copy and the sender's go out together;
 	// the gateway also sends one notice to many users' topics with it.
 	PublishAll(ctx context.Context, topics []string, payload []byte) error

@@ -16,6 +16,15 @@ import (
 // removes it and every membership in one step. A method that returns an
 // error changed nothing.
 //
+// On a Redis Cluster a change is atomic where it decides (the channel's
+// hash slot: existence, owner, members, a message's membership check and
+// store), and what is derived from it elsewhere (a user's list of
+// channels, the channel listing, a notice on another slot's topic)
+// follows in later steps, repaired if a node stops between them
+// (docs/cluster.md). A method that returns an error made no change that
+// decides; one that made it returns no error, even if a later step failed
+// and is left to the repairs.
+//
 // Names are passed in their canonical form (lower case, with sigil for
 // channels); users are identified by their UUID.
 type Registry interface {
@@ -138,8 +147,10 @@ type Member struct {
 
 // Notice is a payload published on a broker topic in the same atomic step
 // as a change of the registry: the event that announces the change reaches
-// the cluster if and only if the change was made. The zero Notice
-// publishes nothing.
+// the cluster if and only if the change was made. (On a Redis Cluster: in
+// the step that makes the change if the topic is in its hash slot, else
+// in the step that derives the listing from it, or right after.) The zero
+// Notice publishes nothing.
 type Notice struct {
 	Topic   string
 	Payload []byte
