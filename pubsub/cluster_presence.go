@@ -56,18 +56,7 @@ func (r *sharded) AcquirePlace(ctx context.Context, user Peer, conn string, limi
 	if err := r.earlier(ctx, user.ID, nowMillis()+ttl.Milliseconds()); err != nil {
 		return false, fmt.Errorf("acquire place: %w", err)
 	}
-	v, err := r.run(ctx, acquireScript, r.placeKeys(user.ID), conn, limit, ttlMillis(ttl), user.ID, user.Username)
-	if err != nil {
-		return false, fmt.Errorf("acquire place: %w", err)
-	}
-	if res, ok := v.([]any); ok && len(res) == 2 {
-		online, _ := res[1].(int64)
-		return online == 1, nil
-	}
-	if err := resultError(v); err != nil {
-		return false, fmt.Errorf("acquire place: %w", err)
-	}
-	return false, fmt.Errorf("acquire place: unexpected script result %v", v)
+	return acquired(r.run(ctx, acquireScript, r.placeKeys(user.ID), conn, limit, ttlMillis(ttl), user.ID, user.Username))
 }
 
 // RefreshPlaces implements Registry: one script per user, in one

@@ -409,29 +409,9 @@ func (r *sharded) Channels(ctx context.Context) ([]string, error) {
 
 // Sizes implements Registry with one pipeline of HLEN.
 func (r *sharded) Sizes(ctx context.Context, channels ...string) ([]int, error) {
-	if r.isClosed() {
-		return nil, ErrClosed
-	}
-	out := make([]int, len(channels))
-	if len(channels) == 0 {
-		return out, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	cmds := make([]*redis.IntCmd, len(channels))
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, ch := range channels {
-			cmds[i] = p.HLen(ctx, r.membersKey(ch))
-		}
-		return nil
+	return r.sizes(ctx, channels, func(ctx context.Context, p redis.Pipeliner, ch string) *redis.IntCmd {
+		return p.HLen(ctx, r.membersKey(ch))
 	})
-	if err != nil {
-		return nil, fmt.Errorf("sizes of %d channels: %w", len(channels), r.wrap(err))
-	}
-	for i, c := range cmds {
-		out[i] = int(c.Val())
-	}
-	return out, nil
 }
 
 // Members implements Registry.

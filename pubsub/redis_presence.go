@@ -168,6 +168,14 @@ func (r *store) members(ctx context.Context, s *redis.Script, keys []string, cha
 
 // Sizes implements Registry with one pipeline of SCARD.
 func (r *single) Sizes(ctx context.Context, channels ...string) ([]int, error) {
+	return r.sizes(ctx, channels, func(ctx context.Context, p redis.Pipeliner, ch string) *redis.IntCmd {
+		return p.SCard(ctx, r.key("members:", ch))
+	})
+}
+
+// sizes counts each channel's members with one command each, in one
+// pipeline.
+func (r *store) sizes(ctx context.Context, channels []string, count func(context.Context, redis.Pipeliner, string) *redis.IntCmd) ([]int, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
 	}
@@ -180,7 +188,7 @@ func (r *single) Sizes(ctx context.Context, channels ...string) ([]int, error) {
 	cmds := make([]*redis.IntCmd, len(channels))
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, ch := range channels {
-			cmds[i] = p.SCard(ctx, r.key("members:", ch))
+			cmds[i] = count(ctx, p, ch)
 		}
 		return nil
 	})

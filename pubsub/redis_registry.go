@@ -340,6 +340,11 @@ func (r *single) Joined(ctx context.Context, users ...string) ([][]string, error
 func (r *single) AcquirePlace(ctx context.Context, user Peer, conn string, limit int, ttl time.Duration) (bool, error) {
 	v, err := r.run(ctx, acquireScript, []string{r.key("places:", user.ID), r.userKey(user.ID, "presence"), r.key("presence:due")},
 		conn, limit, ttlMillis(ttl), user.ID, user.Username)
+	return acquired(v, err)
+}
+
+// acquired reads acquireScript's answer: whether the user came online.
+func acquired(v any, err error) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("acquire place: %w", err)
 	}
