@@ -25,7 +25,9 @@ const joinSpreadTimeout = 2 * time.Second
 //   - a leave or destroy is acknowledged once this node has received its
 //     own notice back and applied it (applied): the leaver's sessions are
 //     off the channel before the client can send its next request, which
-//     a late notice would otherwise undo.
+//     a late notice would otherwise undo. A leave is applied once the
+//     node has delivered the channel's messages stored before it
+//     (departure.go).
 type membership struct {
 	backend pubsub.Backend
 	router  *router
@@ -53,6 +55,7 @@ func (m *membership) destroy(ctx context.Context, s *Session, channel string) er
 	}, func() {
 		m.book.tell(channel, false, func() { m.router.forward(clusterTopic, ev, nil) })
 		m.router.drop(channelTopic(channel))
+		m.seq.abandon(channelTopic(channel))
 	})
 }
 
@@ -66,6 +69,7 @@ func (m *membership) join(ctx context.Context, s *Session, channel string) error
 	// published anywhere after the ack reaches the joiner here.
 	topic := channelTopic(channel)
 	local := m.router.sessionsOf(userTopic(uid))
+	m.seq.stay(topic, uid) // a leave still waiting here is over: a member again
 	if err := m.subs.add(ctx, m.router, topic, local...); err != nil {
 		if added {
 			m.router.remove(topic, local...)
@@ -114,16 +118,23 @@ func (m *membership) leave(ctx context.Context, s *Session, channel string) erro
 	return m.applied(ctx, func(wait string) error {
 		n := notice{op: opLeft, name: uid, wait: wait, frame: ev}
 		return m.backend.Leave(ctx, channel, uid, pubsub.Notice{Topic: topic, Payload: n.encode()})
-	}, func() { m.router.remove(topic, m.router.sessionsOf(userTopic(uid))...) })
+	}, func() {
+		// As the resync will: the leave takes effect once the node has
+		// delivered what was stored before it (read now, after the
+		// leave), or gives up after repairGiveUp; the ack waits for it.
+		done := make(chan struct{})
+		m.seq.depart(topic, channel, uid, nil, func() { close(done) }, leavePoint{})
+		<-done
+	})
 }
 
 // applied has publish send a notice that carries a wait id (publish builds
 // it around the id) and returns once this node has applied it, or ctx
-// ended. If the notice does not come back in time (the node's pub/sub path
-// is being rebuilt), fallback applies its effect on this node's sessions
-// directly, so that they at least stop receiving what they must not. An
-// error from publish (the request failed, nothing was published) is
-// returned as it is.
+// ended. If the notice is not applied in time (the node's pub/sub path
+// is being rebuilt, or a leave waits for a repair), fallback applies its
+// effect on this node's sessions itself, so that they at least stop
+// receiving what they must not. An error from publish (the request
+// failed, nothing was published) is returned as it is.
 func (m *membership) applied(ctx context.Context, publish func(wait string) error, fallback func()) error {
 	id, done, release := m.waits.add(1)
 	defer release()
