@@ -1,7 +1,8 @@
 package gateway_test
 
-// Leaves against what a node missed: a leave waits for the gap repair of
-// its channel (spec section 5: no gap while connected).
+// Leaves and joins against what a node missed: a leave waits for the gap
+// repair of its channel (spec section 5: no gap while connected), and a
+// join that a user already made is spread to the user's other nodes.
 
 import (
 	"context"
@@ -197,6 +198,44 @@ func TestClusterLeaveNoticeWaitsForRepair(t *testing.T) {
 		expectEvent(t, c, "left", w.leaver0.login.Identifier)
 	}
 	w.afterwards(t)
+}
+
+// TestClusterJoinAgainSpreads: a join that ran in Redis but whose answer
+// was lost (made here straight in the registry) leaves the user a member
+// whose sessions on other nodes never heard of it. The retry, answered as
+// a join of a channel one is in (an ack, and no join event), tells them.
+func TestClusterJoinAgainSpreads(t *testing.T) {
+	nextBackend := redisCluster(t)
+	nodes := make([]*node, 2)
+	for i := range nodes {
+		nodes[i] = startNode(t, nextBackend(), gateway.Config{NodeID: fmt.Sprint("n", i)})
+	}
+	bob := nodes[0].user("bob")
+	l := nodes[0].login("alice")
+	alice0, alice1 := nodes[0].dial(l), nodes[1].dial(l)
+	bob.do("create", "#c")
+	bob.do("join", "#c")
+	flush(t, bob, alice0, alice1)
+
+	// The lost first attempt.
+	reg, err := nextBackend().connect(func(string, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if added, err := reg.Join(t.Context(), "#c", pubsub.Peer{ID: l.Identifier, Username: l.Username}); err != nil || !added {
+		t.Fatalf("join in the registry: added %v, %v", added, err)
+	}
+
+	alice0.do("join", "#c") // the retry
+	bob.send(`{"type":"message","target":"#c","message":"hello","id":"h"}`)
+	bob.expectAck("h")
+	for _, c := range []*client{bob, alice0, alice1} { // no join event first
+		if m := c.expect("message"); m["message"] != "hello" {
+			t.Fatalf("%s got %v, want the message", c.login.Username, m)
+		}
+	}
+	sentinel(t, bob, alice0, alice1)
 }
 
 // keepUntil reads c until the message text has come, and keeps what came

@@ -59,6 +59,12 @@ func (m *membership) destroy(ctx context.Context, s *Session, channel string) er
 	})
 }
 
+// join makes the user a member. A user that is a member already (added is
+// false) may be one because an earlier attempt of this very join ran in
+// Redis and its answer was lost, or its rollback failed: its sessions on
+// other nodes may never have heard of it, so they are told again (the
+// notice is idempotent). Only the join that added the user announces it
+// to the members: joining a channel one is in sends nothing (spec 3.3).
 func (m *membership) join(ctx context.Context, s *Session, channel string) error {
 	uid := s.login.UserID
 	added, err := m.backend.Join(ctx, channel, pubsub.Peer{ID: uid, Username: s.login.Username})
@@ -82,19 +88,23 @@ func (m *membership) join(ctx context.Context, s *Session, channel string) error
 		return err
 	}
 	m.seq.settle(ctx, topic, channel)
-	if !added {
-		return nil
-	}
 	// The user's sessions on other nodes follow (their nodes subscribe
 	// before they answer); then every member hears.
 	wctx, cancel := context.WithTimeout(ctx, joinSpreadTimeout)
 	err = m.spread(wctx, uid, channel)
 	cancel()
 	if err != nil {
-		// No other node heard of the join: undo it here and in Redis.
-		m.router.remove(topic, local...)
-		m.rollback(uid, channel)
+		if added {
+			// No other node heard of the join: undo it here and in Redis.
+			m.router.remove(topic, local...)
+			m.rollback(uid, channel)
+		}
+		// Already a member: it stays one, and a retry tells the other
+		// nodes again.
 		return err
+	}
+	if !added {
+		return nil
 	}
 	return m.backend.Publish(ctx, topic, participantEvent(s, channel, protocol.EventJoin))
 }
