@@ -27,7 +27,7 @@ import (
 //     (History.Last) after it learned of the leave: every message stored
 //     before the leave is at or below it. The read may also count a few
 //     messages stored just after the leave, which the leaver then gets
-//     too (docs/protocol.md, section 10, reading 26).
+//     too (docs/protocol.md, section 10, reading 28).
 //   - A live frame that comes after the !left notice was published after
 //     it: the leave is below its seq, whatever the read said.
 //
