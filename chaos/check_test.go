@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -50,7 +49,6 @@ import (
 // report gathers the violations and the counts of a run.
 type report struct {
 	bad    map[string][]string // kind -> what
-	known  map[string][]string // known bug -> what
 	counts map[string]int
 	faults []*fault
 	nodes  map[string]float64
@@ -58,29 +56,6 @@ type report struct {
 
 func (r *report) violate(kind, format string, args ...any) {
 	r.bad[kind] = append(r.bad[kind], fmt.Sprintf(format, args...))
-}
-
-// Known bugs of the server that the check finds, each with the exact
-// signature of its violations. They are reported on every run and fail it
-// only with CHAT_TEST_CHAOS_STRICT=1, until they are fixed: then the
-// entry goes, and with it the tolerance. Nothing else is tolerated.
-var knownBugs = map[string]string{
-	bugRetryAfterLeave: "a retried message whose first attempt was stored is refused with not_member once its sender has left " +
-		"the channel, instead of getting the first one's ack and seq (spec section 5, idempotent sends): the script checks " +
-		"membership before the request id (pubsub/redis_history.go publishMessageScript)",
-	bugLeaveBeforeRepair: "a node whose pub/sub path was cut takes a leaver's sessions off a channel (by the resync's memberships " +
-		"step, or by the !left notice) before its gap repair delivers the messages stored while the user was still a member: " +
-		"the leaver's open session never gets them (spec section 5, no gap while connected)",
-}
-
-const (
-	bugRetryAfterLeave   = "retry refused after a leave"
-	bugLeaveBeforeRepair = "leave applied before the gap repair"
-)
-
-// knownBug records a violation that has the signature of a known bug.
-func (r *report) knownBug(bug, format string, args ...any) {
-	r.known[bug] = append(r.known[bug], fmt.Sprintf(format, args...))
 }
 
 // redisKey is the key of log's suffix (log or seq) in Redis
@@ -203,7 +178,7 @@ type stored struct {
 
 func check(t *testing.T, c *cluster, w *world, f *faults, final map[string]uint64, quiet time.Duration) *report {
 	t.Helper()
-	rep := &report{bad: make(map[string][]string), known: make(map[string][]string), counts: make(map[string]int), faults: f.list, nodes: c.totals()}
+	rep := &report{bad: make(map[string][]string), counts: make(map[string]int), faults: f.list, nodes: c.totals()}
 
 	// Our requests, by key.
 	var devices []*device
@@ -283,11 +258,7 @@ func check(t *testing.T, c *cluster, w *world, f *faults, final map[string]uint6
 				}
 			default:
 				rep.counts["messages refused: "+r.refused]++
-				switch {
-				case !isStored:
-				case r.refused == "not_member" && r.attempts > 1:
-					rep.knownBug(bugRetryAfterLeave, "%s message %s to %s: answers %v (%d attempts), the last refusing it, yet stored at seq %d", d, r.id, r.target, r.errs, r.attempts, seq)
-				default:
+				if isStored {
 					rep.violate("refused but stored", "%s message %s to %s: answers %v (%d attempts), the last refusing it, yet stored at seq %d", d, r.id, r.target, r.errs, r.attempts, seq)
 				}
 			}
@@ -484,24 +455,16 @@ func checkChurn(rep *report, w *world, f *faults, devices []*device, quiet time.
 					}
 					var missing []uint64
 					var detail []string
-					allCut := true // every missing message was stored while the node's path was cut
 					for _, r := range byChannel[k] {
 						if r.first >= from && r.ackAt <= m.end && !got[r.seq] {
 							missing = append(missing, r.seq)
-							allCut = allCut && f.cuts(cn.node, r.first, r.ackAt, settle)
 							detail = append(detail, fmt.Sprintf("seq %d from %s sent %.2fs acked %.2fs, first live on %s", r.seq, r.dev, r.first.Seconds(), r.ackAt.Seconds(), arrivals.of(k, r.seq)))
 						}
 					}
 					rep.counts["churn memberships checked"]++
 					if len(missing) > 0 {
 						slices.Sort(missing)
-						report := rep.violate
-						kind := "churn: member missed messages"
-						if m.leave != nil && allCut && f.cuts(cn.node, m.leave.first, m.leave.ackAt, settle) {
-							// Missed live by the node, and the leave came before its repair.
-							report = func(_, format string, args ...any) { rep.knownBug(bugLeaveBeforeRepair, format, args...) }
-						}
-						report(kind, "%s conn %d on %s (open since %.2fs): member of %s from %.2fs (%s) to %s (%s), yet seqs %s never arrived\n      %s\n      events on the connection: %s",
+						rep.violate("churn: member missed messages", "%s conn %d on %s (open since %.2fs): member of %s from %.2fs (%s) to %s (%s), yet seqs %s never arrived\n      %s\n      events on the connection: %s",
 							d, cn.n, cn.node, cn.opened.Seconds(), k, m.start.Seconds(), m.join, endOf(m.end, quiet), m.leave,
 							seqList(missing), strings.Join(detail, "; "), cn.eventsOf(k))
 					}
@@ -773,20 +736,6 @@ func (r *report) print(t *testing.T, seed uint64, faultsFor, took, settled time.
 		fmt.Fprintf(&b, "  %-72s %g\n", n, r.nodes[n])
 	}
 	t.Log(b.String())
-	strict := os.Getenv("CHAT_TEST_CHAOS_STRICT") == "1"
-	for _, bug := range slices.Sorted(maps.Keys(r.known)) {
-		list := r.known[bug]
-		shown := list
-		if len(shown) > 5 {
-			shown = shown[:5]
-		}
-		report := t.Logf
-		if strict {
-			report = t.Errorf
-		}
-		report("KNOWN BUG, %s: %d times (replay: CHAT_TEST_CHAOS_SEED=%d; CHAT_TEST_CHAOS_STRICT=1 fails on it)\n  %s\n  %s",
-			bug, len(list), seed, knownBugs[bug], strings.Join(shown, "\n  "))
-	}
 	for _, kind := range slices.Sorted(maps.Keys(r.bad)) {
 		list := r.bad[kind]
 		shown := list

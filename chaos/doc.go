@@ -25,9 +25,8 @@
 //	                          (printed by every run; default: a random one)
 //	CHAT_TEST_CHAOS_DURATION  how long faults are injected (default 40s: the
 //	                          short run of CI; e.g. 10m for a soak)
-//	CHAT_TEST_CHAOS_STRICT    1: the known bugs of the server (knownBugs in
-//	                          check_test.go) fail the run too; otherwise they
-//	                          are reported on every run and tolerated until fixed
+//
+// Every violation fails the run: the check tolerates no known bug.
 //
 // The seed fixes which faults come when, on which node and for how long,
 // and what each client sends; the interleaving of the processes is the

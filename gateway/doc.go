@@ -59,7 +59,11 @@
 //	channelBook.mu -> router.mu -> Session.closeOnce -> outbox.mu
 //	subscriptions.locks[i] -> router.mu
 //	subscriptions.locks[i] -> subscriptions.mu
+//	subscriptions.locks[i] -> feed.mu -> router.mu
+//	sequencer.mu -> router.mu
 //	frameConn.mu is taken last, by the writer role and the websocket
 //	library. subscriptions.mu, sessionSet.mu, limits.mu and waits.mu are
-//	leaves: nothing else is taken while one is held.
+//	leaves: nothing else is taken while one is held. A feed's mu (one
+//	topic's delivery, sequencer.go) is held while its frames go out and
+//	while a leave that waited in it takes effect (departure.go).
 package gateway

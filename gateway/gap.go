@@ -42,7 +42,7 @@ const maxHeld = 4096
 // step is what the sequencer must do after a change of a stream: deliver
 // frames, in order, and start a repair (read history after next-1).
 type step struct {
-	deliver [][]byte
+	deliver []pubsub.Entry
 	repair  bool
 	skipped uint64 // seqs given up as gone from history
 }
@@ -61,7 +61,7 @@ func (s *stream) offer(seq uint64, frame []byte) step {
 		return step{} // delivered already
 	case s.next != 0 && seq == s.next && !s.repairing:
 		s.next++
-		return s.drain(step{deliver: [][]byte{frame}})
+		return s.drain(step{deliver: []pubsub.Entry{{Seq: seq, Frame: frame}}})
 	}
 	s.hold(seq, frame)
 	var st step
@@ -71,6 +71,12 @@ func (s *stream) offer(seq uint64, frame []byte) step {
 		s.repairing, st.repair = true, true
 	}
 	return st
+}
+
+// inOrder reports whether the stream knows where it stands and delivers
+// live frames as they come: no gap held, no repair under way.
+func (s *stream) inOrder() bool {
+	return s.next != 0 && !s.repairing && len(s.held) == 0
 }
 
 // baseline tells the stream that last was the last seq given at some
@@ -126,7 +132,7 @@ func (s *stream) fill(page pubsub.Page) step {
 			st.skipped += e.Seq - s.next
 			s.next = e.Seq
 		}
-		st.deliver = append(st.deliver, e.Frame)
+		st.deliver = append(st.deliver, e)
 		s.next++
 	}
 	s.repairing = false
@@ -163,7 +169,7 @@ func (s *stream) giveUp() step {
 			continue
 		}
 		st.skipped += e.Seq - s.next
-		st.deliver = append(st.deliver, e.Frame)
+		st.deliver = append(st.deliver, e)
 		s.next = e.Seq + 1
 	}
 	s.held = s.held[:0]
@@ -194,7 +200,7 @@ func (s *stream) drain(st step) step {
 		n++
 	}
 	for !s.repairing && n < len(s.held) && s.held[n].Seq == s.next {
-		st.deliver = append(st.deliver, s.held[n].Frame)
+		st.deliver = append(st.deliver, s.held[n])
 		s.next++
 		n++
 	}

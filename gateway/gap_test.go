@@ -28,8 +28,11 @@ type gapWorld struct {
 func frameOf(seq uint64) []byte { return []byte(strconv.FormatUint(seq, 10)) }
 
 func (w *gapWorld) apply(st step) {
-	for _, f := range st.deliver {
-		seq, _ := strconv.ParseUint(string(f), 10, 64)
+	for _, e := range st.deliver {
+		seq, _ := strconv.ParseUint(string(e.Frame), 10, 64)
+		if seq != e.Seq {
+			w.t.Fatalf("frame %d delivered as seq %d", seq, e.Seq)
+		}
 		w.delivered = append(w.delivered, seq)
 	}
 	w.skipped += st.skipped
@@ -163,8 +166,8 @@ func TestStreamFloats(t *testing.T) {
 	var got []string
 	for _, seq := range []uint64{8, 9, 10, 11} {
 		st := s.offer(seq, frameOf(seq))
-		for _, f := range st.deliver {
-			got = append(got, string(f))
+		for _, e := range st.deliver {
+			got = append(got, string(e.Frame))
 		}
 		if st.repair {
 			t.Fatalf("offer %d: a repair", seq)
@@ -213,8 +216,8 @@ func TestStreamGiveUp(t *testing.T) {
 	var got []byte
 	for seq := uint64(13); seq <= 12+maxHeld; seq++ {
 		st = s.offer(seq, frameOf(seq))
-		for _, f := range st.deliver {
-			got = append(got, f...)
+		for _, e := range st.deliver {
+			got = append(got, e.Frame...)
 			got = append(got, ' ')
 		}
 		if st.skipped != 0 && st.skipped != 1 {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/wirechat/chat/pubsub"
 )
@@ -43,7 +44,9 @@ func (in *inbox) deliver(topic string, payload []byte) {
 
 // apply carries out notice n, received on topic. Its frame, if any, goes to
 // the topic's sessions first, so that the event that announces a change
-// reaches the sessions the change takes off the topic.
+// reaches the sessions the change takes off the topic. A leave's frame
+// goes out when the leave takes effect, after the messages stored before
+// it (departure.go).
 func (in *inbox) apply(topic string, n notice) {
 	send := func() {
 		if n.frame != nil {
@@ -67,11 +70,13 @@ func (in *inbox) apply(topic string, n notice) {
 	case opDestroy:
 		in.book.tell(n.name, false, send)
 		in.router.drop(channelTopic(n.name))
+		in.seq.abandon(channelTopic(n.name))
 		in.signal(n.wait)
 	case opJoin:
 		send()
 		channel := channelTopic(n.name)
 		in.router.add(channel, in.router.sessionsOf(topic)...)
+		in.seq.stay(channel, strings.TrimPrefix(topic, userPrefix)) // a member again
 		if n.reply != "" {
 			answer := notice{op: opJoined, name: n.wait}.encode()
 			in.subs.once(channel, func(ctx context.Context) {
@@ -85,9 +90,12 @@ func (in *inbox) apply(topic string, n notice) {
 	case opJoined:
 		in.signal(n.name)
 	case opLeft:
-		send()
-		in.router.remove(topic, in.router.sessionsOf(userTopic(n.name))...)
-		in.signal(n.wait)
+		// The left event and the leave itself wait for the messages
+		// stored before the leave that the node has yet to deliver
+		// (departure.go).
+		wait := n.wait
+		in.seq.depart(topic, strings.TrimPrefix(topic, channelPrefix), n.name, n.frame,
+			func() { in.signal(wait) }, leavePoint{live: true})
 	case opLogout:
 		send()
 		for _, s := range in.router.sessionsOf(topic) {

@@ -25,7 +25,9 @@ const joinSpreadTimeout = 2 * time.Second
 //   - a leave or destroy is acknowledged once this node has received its
 //     own notice back and applied it (applied): the leaver's sessions are
 //     off the channel before the client can send its next request, which
-//     a late notice would otherwise undo.
+//     a late notice would otherwise undo. A leave is applied once the
+//     node has delivered the channel's messages stored before it
+//     (departure.go).
 type membership struct {
 	backend pubsub.Backend
 	router  *router
@@ -53,9 +55,16 @@ func (m *membership) destroy(ctx context.Context, s *Session, channel string) er
 	}, func() {
 		m.book.tell(channel, false, func() { m.router.forward(clusterTopic, ev, nil) })
 		m.router.drop(channelTopic(channel))
+		m.seq.abandon(channelTopic(channel))
 	})
 }
 
+// join makes the user a member. A user that is a member already (added is
+// false) may be one because an earlier attempt of this very join ran in
+// Redis and its answer was lost, or its rollback failed: its sessions on
+// other nodes may never have heard of it, so they are told again (the
+// notice is idempotent). Only the join that added the user announces it
+// to the members: joining a channel one is in sends nothing (spec 3.3).
 func (m *membership) join(ctx context.Context, s *Session, channel string) error {
 	uid := s.login.UserID
 	added, err := m.backend.Join(ctx, channel, pubsub.Peer{ID: uid, Username: s.login.Username})
@@ -66,6 +75,7 @@ func (m *membership) join(ctx context.Context, s *Session, channel string) error
 	// published anywhere after the ack reaches the joiner here.
 	topic := channelTopic(channel)
 	local := m.router.sessionsOf(userTopic(uid))
+	m.seq.stay(topic, uid) // a leave still waiting here is over: a member again
 	if err := m.subs.add(ctx, m.router, topic, local...); err != nil {
 		if added {
 			m.router.remove(topic, local...)
@@ -78,19 +88,23 @@ func (m *membership) join(ctx context.Context, s *Session, channel string) error
 		return err
 	}
 	m.seq.settle(ctx, topic, channel)
-	if !added {
-		return nil
-	}
 	// The user's sessions on other nodes follow (their nodes subscribe
 	// before they answer); then every member hears.
 	wctx, cancel := context.WithTimeout(ctx, joinSpreadTimeout)
 	err = m.spread(wctx, uid, channel)
 	cancel()
 	if err != nil {
-		// No other node heard of the join: undo it here and in Redis.
-		m.router.remove(topic, local...)
-		m.rollback(uid, channel)
+		if added {
+			// No other node heard of the join: undo it here and in Redis.
+			m.router.remove(topic, local...)
+			m.rollback(uid, channel)
+		}
+		// Already a member: it stays one, and a retry tells the other
+		// nodes again.
 		return err
+	}
+	if !added {
+		return nil
 	}
 	return m.backend.Publish(ctx, topic, participantEvent(s, channel, protocol.EventJoin))
 }
@@ -114,16 +128,23 @@ func (m *membership) leave(ctx context.Context, s *Session, channel string) erro
 	return m.applied(ctx, func(wait string) error {
 		n := notice{op: opLeft, name: uid, wait: wait, frame: ev}
 		return m.backend.Leave(ctx, channel, uid, pubsub.Notice{Topic: topic, Payload: n.encode()})
-	}, func() { m.router.remove(topic, m.router.sessionsOf(userTopic(uid))...) })
+	}, func() {
+		// As the resync will: the leave takes effect once the node has
+		// delivered what was stored before it (read now, after the
+		// leave), or gives up after repairGiveUp; the ack waits for it.
+		done := make(chan struct{})
+		m.seq.depart(topic, channel, uid, nil, func() { close(done) }, leavePoint{})
+		<-done
+	})
 }
 
 // applied has publish send a notice that carries a wait id (publish builds
 // it around the id) and returns once this node has applied it, or ctx
-// ended. If the notice does not come back in time (the node's pub/sub path
-// is being rebuilt), fallback applies its effect on this node's sessions
-// directly, so that they at least stop receiving what they must not. An
-// error from publish (the request failed, nothing was published) is
-// returned as it is.
+// ended. If the notice is not applied in time (the node's pub/sub path
+// is being rebuilt, or a leave waits for a repair), fallback applies its
+// effect on this node's sessions itself, so that they at least stop
+// receiving what they must not. An error from publish (the request
+// failed, nothing was published) is returned as it is.
 func (m *membership) applied(ctx context.Context, publish func(wait string) error, fallback func()) error {
 	id, done, release := m.waits.add(1)
 	defer release()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wirechat/chat/protocol"
@@ -135,6 +136,7 @@ func (r *resyncer) channels(ctx context.Context) error {
 			r.metrics.lateEvents.Inc()
 			if !exists {
 				r.router.drop(channelTopic(channel))
+				r.seq.abandon(channelTopic(channel))
 			}
 		})
 }
@@ -142,6 +144,13 @@ func (r *resyncer) channels(ctx context.Context) error {
 // memberships puts each local session on exactly the channels its user
 // belongs to, reading the memberships of countBatch users per round trip.
 // It stops at the first failure: the backend is failing again.
+//
+// A user that left a channel meanwhile (its !left notice was lost) may
+// have left after messages that the node missed too, which its sessions
+// must get first: the leave waits in the channel's stream until the node
+// has delivered the messages stored up to where the channel's numbering
+// stands now, read after the memberships (departure.go); the messages
+// step has the streams repair them.
 func (r *resyncer) memberships(ctx context.Context) error {
 	byUser := r.sessions.groupBy(func(s *Session) string { return s.login.UserID })
 	for batch := range slices.Chunk(slices.Collect(maps.Keys(byUser)), countBatch) {
@@ -151,26 +160,35 @@ func (r *resyncer) memberships(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var left []leaving
 		for i, uid := range batch {
-			r.putOnChannels(byUser[uid], joined[i])
+			left = r.putOnChannels(uid, byUser[uid], joined[i], left)
+		}
+		if err := r.takeOff(ctx, left); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// putOnChannels makes sessions receive exactly the topics of channels. The
-// router reports the topics that gain their first session or lose their
-// last, and the node's subscriptions follow in the background.
-func (r *resyncer) putOnChannels(sessions []*Session, channels []string) {
+// leaving is a user to take off a channel's topic.
+type leaving struct{ user, channel string }
+
+// putOnChannels puts sessions, user's, on the topics of channels, and
+// appends to left the channels of the topics they are on that they must
+// leave. The router reports the topics that gain their first session or
+// lose their last, and the node's subscriptions follow in the background.
+func (r *resyncer) putOnChannels(user string, sessions []*Session, channels []string, left []leaving) []leaving {
 	want := make(map[string]bool, len(channels))
 	for _, c := range channels {
 		want[channelTopic(c)] = true
 	}
+	off := map[string]bool{}
 	for _, s := range sessions {
 		have := r.router.topicsOf(s, channelPrefix)
 		for _, t := range have {
 			if !want[t] {
-				r.router.remove(t, s)
+				off[t] = true
 			}
 		}
 		for t := range want {
@@ -179,4 +197,38 @@ func (r *resyncer) putOnChannels(sessions []*Session, channels []string) {
 			}
 		}
 	}
+	for t := range want {
+		r.seq.stay(t, user) // a leave still waiting here is over: a member again
+	}
+	for _, t := range slices.Sorted(maps.Keys(off)) {
+		left = append(left, leaving{user, strings.TrimPrefix(t, channelPrefix)})
+	}
+	return left
+}
+
+// takeOff has each of left leave its channel's topic once the channel's
+// stream has delivered what was stored up to now, read in one round trip.
+func (r *resyncer) takeOff(ctx context.Context, left []leaving) error {
+	if len(left) == 0 {
+		return nil
+	}
+	index := map[string]int{}
+	var channels []string
+	for _, l := range left {
+		if _, ok := index[l.channel]; !ok {
+			index[l.channel] = len(channels)
+			channels = append(channels, l.channel)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	last, err := r.backend.Last(ctx, channels...)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, l := range left {
+		r.seq.depart(channelTopic(l.channel), l.channel, l.user, nil, nil,
+			leavePoint{last: last[index[l.channel]], known: true})
+	}
+	return nil
 }

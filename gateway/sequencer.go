@@ -27,6 +27,9 @@ import (
 // the newest seq the welcome read for it (the user's recent
 // conversations), or else at the first message that arrives: a user's
 // other conversations have no baseline until one of them wakes up.
+//
+// A leave takes effect in its channel's stream, after the messages stored
+// before it (departure.go).
 
 // historyReader is what the sequencer reads of the backend.
 type historyReader interface {
@@ -69,6 +72,7 @@ type feed struct {
 	streams map[string]*stream        // guarded by mu: by log
 	active  map[string]bool           // guarded by mu: logs with a repair goroutine
 	doubt   map[string][]pubsub.Entry // guarded by mu: frames kept until the epoch is checked
+	leaving map[string]*departure     // guarded by mu: a channel's leaves not yet in effect, by user (departure.go)
 	gone    bool                      // guarded by mu: the topic was forgotten
 }
 
@@ -89,7 +93,8 @@ func (s *sequencer) feedOf(topic string) *feed {
 	defer s.mu.Unlock()
 	f := s.feeds[topic]
 	if f == nil && s.router.has(topic) {
-		f = &feed{streams: make(map[string]*stream), active: make(map[string]bool), doubt: make(map[string][]pubsub.Entry)}
+		f = &feed{streams: make(map[string]*stream), active: make(map[string]bool), doubt: make(map[string][]pubsub.Entry),
+			leaving: make(map[string]*departure)}
 		s.feeds[topic] = f
 	}
 	return f
@@ -115,8 +120,12 @@ func (s *sequencer) deliver(topic, log string, seq uint64, frame []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := streamLocked(f, topic, log)
+	if len(f.leaving) > 0 {
+		liveAfterLocked(f, seq)
+	}
 	if st.next != 0 && seq < st.next && s.outages() != s.verified.Load() && len(f.doubt[log]) < maxHeld {
 		f.doubt[log] = append(f.doubt[log], pubsub.Entry{Seq: seq, Frame: frame})
+		s.reachedLocked(topic, log, f)
 		return
 	}
 	s.carryLocked(topic, log, f, st.offer(seq, frame))
@@ -143,11 +152,17 @@ func (s *sequencer) baselineOf(f *feed, topic, log string, last uint64) {
 
 // carryLocked does what a stream's step says: delivers its frames, in
 // order, to the topic's sessions (under f.mu, so that no other step of
-// the topic comes between), and starts a repair.
+// the topic comes between), and starts a repair. A leave waiting for the
+// stream takes effect between the last message stored before it and the
+// next.
 func (s *sequencer) carryLocked(topic, log string, f *feed, st step) {
-	for _, frame := range st.deliver {
-		s.router.forward(topic, frame, nil)
+	for _, e := range st.deliver {
+		if len(f.leaving) > 0 {
+			s.throughLocked(topic, f, e.Seq-1)
+		}
+		s.router.forward(topic, e.Frame, nil)
 	}
+	s.reachedLocked(topic, log, f)
 	if st.skipped > 0 {
 		s.metrics.gapSkipped.Add(float64(st.skipped))
 		s.log.Warn("messages gone from history skipped", "topic", topic, "log", log, "count", st.skipped)
@@ -316,6 +331,7 @@ func (s *sequencer) forget(topic string) {
 	if f != nil {
 		f.mu.Lock()
 		f.gone = true
+		s.leaveNowLocked(topic, f) // its sessions are gone
 		f.mu.Unlock()
 	}
 }
@@ -336,6 +352,9 @@ func (s *sequencer) outage(fresh bool, seen uint64) {
 	var waiting []awaiting
 	for topic, f := range feeds {
 		f.mu.Lock()
+		if fresh { // the seqs the leaves wait for mean nothing now
+			s.leaveNowLocked(topic, f)
+		}
 		for log, st := range f.streams {
 			if fresh {
 				*st = stream{trusting: st.trusting}
