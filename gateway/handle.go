@@ -206,13 +206,17 @@ func (c *chat) sendChannel(ctx context.Context, s *Session, channel string, req 
 	// The membership check, the storing and the publish are one step in
 	// the backend: a leave or destroy racing this message cannot let it
 	// through, and it is stored if and only if it is published.
-	st, err := c.backend.PublishMessage(ctx, channel, pubsub.Message{
+	m := pubsub.Message{
 		From:   s.login.UserID,
 		ID:     req.ID,
 		Head:   messageHead(s, channel, req.Message),
 		Topics: []string{channelTopic(channel)},
 		Prefix: msgPrefix(channel),
-	})
+	}
+	began := monoNow()
+	c.metrics.hop(hopHandle, began-s.readAt)
+	st, err := c.backend.PublishMessage(ctx, channel, m)
+	c.metrics.hop(hopStore, monoNow()-began)
 	if err == nil && !st.Duplicate {
 		c.metrics.published.WithLabelValues("channel").Inc()
 	}
@@ -229,16 +233,19 @@ func (c *chat) sendPrivate(ctx context.Context, s *Session, username string, req
 		// The sender's copy goes out with the recipient's, in one step.
 		topics = append(topics, userTopic(s.login.UserID))
 	}
+	m := pubsub.Message{
+		From:   s.login.UserID,
+		ID:     req.ID,
+		Head:   messageHead(s, "@"+to.Username, req.Message),
+		Topics: topics,
+		Prefix: msgPrefix(pubsub.Conversation(s.login.UserID, to.ID)),
+	}
+	began := monoNow()
+	c.metrics.hop(hopHandle, began-s.readAt)
 	st, err := c.backend.PublishDirect(ctx,
 		pubsub.Peer{ID: s.login.UserID, Username: s.login.Username},
-		pubsub.Peer{ID: to.ID, Username: to.Username},
-		pubsub.Message{
-			From:   s.login.UserID,
-			ID:     req.ID,
-			Head:   messageHead(s, "@"+to.Username, req.Message),
-			Topics: topics,
-			Prefix: msgPrefix(pubsub.Conversation(s.login.UserID, to.ID)),
-		})
+		pubsub.Peer{ID: to.ID, Username: to.Username}, m)
+	c.metrics.hop(hopStore, monoNow()-began)
 	if err == nil && !st.Duplicate {
 		c.metrics.published.WithLabelValues("private").Inc()
 	}

@@ -12,15 +12,16 @@ import (
 // payload to its owner: a wire frame to the topic's sessions (router), a
 // notice to whoever keeps what it changes. It keeps no state of its own.
 type inbox struct {
-	broker pubsub.Broker
-	router *router
-	seq    *sequencer
-	subs   *subscriptions
-	book   *channelBook
-	waits  *waits
-	limits *limits
-	self   string // the node's reply topic
-	log    *slog.Logger
+	broker  pubsub.Broker
+	router  *router
+	seq     *sequencer
+	subs    *subscriptions
+	book    *channelBook
+	waits   *waits
+	limits  *limits
+	self    string // the node's reply topic
+	log     *slog.Logger
+	metrics *metrics
 }
 
 // deliver is the broker's Handler: it runs on the broker's delivery
@@ -55,7 +56,9 @@ func (in *inbox) apply(topic string, n notice) {
 	}
 	switch n.op {
 	case opMsg:
+		began := monoNow()
 		in.seq.deliver(topic, n.name, n.seq, n.frame)
+		in.metrics.hop(hopDeliver, monoNow()-began)
 	case opOthers:
 		users, frames, ok := n.split()
 		if !ok {

@@ -34,7 +34,25 @@ type metrics struct {
 	gapRepaired    prometheus.Counter
 	gapSkipped     prometheus.Counter
 	presenceEvents prometheus.Counter
+	hops           [len(hopNames)]prometheus.Observer
 }
+
+// The hops of a message through the nodes (issue 21), timed on the node
+// where each happens; what no node can time (Redis delivering a publish to
+// the receiving node, the client reading) is the end-to-end latency less
+// their sum (chatbench's hop report).
+const (
+	hopHandle  = iota // the sender's node: the frame read, to the store call (decode, checks, rate limit)
+	hopStore          // the sender's node: the store and publish script, a Redis round trip
+	hopDeliver        // a receiving node: a message notice in, to every local session's queue
+	hopWriter         // any node: a frame queued for an idle session, to its writer taking it
+	hopWrite          // any node: one batch written to a socket
+)
+
+var hopNames = [...]string{"handle", "store", "deliver", "writer", "write"}
+
+// hop observes how long a hop took, in nanoseconds of monoNow.
+func (m *metrics) hop(h int, took int64) { m.hops[h].Observe(float64(took) / 1e9) }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -86,10 +104,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for i, t := range frameTypes {
 		m.outByType[i] = m.framesOut.WithLabelValues(t.name)
 	}
+	hops := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "chat_message_hop_seconds",
+		Help: "Time of each hop of a chat message on this node: handle (read to store), store (the Redis script), deliver (notice in to every local queue), writer (queued for an idle session to its writer starting), write (one socket write).",
+		// 1 µs to about 1 s.
+		Buckets: prometheus.ExponentialBuckets(1e-6, 2, 21)}, []string{"hop"})
+	for i, name := range hopNames {
+		m.hops[i] = hops.WithLabelValues(name)
+	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opens, m.closes, m.framesIn, m.framesOut, m.socketWrites, m.published,
 			m.deliveries, m.fanout, m.errors, m.rateLimited, m.slowConsumers, m.subscriptions, m.resyncs, m.lateEvents,
-			m.duplicates, m.historyReads, m.gapRepairs, m.gapRepaired, m.gapSkipped, m.presenceEvents)
+			m.duplicates, m.historyReads, m.gapRepairs, m.gapRepaired, m.gapSkipped, m.presenceEvents, hops)
 	}
 	return m
 }

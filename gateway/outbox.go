@@ -28,6 +28,7 @@ type outbox struct {
 	writing bool     // guarded by mu: someone holds the writer role
 	pausing bool     // guarded by mu: the writer is waiting out a delay
 	pauses  uint32   // guarded by mu: how many pauses the writer began
+	startAt int64    // guarded by mu: monoNow when a push took the writer role; 0 once a writer started
 	wake    chan struct{}
 	room    chan struct{} // made at the first wait: the replies were taken
 
@@ -57,7 +58,20 @@ func (o *outbox) push(frame []byte, reply bool) (start, full bool) {
 	}
 	start = !o.writing
 	o.writing = true
+	if start {
+		o.startAt = monoNow()
+	}
 	return start, false
+}
+
+// started returns when a push took the writer role for the writer that
+// calls it (0 if it was not a push), and forgets it.
+func (o *outbox) started() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at := o.startAt
+	o.startAt = 0
+	return at
 }
 
 // close marks the outbox closing, ends a pause, and reports whether the

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (*Server,
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = newSessionSet(&s.wg)
 	reply := "n:" + uuid.NewString() // the node's own topic
-	in := &inbox{self: reply, log: log, waits: newWaits(reply)}
+	in := &inbox{self: reply, log: log, waits: newWaits(reply), metrics: s.metrics}
 	backend, err := deps.Connect(in.deliver)
 	if err != nil {
 		s.cancel()

@@ -60,6 +60,8 @@ type Session struct {
 	out  outbox
 	pace pacer // owned by the writer role
 
+	readAt int64 // owned by the reader: monoNow when the request being handled was read
+
 	closeOnce   sync.Once
 	closeCode   websocket.StatusCode // written once by close, before out.close
 	closeReason string               // likewise
@@ -140,6 +142,9 @@ func (s *Session) releaseWriter() {
 // writeLoop holds the writer role: it writes batches until the queue is
 // empty, or, once the session is closing, closes the socket.
 func (s *Session) writeLoop() {
+	if since := s.out.started(); since > 0 {
+		s.env.metrics.hop(hopWriter, monoNow()-since)
+	}
 	for {
 		batch, others, closing := s.out.take()
 		if closing {
@@ -163,9 +168,11 @@ func (s *Session) writeLoop() {
 // frameConn allows (one, unless the batch is large). The caller holds the
 // writer role.
 func (s *Session) writeBatch(batch [][]byte) error {
+	began := monoNow()
 	if err := s.frames.writeFrames(batch); err != nil {
 		return err
 	}
+	s.env.metrics.hop(hopWrite, monoNow()-began)
 	s.env.metrics.wrote(batch)
 	s.out.recycle(batch)
 	return nil
@@ -249,6 +256,7 @@ func (s *Session) readLoop(ctx context.Context) {
 		s.out.awaitRoom(max(s.out.limit/4, 1))
 		began := time.Now()
 		typ, data, err := s.conn.Read(context.Background())
+		s.readAt = monoNow()
 		if time.Since(began) > backlogGap {
 			credit = 0 // the reader waited for the client: no backlog
 		}

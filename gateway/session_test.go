@@ -584,3 +584,38 @@ func TestRepliesSlowTheReaderDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMessageHops: a message through a node times every hop that node
+// sees (chat_message_hop_seconds), for chatbench's hop report.
+func TestMessageHops(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := startNodeWithMetrics(t, memoryBackend(), gateway.Config{}, reg)
+	alice, bob := n.user("alice"), n.user("bob")
+	alice.do("create", "#hops")
+	alice.do("join", "#hops")
+	bob.do("join", "#hops")
+	alice.sendMsg("#hops", "timed", "m1")
+	for {
+		if m := bob.read(); m["type"] == "message" && m["message"] == "timed" {
+			break
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "chat_message_hop_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			counts[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	for _, hop := range []string{"handle", "store", "deliver", "writer", "write"} {
+		if counts[hop] == 0 {
+			t.Errorf("hop %s was never timed: %v", hop, counts)
+		}
+	}
+}
