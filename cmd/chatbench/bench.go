@@ -35,6 +35,10 @@ type Config struct {
 	MaxRate     float64       // saturate: highest rate tried
 	P99Max      time.Duration // saturate: a step with a higher p99 is not good
 	Prefix      string        // run prefix of usernames and channel names
+	Messages    int           // history: messages to fill the channel with
+	Limit       int           // history: messages per page
+	Drop        float64       // resume: share of subscribers that drop and resume
+	Outage      time.Duration // resume: how long a dropped subscriber stays away
 	Progress    io.Writer     // progress lines; nil: none
 }
 

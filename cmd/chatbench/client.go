@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,6 +82,8 @@ type client struct {
 
 	out atomic.Pointer[[]*outStream] // streams this client publishes in the current phase
 
+	pages map[string]chan []byte // guarded by mu: history requests waiting for their page
+
 	delivered atomic.Uint64 // messages received (every kind of delivery)
 	fresh     atomic.Uint64 // benchmark messages received for the first time
 	lastFresh atomic.Int64  // when the last of them arrived, Unix nanoseconds
@@ -135,6 +138,10 @@ func (c *client) readLoop() {
 
 // handle processes one server frame.
 func (c *client) handle(frame []byte) {
+	if bytes.HasPrefix(frame, prefixHistory) {
+		c.onHistory(frame) // before scanMessage: a page holds message frames
+		return
+	}
 	kind, target, text := scanMessage(frame)
 	switch kind {
 	case kindEvent:

@@ -157,6 +157,10 @@ func testConfig(t *testing.T, scenario string, s ...*server) Config {
 		Concurrency: 8,
 		Factor:      2,
 		P99Max:      time.Hour,
+		Messages:    1000,
+		Limit:       100,
+		Drop:        0.2,
+		Outage:      time.Second,
 		Progress:    testWriter{t},
 	}
 	for _, s := range s {

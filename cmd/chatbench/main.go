@@ -8,6 +8,7 @@
 //	chatbench idle     -url ... -clients 5000 -duration 10s -pid $(pidof chatd)
 //	chatbench connect  -url ... -clients 5000 -concurrency 64
 //	chatbench saturate -url ... -clients 1000 -rate 200 -factor 1.5 -duration 5s -p99-max 1s
+//	chatbench history  -url ... -clients 50 -messages 10000 -limit 100 -duration 10s
 //
 // Every message text is "source:seq:unixnano:padding"; receivers count each
 // stream's messages against what the protocol owes them (every member of a
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate [flags]")
+		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|history [flags]")
 		fs.PrintDefaults()
 	}
 	var (
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
 	}
-	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect or saturate (or give it as the first argument)")
+	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate or history (or give it as the first argument)")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes; clients are spread over them round-robin")
 	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even), connections (idle, connect)")
 	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate)")
@@ -96,6 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
+	fs.IntVar(&cfg.Messages, "messages", 10000, "history: messages to fill the channel with, by -publishers users (0: enough to take about 10 s under -rate-limit, at most 50)")
+	fs.IntVar(&cfg.Limit, "limit", 100, "history: messages per page (1 to 200)")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of usernames and channel names; empty: a random one per run")
 	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.BoolVar(&asJSON, "json", false, "write the result as one JSON line on stdout (the table goes to stderr)")
@@ -151,6 +154,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func (cfg *Config) check() error {
 	switch cfg.Scenario {
 	case "fanout", "dm", "idle", "connect", "saturate":
+	case "history":
+		if err := cfg.checkHistory(); err != nil {
+			return err
+		}
 	case "":
 		return errors.New("no scenario")
 	default:
@@ -220,6 +227,8 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 		res, err = b.connect(ctx)
 	case "saturate":
 		res, err = b.saturate(ctx, deadline)
+	case "history":
+		res, err = b.history(ctx)
 	}
 	if res == nil {
 		res = &Result{}
@@ -248,6 +257,8 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 func (cfg Config) params() map[string]any {
 	p := map[string]any{"clients": cfg.Clients, "prefix": cfg.Prefix, "concurrency": cfg.Concurrency}
 	switch cfg.Scenario {
+	case "history":
+		cfg.historyParams(p)
 	case "fanout", "saturate":
 		p["channels"] = cfg.Channels
 		p["publishers"] = cfg.Publishers

@@ -21,6 +21,7 @@ type Result struct {
 	LastGood      *PhaseResult      `json:"last_good,omitempty"` // saturate
 	Idle          *IdleResult       `json:"idle,omitempty"`
 	Connect       *ConnectResult    `json:"connect,omitempty"`
+	History       *HistoryResult    `json:"history,omitempty"`
 	Errors        map[string]uint64 `json:"errors"`               // error codes from the server, write failures
 	Disconnects   map[string]uint64 `json:"disconnects"`          // connections the server ended, by close code
 	DisconnectsAt map[string]uint64 `json:"disconnects_by_stage"` // the same, by the stage of the run (login, join, settle, publish, ...)
@@ -102,6 +103,9 @@ func writeTable(w io.Writer, r *Result) {
 		row("wall time", r.Connect.Wall.Round(time.Millisecond))
 		row("connections/s", r.Connect.PerSecond)
 		latencyRows(row, "welcome", r.Connect.Welcome)
+	}
+	if r.History != nil {
+		historyRows(row, r.History)
 	}
 	row("errors", counts(r.Errors))
 	row("disconnects", counts(r.Disconnects))
