@@ -31,11 +31,12 @@ func login(ctx context.Context, hc *http.Client, base, username string) (token, 
 
 // serverFrame is every field of a server frame that the slow path reads.
 type serverFrame struct {
-	Type     string        `json:"type"`
-	ID       string        `json:"id"`
-	Code     protocol.Code `json:"code"`
-	Message  string        `json:"message"`
-	Username string        `json:"username"`
+	Type     string            `json:"type"`
+	ID       string            `json:"id"`
+	Code     protocol.Code     `json:"code"`
+	Message  string            `json:"message"`
+	Username string            `json:"username"`
+	Latest   map[string]uint64 `json:"latest"` // welcome (v2): each target's newest seq
 }
 
 // reply is the answer to a request that carried an id: nil for an ack.
@@ -82,7 +83,10 @@ type client struct {
 
 	out atomic.Pointer[[]*outStream] // streams this client publishes in the current phase
 
-	pages map[string]chan []byte // guarded by mu: history requests waiting for their page
+	latest   map[string]uint64          // guarded by mu: the last welcome's latest (resume)
+	pages    map[string]chan []byte     // guarded by mu: history requests waiting for their page
+	seqs     atomic.Pointer[seqTracker] // resume: set while the client's seqs are checked
+	dropping atomic.Bool                // resume: we are cutting the connection ourselves
 
 	delivered atomic.Uint64 // messages received (every kind of delivery)
 	fresh     atomic.Uint64 // benchmark messages received for the first time
@@ -126,7 +130,7 @@ func (c *client) readLoop() {
 	for {
 		frame, err := c.conn.Read()
 		if err != nil {
-			if !c.b.closing.Load() {
+			if !c.b.closing.Load() && !c.dropping.Load() {
 				c.b.noteDisconnect(err)
 			}
 			c.failWaiters()
@@ -148,7 +152,11 @@ func (c *client) handle(frame []byte) {
 		c.events.Add(1)
 		return
 	case kindMessage:
-		c.onMessage(target, text)
+		if t := c.seqs.Load(); t != nil {
+			c.onTrackedMessage(t, frame, target, text)
+			return
+		}
+		c.onMessage(target, text, true)
 		return
 	}
 	var f serverFrame
@@ -158,6 +166,9 @@ func (c *client) handle(frame []byte) {
 	}
 	switch f.Type {
 	case protocol.TypeWelcome:
+		c.mu.Lock()
+		c.latest = f.Latest
+		c.mu.Unlock()
 		select {
 		case c.welcome <- time.Now():
 		default:
@@ -183,8 +194,9 @@ func (c *client) handle(frame []byte) {
 	}
 }
 
-// onMessage counts one delivered message.
-func (c *client) onMessage(target, text []byte) {
+// onMessage counts one delivered message; the latency of a live one is
+// recorded (one read back from history is late by design).
+func (c *client) onMessage(target, text []byte, live bool) {
 	now := time.Now().UnixNano()
 	c.delivered.Add(1)
 	source, seq, sentAt, ok := parseText(text)
@@ -207,6 +219,9 @@ func (c *client) onMessage(target, text []byte) {
 	if d != duplicate {
 		c.fresh.Add(1)
 		c.lastFresh.Store(now)
+		if !live {
+			return
+		}
 		lat := time.Duration(now - sentAt)
 		c.b.hist.Load().Record(lat)
 		c.b.win.Load().Record(lat)

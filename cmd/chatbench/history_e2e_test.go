@@ -45,3 +45,35 @@ func TestHistoryUnderTheDefaultRateLimit(t *testing.T) {
 		t.Errorf("%d requests by 2 readers in 1 s, want 1 to 40 (paced at 18/s)", h.Requests)
 	}
 }
+
+func TestResumeAgainstChatd(t *testing.T) {
+	s := startChatd(t, "CHAT_RATE_LIMIT=10000")
+	cfg := testConfig(t, "resume", s)
+	cfg.RateLimit = 10000
+	cfg.Clients, cfg.Channels, cfg.Rate = 10, 2, 200
+	cfg.Duration, cfg.Outage, cfg.Drop = 2*time.Second, 500*time.Millisecond, 0.4
+	res := runTest(t, cfg)
+	checkNoErrors(t, res)
+	r := res.Resume
+	if r.Dropped != 4 || r.Resumed != 4 {
+		t.Errorf("dropped %d, resumed %d; want 4 and 4", r.Dropped, r.Resumed)
+	}
+	if r.Gaps+r.Duplicates+r.Repeats+r.Conflicts+r.Unexpected != 0 {
+		t.Errorf("gaps %d, duplicates %d, repeats %d, conflicts %d, unexpected %d; want 0",
+			r.Gaps, r.Duplicates, r.Repeats, r.Conflicts, r.Unexpected)
+	}
+	// Each of the 4 was owed every message of its channel (half of them).
+	if want := (res.Phase.Sent - res.Phase.Refused) / 2 * 4; r.Checked != want {
+		t.Errorf("checked %d seqs, want %d", r.Checked, want)
+	}
+	if r.FromHistory == 0 || r.Requests == 0 {
+		t.Errorf("%d messages from %d history requests: nothing was resumed", r.FromHistory, r.Requests)
+	}
+	if r.CatchUp.Count != 4 {
+		t.Errorf("%d catch-up times", r.CatchUp.Count)
+	}
+	ph := res.Phase
+	if ph.Lost != 0 || ph.Duplicated != 0 || ph.Unexpected != 0 || !ph.Complete {
+		t.Errorf("phase: lost %d, duplicated %d, unexpected %d, complete %v", ph.Lost, ph.Duplicated, ph.Unexpected, ph.Complete)
+	}
+}

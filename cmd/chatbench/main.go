@@ -9,6 +9,7 @@
 //	chatbench connect  -url ... -clients 5000 -concurrency 64
 //	chatbench saturate -url ... -clients 1000 -rate 200 -factor 1.5 -duration 5s -p99-max 1s
 //	chatbench history  -url ... -clients 50 -messages 10000 -limit 100 -duration 10s
+//	chatbench resume   -url ... -clients 1000 -channels 10 -rate 200 -duration 10s -drop 0.2 -outage 3s
 //
 // Every message text is "source:seq:unixnano:padding"; receivers count each
 // stream's messages against what the protocol owes them (every member of a
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|history [flags]")
+		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|history|resume [flags]")
 		fs.PrintDefaults()
 	}
 	var (
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
 	}
-	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate or history (or give it as the first argument)")
+	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate, history or resume (or give it as the first argument)")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes; clients are spread over them round-robin")
 	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even), connections (idle, connect)")
 	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate)")
@@ -99,6 +100,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
 	fs.IntVar(&cfg.Messages, "messages", 10000, "history: messages to fill the channel with, by -publishers users (0: enough to take about 10 s under -rate-limit, at most 50)")
 	fs.IntVar(&cfg.Limit, "limit", 100, "history: messages per page (1 to 200)")
+	fs.Float64Var(&cfg.Drop, "drop", 0.2, "resume: share of the subscribers that drop their connection and resume")
+	fs.DurationVar(&cfg.Outage, "outage", 3*time.Second, "resume: how long a dropped subscriber stays away")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of usernames and channel names; empty: a random one per run")
 	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.BoolVar(&asJSON, "json", false, "write the result as one JSON line on stdout (the table goes to stderr)")
@@ -154,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func (cfg *Config) check() error {
 	switch cfg.Scenario {
 	case "fanout", "dm", "idle", "connect", "saturate":
-	case "history":
+	case "history", "resume":
 		if err := cfg.checkHistory(); err != nil {
 			return err
 		}
@@ -229,6 +232,8 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 		res, err = b.saturate(ctx, deadline)
 	case "history":
 		res, err = b.history(ctx)
+	case "resume":
+		res, err = b.resume(ctx)
 	}
 	if res == nil {
 		res = &Result{}
@@ -257,7 +262,7 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 func (cfg Config) params() map[string]any {
 	p := map[string]any{"clients": cfg.Clients, "prefix": cfg.Prefix, "concurrency": cfg.Concurrency}
 	switch cfg.Scenario {
-	case "history":
+	case "history", "resume":
 		cfg.historyParams(p)
 	case "fanout", "saturate":
 		p["channels"] = cfg.Channels

@@ -22,6 +22,7 @@ type Result struct {
 	Idle          *IdleResult       `json:"idle,omitempty"`
 	Connect       *ConnectResult    `json:"connect,omitempty"`
 	History       *HistoryResult    `json:"history,omitempty"`
+	Resume        *ResumeResult     `json:"resume,omitempty"`
 	Errors        map[string]uint64 `json:"errors"`               // error codes from the server, write failures
 	Disconnects   map[string]uint64 `json:"disconnects"`          // connections the server ended, by close code
 	DisconnectsAt map[string]uint64 `json:"disconnects_by_stage"` // the same, by the stage of the run (login, join, settle, publish, ...)
@@ -106,6 +107,9 @@ func writeTable(w io.Writer, r *Result) {
 	}
 	if r.History != nil {
 		historyRows(row, r.History)
+	}
+	if r.Resume != nil {
+		resumeRows(row, r.Resume)
 	}
 	row("errors", counts(r.Errors))
 	row("disconnects", counts(r.Disconnects))
