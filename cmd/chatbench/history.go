@@ -49,14 +49,19 @@ const requestTimeout = 10 * time.Second
 // member and receives every message of the fill.
 const maxFillers = 50
 
-// fillersFor is how many users fill n messages in about ten seconds under
-// the rate limit, or the configured number of publishers.
+// minFillers is the fewest users that fill the channel (unless there are
+// fewer messages): one, waiting for each ack, is bound by the round trip.
+const minFillers = 4
+
+// fillersFor is how many users fill n messages: the configured number of
+// publishers, or enough to do it in about ten seconds under the rate
+// limit, at least minFillers.
 func fillersFor(cfg Config, n int) int {
 	if cfg.Publishers > 0 {
 		return cfg.Publishers
 	}
 	per := cfg.RateLimit * rateHeadroom * 10
-	return max(1, min(maxFillers, int(math.Ceil(float64(n)/per))))
+	return max(1, min(n, max(minFillers, min(maxFillers, int(math.Ceil(float64(n)/per))))))
 }
 
 func (b *bench) history(ctx context.Context) (*Result, error) {
