@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,7 +305,8 @@ func (b *bench) resume(ctx context.Context) (*Result, error) {
 
 // dropAndResume cuts c's websocket without a close handshake, waits
 // Outage, connects again and catches up each of its channels from history.
-// It returns the time from the start of the reconnect to the end of the
+// It connects to the next node of -url, if there are several. It returns
+// the time from the start of the reconnect to the end of the
 // catch-up and the number of history requests.
 func (b *bench) dropAndResume(ctx context.Context, c *client, channels []string) (time.Duration, uint64, error) {
 	t := c.seqs.Load()
@@ -324,6 +326,11 @@ func (b *bench) dropAndResume(ctx context.Context, c *client, channels []string)
 		return 0, 0, err
 	}
 
+	// With several nodes it comes back on the next one, as a client of a
+	// node that died would.
+	if urls := b.cfg.URLs; len(urls) > 1 {
+		c.node = urls[(slices.Index(urls, c.node)+1)%len(urls)]
+	}
 	start := time.Now()
 	if _, err := c.dial(ctx); err != nil {
 		return 0, 0, err
