@@ -37,9 +37,9 @@ func TestHistoryUnderTheDefaultRateLimit(t *testing.T) {
 	res := runTest(t, cfg)
 	checkNoErrors(t, res)
 	h := res.History
-	// 300 messages at 18/s a user: 2 fillers would do in 10 s, 4 at least.
-	if h.Fillers != 4 || h.Filled != 300 {
-		t.Errorf("%d fillers filled %d, want 4 and 300", h.Fillers, h.Filled)
+	// 300 messages at 18/s a user in about 10 s: 2 fillers.
+	if h.Fillers != 2 || h.Filled != 300 {
+		t.Errorf("%d fillers filled %d, want 2 and 300", h.Fillers, h.Filled)
 	}
 	if h.Requests == 0 || h.Requests > 2*20 {
 		t.Errorf("%d requests by 2 readers in 1 s, want 1 to 40 (paced at 18/s)", h.Requests)

@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
-	fs.IntVar(&cfg.Messages, "messages", 10000, "history: messages to fill the channel with, by -publishers users (0: enough to take about 10 s under -rate-limit, 4 to 50)")
+	fs.IntVar(&cfg.Messages, "messages", 10000, "history: messages to fill the channel with, by -publishers users (0: enough to take about 10 s under -rate-limit, at most 50)")
 	fs.IntVar(&cfg.Limit, "limit", 100, "history: messages per page (1 to 200)")
 	fs.Float64Var(&cfg.Drop, "drop", 0.2, "resume: share of the subscribers that drop their connection and resume")
 	fs.DurationVar(&cfg.Outage, "outage", 3*time.Second, "resume: how long a dropped subscriber stays away")
