@@ -242,6 +242,9 @@ type PhaseResult struct {
 	DeliveryRate float64       `json:"deliveries_per_s"` // expected deliveries that arrived, per second of Window
 	Latency      Latency       `json:"latency"`
 	Complete     bool          `json:"complete"` // every expected delivery and every ack arrived within the grace period
+	// Hops are the nodes' own times of each hop of a message over the
+	// phase (hops.go); empty if a node does not expose them.
+	Hops []HopStat `json:"hops,omitempty"`
 }
 
 // measure runs one phase: each publisher sends its share of rate messages
@@ -272,6 +275,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 		ackBase[i] = p.acked.Load()
 	}
 
+	hopsBefore := scrapeHops(ctx, b.hc, b.cfg.URLs)
 	b.setStage(label)
 	perPub := rate / float64(len(pubs))
 	interval := time.Duration(float64(time.Second) / perPub)
@@ -352,6 +356,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 	}
 
 	res := PhaseResult{Rate: rate, Publishers: len(pubs), Duration: pubEnd.Sub(start), Complete: complete}
+	res.Hops = hopStats(hopsBefore, scrapeHops(ctx, b.hc, b.cfg.URLs))
 	for _, c := range receivers {
 		owed := owedOf(c)
 		c.mu.Lock()
