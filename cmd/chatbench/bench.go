@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,6 +37,7 @@ type Config struct {
 	MaxRate     float64       // saturate: highest rate tried
 	P99Max      time.Duration // saturate: a step with a higher p99 is not good
 	Prefix      string        // run prefix of usernames and channel names
+	Sources     []netip.Addr  // local addresses to dial from, in turn; none: the system's choice
 	Progress    io.Writer     // progress lines; nil: none
 }
 
@@ -80,6 +83,15 @@ func newBench(cfg Config) *bench {
 }
 
 func (b *bench) setStage(s string) { b.stage.Store(&s) }
+
+// source is the local address client i dials from: the -source addresses
+// in turn, or nil for the system's choice.
+func (b *bench) source(i int) *net.TCPAddr {
+	if len(b.cfg.Sources) == 0 {
+		return nil
+	}
+	return &net.TCPAddr{IP: b.cfg.Sources[i%len(b.cfg.Sources)].AsSlice()}
+}
 
 func (b *bench) noteError(code string) {
 	b.mu.Lock()

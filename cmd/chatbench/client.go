@@ -95,7 +95,7 @@ type client struct {
 // once the welcome has arrived, with the time from dialling to the welcome.
 func (c *client) dial(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	conn, err := dialWS(ctx, c.node, c.token)
+	conn, err := dialWSFrom(ctx, c.node, c.token, c.b.source(c.idx))
 	if err != nil {
 		return 0, fmt.Errorf("dial %s as %s: %w", c.node, c.name, err)
 	}

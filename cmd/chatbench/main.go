@@ -33,6 +33,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -92,6 +93,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.PIDs = append(cfg.PIDs, pid)
 		}
 		return nil
+	})
+	fs.Func("source", "local addresses to dial websockets from, in turn: a list (127.0.0.2,127.0.0.3) or a range (127.0.0.2-127.0.0.9); "+
+		"one address reaches one node with at most about 28,000 connections", func(v string) error {
+		addrs, err := parseSources(v)
+		cfg.Sources = addrs
+		return err
 	})
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
@@ -275,4 +282,40 @@ func (cfg Config) params() map[string]any {
 		p["p99_max"] = cfg.P99Max.String()
 	}
 	return p
+}
+
+// parseSources reads -source: addresses separated by commas, each one
+// address or a range first-last of addresses that differ in the last byte
+// only (enough for loopback addresses).
+func parseSources(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		first, last, isRange := strings.Cut(f, "-")
+		a, err := netip.ParseAddr(first)
+		if err != nil {
+			return nil, fmt.Errorf("not an address: %q", first)
+		}
+		if !isRange {
+			out = append(out, a)
+			continue
+		}
+		z, err := netip.ParseAddr(last)
+		if err != nil {
+			return nil, fmt.Errorf("not an address: %q", last)
+		}
+		if z.Less(a) || len(out) > 1<<16 {
+			return nil, fmt.Errorf("not a range: %q", f)
+		}
+		for ; a.Compare(z) <= 0 && len(out) <= 1<<16; a = a.Next() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no address")
+	}
+	return out, nil
 }
