@@ -8,6 +8,8 @@
 //	chatbench idle     -url ... -clients 5000 -duration 10s -pid $(pidof chatd)
 //	chatbench connect  -url ... -clients 5000 -concurrency 64
 //	chatbench saturate -url ... -clients 1000 -rate 200 -factor 1.5 -duration 5s -p99-max 1s
+//	chatbench presence -url ... -clients 5000 -channels 50 -waves 3 -wave 0.2 -redis redis://127.0.0.1:6379
+//	chatbench members  -url ... -clients 10000 -requesters 10 -duration 10s -limit 1000
 //
 // Every message text is "source:seq:unixnano:padding"; receivers count each
 // stream's messages against what the protocol owes them (every member of a
@@ -55,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate [flags]")
+		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|presence|members [flags]")
 		fs.PrintDefaults()
 	}
 	var (
@@ -70,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
 	}
-	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect or saturate (or give it as the first argument)")
+	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate, presence or members (or give it as the first argument)")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes; clients are spread over them round-robin")
 	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even), connections (idle, connect)")
 	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate)")
@@ -96,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
+	addPresenceFlags(fs, &cfg.PresenceConfig)
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of usernames and channel names; empty: a random one per run")
 	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.BoolVar(&asJSON, "json", false, "write the result as one JSON line on stdout (the table goes to stderr)")
@@ -150,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // check rejects settings no scenario can run with and fills the prefix.
 func (cfg *Config) check() error {
 	switch cfg.Scenario {
-	case "fanout", "dm", "idle", "connect", "saturate":
+	case "fanout", "dm", "idle", "connect", "saturate", "presence", "members":
 	case "":
 		return errors.New("no scenario")
 	default:
@@ -167,6 +170,9 @@ func (cfg *Config) check() error {
 		return errors.New("-duration must be positive and -grace not negative")
 	case cfg.Concurrency < 1:
 		return errors.New("-concurrency must be at least 1")
+	}
+	if err := cfg.checkPresence(); err != nil {
+		return err
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = randomPrefix()
@@ -220,6 +226,10 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 		res, err = b.connect(ctx)
 	case "saturate":
 		res, err = b.saturate(ctx, deadline)
+	case "presence":
+		res, err = b.presence(ctx)
+	case "members":
+		res, err = b.members(ctx)
 	}
 	if res == nil {
 		res = &Result{}
@@ -266,6 +276,7 @@ func (cfg Config) params() map[string]any {
 		p["duration"] = cfg.Duration.String()
 		p["pids"] = cfg.PIDs
 	}
+	cfg.presenceParams(p)
 	if cfg.Scenario == "saturate" {
 		p["factor"] = cfg.Factor
 		p["max_rate"] = cfg.MaxRate
