@@ -56,7 +56,7 @@ func TestPresenceAgainstChatd(t *testing.T) {
 	if p.MissingOffline != 0 || p.MissingOnline != 0 || p.Unexpected != 0 {
 		t.Errorf("missing %d offline, %d online; %d unexpected", p.MissingOffline, p.MissingOnline, p.Unexpected)
 	}
-	if p.Offline.Count != p.ExpectedOffline || p.Online.Count != p.ExpectedOnline {
+	if p.Offline.Count != p.ExpectedOffline || p.OfflineBeyond.Count != p.ExpectedOffline || p.Online.Count != p.ExpectedOnline {
 		t.Errorf("latencies of %d offline, %d online events recorded", p.Offline.Count, p.Online.Count)
 	}
 	// Offline comes after the grace; online without one.
