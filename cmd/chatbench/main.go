@@ -74,15 +74,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate, presence or members (or give it as the first argument)")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes; clients are spread over them round-robin")
-	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even), connections (idle, connect)")
-	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate)")
+	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even; presence), connections (idle, connect), channel members (members)")
+	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate, presence)")
 	fs.IntVar(&cfg.Publishers, "publishers", 0, "publishers (fanout, saturate); 0: enough to stay under -rate-limit")
 	fs.Float64Var(&cfg.Rate, "rate", 100, "messages per second over all publishers (saturate: of the first step)")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate), listing time (members)")
 	fs.IntVar(&cfg.Size, "size", 100, "message text size in bytes (at least the header source:seq:unixnano:)")
 	fs.BoolFunc("no-ids", "send messages without request ids: the server sends no acks (half the frames a publisher gets for its own messages), "+
 		"and a refused message cannot be matched, so it counts as lost", func(string) error { cfg.NoIDs = true; return nil })
-	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops (ends early when all is in)")
+	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops, or for presence events beyond the grace (ends early when all is in)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 20, "the server's CHAT_RATE_LIMIT (requests/s per user)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "logins, dials and joins in flight at once")
 	fs.Func("pid", "idle: the server's process id (comma-separated: every node's), to report its RSS growth per connection", func(v string) error {
