@@ -39,6 +39,8 @@ type Config struct {
 	Prefix      string        // run prefix of usernames and channel names
 	Sources     []netip.Addr  // local addresses to dial from, in turn; none: the system's choice
 	Progress    io.Writer     // progress lines; nil: none
+
+	PresenceConfig // presence and members (presence.go, members.go)
 }
 
 // bench is the state of one run shared by its clients.
@@ -53,6 +55,10 @@ type bench struct {
 	win   atomic.Pointer[Histogram] // latency since the last progress line
 	sent  atomic.Uint64             // messages written, for progress
 	stage atomic.Pointer[string]
+
+	// Set by a scenario before its clients connect, read-only after.
+	onEvent func(c *client, frame []byte)      // sees every event frame
+	onFrame func(c *client, frame []byte) bool // sees other frames first; true: it handled the frame
 
 	nextIdx    int    // owned by the scenario goroutine
 	nextSource uint32 // owned by the scenario goroutine

@@ -72,7 +72,8 @@ type client struct {
 	done    chan struct{} // closed when the read loop ends
 	welcome chan time.Time
 
-	reqSeq atomic.Uint64
+	reqSeq   atomic.Uint64
+	quitting atomic.Bool // set before the scenario closes the connection itself
 
 	mu         sync.Mutex
 	waiters    map[string]chan reply // guarded by mu
@@ -123,7 +124,7 @@ func (c *client) readLoop() {
 	for {
 		frame, err := c.conn.Read()
 		if err != nil {
-			if !c.b.closing.Load() {
+			if !c.b.closing.Load() && !c.quitting.Load() {
 				c.b.noteDisconnect(err)
 			}
 			c.failWaiters()
@@ -139,9 +140,15 @@ func (c *client) handle(frame []byte) {
 	switch kind {
 	case kindEvent:
 		c.events.Add(1)
+		if h := c.b.onEvent; h != nil {
+			h(c, frame)
+		}
 		return
 	case kindMessage:
 		c.onMessage(target, text)
+		return
+	}
+	if h := c.b.onFrame; h != nil && h(c, frame) {
 		return
 	}
 	var f serverFrame

@@ -8,6 +8,8 @@
 //	chatbench idle     -url ... -clients 5000 -duration 10s -pid $(pidof chatd)
 //	chatbench connect  -url ... -clients 5000 -concurrency 64
 //	chatbench saturate -url ... -clients 1000 -rate 200 -factor 1.5 -duration 5s -p99-max 1s
+//	chatbench presence -url ... -clients 5000 -channels 50 -waves 3 -wave 0.2 -redis redis://127.0.0.1:6379
+//	chatbench members  -url ... -clients 10000 -requesters 10 -duration 10s -limit 1000
 //
 // Every message text is "source:seq:unixnano:padding"; receivers count each
 // stream's messages against what the protocol owes them (every member of a
@@ -56,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate [flags]")
+		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|presence|members [flags]")
 		fs.PrintDefaults()
 	}
 	var (
@@ -71,17 +73,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
 	}
-	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect or saturate (or give it as the first argument)")
+	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate, presence or members (or give it as the first argument)")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes; clients are spread over them round-robin")
-	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even), connections (idle, connect)")
-	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate)")
+	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even; presence), connections (idle, connect), channel members (members)")
+	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate, presence)")
 	fs.IntVar(&cfg.Publishers, "publishers", 0, "publishers (fanout, saturate); 0: enough to stay under -rate-limit")
 	fs.Float64Var(&cfg.Rate, "rate", 100, "messages per second over all publishers (saturate: of the first step)")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate), listing time (members)")
 	fs.IntVar(&cfg.Size, "size", 100, "message text size in bytes (at least the header source:seq:unixnano:)")
 	fs.BoolFunc("no-ids", "send messages without request ids: the server sends no acks (half the frames a publisher gets for its own messages), "+
 		"and a refused message cannot be matched, so it counts as lost", func(string) error { cfg.NoIDs = true; return nil })
-	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops (ends early when all is in)")
+	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops, or for presence events beyond the grace (ends early when all is in)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 20, "the server's CHAT_RATE_LIMIT (requests/s per user)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "logins, dials and joins in flight at once")
 	fs.Func("pid", "idle: the server's process id (comma-separated: every node's), to report its RSS growth per connection", func(v string) error {
@@ -103,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
+	addPresenceFlags(fs, &cfg.PresenceConfig)
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of usernames and channel names; empty: a random one per run")
 	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "hard limit on the whole run")
 	fs.BoolVar(&asJSON, "json", false, "write the result as one JSON line on stdout (the table goes to stderr)")
@@ -157,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // check rejects settings no scenario can run with and fills the prefix.
 func (cfg *Config) check() error {
 	switch cfg.Scenario {
-	case "fanout", "dm", "idle", "connect", "saturate":
+	case "fanout", "dm", "idle", "connect", "saturate", "presence", "members":
 	case "":
 		return errors.New("no scenario")
 	default:
@@ -174,6 +177,9 @@ func (cfg *Config) check() error {
 		return errors.New("-duration must be positive and -grace not negative")
 	case cfg.Concurrency < 1:
 		return errors.New("-concurrency must be at least 1")
+	}
+	if err := cfg.checkPresence(); err != nil {
+		return err
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = randomPrefix()
@@ -227,6 +233,10 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 		res, err = b.connect(ctx)
 	case "saturate":
 		res, err = b.saturate(ctx, deadline)
+	case "presence":
+		res, err = b.presence(ctx)
+	case "members":
+		res, err = b.members(ctx)
 	}
 	if res == nil {
 		res = &Result{}
@@ -273,6 +283,7 @@ func (cfg Config) params() map[string]any {
 		p["duration"] = cfg.Duration.String()
 		p["pids"] = cfg.PIDs
 	}
+	cfg.presenceParams(p)
 	if cfg.Scenario == "saturate" {
 		p["factor"] = cfg.Factor
 		p["max_rate"] = cfg.MaxRate

@@ -21,6 +21,8 @@ type Result struct {
 	LastGood      *PhaseResult      `json:"last_good,omitempty"` // saturate
 	Idle          *IdleResult       `json:"idle,omitempty"`
 	Connect       *ConnectResult    `json:"connect,omitempty"`
+	Presence      *PresenceResult   `json:"presence,omitempty"`
+	Members       *MembersResult    `json:"members,omitempty"`
 	Errors        map[string]uint64 `json:"errors"`               // error codes from the server, write failures
 	Disconnects   map[string]uint64 `json:"disconnects"`          // connections the server ended, by close code
 	DisconnectsAt map[string]uint64 `json:"disconnects_by_stage"` // the same, by the stage of the run (login, join, settle, publish, ...)
@@ -102,6 +104,12 @@ func writeTable(w io.Writer, r *Result) {
 		row("wall time", r.Connect.Wall.Round(time.Millisecond))
 		row("connections/s", r.Connect.PerSecond)
 		latencyRows(row, "welcome", r.Connect.Welcome)
+	}
+	if r.Presence != nil {
+		presenceRows(row, r.Presence)
+	}
+	if r.Members != nil {
+		membersRows(row, r.Members)
 	}
 	row("errors", counts(r.Errors))
 	row("disconnects", counts(r.Disconnects))
