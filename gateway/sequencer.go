@@ -25,8 +25,15 @@ import (
 // that read it after subscribing), so that everything after it arrives
 // live or is repaired. A conversation's stream on a user topic starts at
 // the newest seq the welcome read for it (the user's recent
-// conversations), or else at the first message that arrives: a user's
-// other conversations have no baseline until one of them wakes up.
+// conversations). A conversation the welcome did not list is new if the
+// list was whole (the user has fewer than pubsub.RecentConversations): it
+// starts at seq 1, so that its first messages are delivered in order even
+// if they come out of order (on Redis Cluster the two copies of a private
+// message are published by two scripts, in two slots, so a user topic can
+// carry seq 2 before seq 1). If the list was cut short, such a
+// conversation may be an old one: its stream starts at the first message
+// that arrives. Until the first welcome of the user on the node has given
+// its list, a conversation's frames are held.
 //
 // A leave takes effect in its channel's stream, after the messages stored
 // before it (departure.go).
@@ -74,7 +81,20 @@ type feed struct {
 	doubt   map[string][]pubsub.Entry // guarded by mu: frames kept until the epoch is checked
 	leaving map[string]*departure     // guarded by mu: a channel's leaves not yet in effect, by user (departure.go)
 	gone    bool                      // guarded by mu: the topic was forgotten
+	// listed says, for a user topic, what a welcome has told of the
+	// user's conversations: nothing yet, all of them, or the most recent.
+	listed listing // guarded by mu
 }
+
+// listing is what a user topic's feed knows of the user's conversations,
+// and so where a conversation it has no stream for starts.
+type listing int
+
+const (
+	listedNone listing = iota // no welcome yet: its frames are held
+	listedAll                 // every conversation was listed: an unlisted one is new, from seq 1
+	listedSome                // the most recent only: an unlisted one starts at its first frame
+)
 
 func newSequencer(ctx context.Context, wg *sync.WaitGroup, r *router, h historyReader, outages func() uint64, log *slog.Logger, m *metrics) *sequencer {
 	s := &sequencer{
@@ -104,11 +124,26 @@ func (s *sequencer) feedOf(topic string) *feed {
 func streamLocked(f *feed, topic, log string) *stream {
 	st := f.streams[log]
 	if st == nil {
-		// A conversation on a user topic has no baseline to wait for.
-		st = &stream{trusting: strings.HasPrefix(topic, userPrefix)}
+		st = newStreamLocked(f, topic)
 		f.streams[log] = st
 	}
 	return st
+}
+
+// newStreamLocked returns a stream for a log that f has none for: a
+// channel's awaits its baseline; a conversation's starts where f's
+// listing says.
+func newStreamLocked(f *feed, topic string) *stream {
+	if !strings.HasPrefix(topic, userPrefix) {
+		return &stream{}
+	}
+	switch f.listed {
+	case listedAll:
+		return &stream{next: 1}
+	case listedSome:
+		return &stream{trusting: true}
+	}
+	return &stream{}
 }
 
 // deliver takes the live message seq of log on topic.
@@ -147,6 +182,51 @@ func (s *sequencer) baselineOf(f *feed, topic, log string, last uint64) {
 	defer f.mu.Unlock()
 	if !f.gone {
 		s.carryLocked(topic, log, f, streamLocked(f, topic, log).baseline(last))
+	}
+}
+
+// conversations tells the feed of a user's topic what a welcome read of
+// the user's conversations: the newest seq of each it listed (by log),
+// read after the node subscribed, and whether the list is whole. Each
+// listed conversation gets its baseline; one that awaits its start and is
+// not listed starts at seq 1 if the list is whole, else at its first
+// frame.
+func (s *sequencer) conversations(topic string, last map[string]uint64, whole bool) {
+	f := s.feedOf(topic)
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone {
+		return
+	}
+	for log, seq := range last {
+		st := f.streams[log]
+		if st == nil {
+			st = &stream{}
+			f.streams[log] = st
+		}
+		s.carryLocked(topic, log, f, st.baseline(seq))
+	}
+	switch {
+	case whole:
+		f.listed = listedAll
+	case f.listed == listedNone:
+		f.listed = listedSome
+	}
+	for log, st := range f.streams {
+		if st.next != 0 || st.trusting {
+			continue
+		}
+		if f.listed == listedAll {
+			s.carryLocked(topic, log, f, st.baseline(0))
+			continue
+		}
+		st.trusting = true
+		if len(st.held) > 0 {
+			s.carryLocked(topic, log, f, st.baseline(st.held[0].Seq-1))
+		}
 	}
 }
 
@@ -357,7 +437,7 @@ func (s *sequencer) outage(fresh bool, seen uint64) {
 		}
 		for log, st := range f.streams {
 			if fresh {
-				*st = stream{trusting: st.trusting}
+				*st = *newStreamLocked(f, topic)
 			}
 			for _, e := range f.doubt[log] { // repeats, or a new epoch's first
 				s.carryLocked(topic, log, f, st.offer(e.Seq, e.Frame))

@@ -94,11 +94,13 @@ func (c *chat) latest(s *Session, v pubsub.View) (latest, read map[string]uint64
 		c.seq.baseline(channelTopic(ch), ch, v.Last[ch])
 		add(ch, ch)
 	}
+	convs := make(map[string]uint64, len(v.Peers))
 	for _, p := range v.Peers {
 		log := pubsub.Conversation(uid, p.ID)
-		c.seq.baseline(userTopic(uid), log, v.Last[log])
+		convs[log] = v.Last[log]
 		add("@"+p.Username, log)
 	}
+	c.seq.conversations(userTopic(uid), convs, len(v.Peers) < pubsub.RecentConversations)
 	return latest, read
 }
 

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,11 +37,13 @@ type Config struct {
 	MaxRate     float64       // saturate: highest rate tried
 	P99Max      time.Duration // saturate: a step with a higher p99 is not good
 	Prefix      string        // run prefix of usernames and channel names
+	Sources     []netip.Addr  // local addresses to dial from, in turn; none: the system's choice
 	Messages    int           // history: messages to fill the channel with
-	Limit       int           // history: messages per page
 	Drop        float64       // resume: share of subscribers that drop and resume
 	Outage      time.Duration // resume: how long a dropped subscriber stays away
 	Progress    io.Writer     // progress lines; nil: none
+
+	PresenceConfig // presence and members (presence.go, members.go)
 }
 
 // bench is the state of one run shared by its clients.
@@ -54,6 +58,10 @@ type bench struct {
 	win   atomic.Pointer[Histogram] // latency since the last progress line
 	sent  atomic.Uint64             // messages written, for progress
 	stage atomic.Pointer[string]
+
+	// Set by a scenario before its clients connect, read-only after.
+	onEvent func(c *client, frame []byte)      // sees every event frame
+	onFrame func(c *client, frame []byte) bool // sees other frames first; true: it handled the frame
 
 	nextIdx    int    // owned by the scenario goroutine
 	nextSource uint32 // owned by the scenario goroutine
@@ -84,6 +92,15 @@ func newBench(cfg Config) *bench {
 }
 
 func (b *bench) setStage(s string) { b.stage.Store(&s) }
+
+// source is the local address client i dials from: the -source addresses
+// in turn, or nil for the system's choice.
+func (b *bench) source(i int) *net.TCPAddr {
+	if len(b.cfg.Sources) == 0 {
+		return nil
+	}
+	return &net.TCPAddr{IP: b.cfg.Sources[i%len(b.cfg.Sources)].AsSlice()}
+}
 
 func (b *bench) noteError(code string) {
 	b.mu.Lock()
@@ -246,6 +263,9 @@ type PhaseResult struct {
 	DeliveryRate float64       `json:"deliveries_per_s"` // expected deliveries that arrived, per second of Window
 	Latency      Latency       `json:"latency"`
 	Complete     bool          `json:"complete"` // every expected delivery and every ack arrived within the grace period
+	// Hops are the nodes' own times of each hop of a message over the
+	// phase (hops.go); empty if a node does not expose them.
+	Hops []HopStat `json:"hops,omitempty"`
 }
 
 // measure runs one phase: each publisher sends its share of rate messages
@@ -276,6 +296,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 		ackBase[i] = p.acked.Load()
 	}
 
+	hopsBefore := scrapeHops(ctx, b.hc, b.cfg.URLs)
 	b.setStage(label)
 	perPub := rate / float64(len(pubs))
 	interval := time.Duration(float64(time.Second) / perPub)
@@ -356,6 +377,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 	}
 
 	res := PhaseResult{Rate: rate, Publishers: len(pubs), Duration: pubEnd.Sub(start), Complete: complete}
+	res.Hops = hopStats(hopsBefore, scrapeHops(ctx, b.hc, b.cfg.URLs))
 	for _, c := range receivers {
 		owed := owedOf(c)
 		c.mu.Lock()

@@ -74,7 +74,8 @@ type client struct {
 	done    chan struct{} // closed when the read loop ends
 	welcome chan time.Time
 
-	reqSeq atomic.Uint64
+	reqSeq   atomic.Uint64
+	quitting atomic.Bool // set before the scenario closes the connection itself
 
 	mu         sync.Mutex
 	waiters    map[string]chan reply // guarded by mu
@@ -83,10 +84,9 @@ type client struct {
 
 	out atomic.Pointer[[]*outStream] // streams this client publishes in the current phase
 
-	latest   map[string]uint64          // guarded by mu: the last welcome's latest (resume)
-	pages    map[string]chan []byte     // guarded by mu: history requests waiting for their page
-	seqs     atomic.Pointer[seqTracker] // resume: set while the client's seqs are checked
-	dropping atomic.Bool                // resume: we are cutting the connection ourselves
+	latest map[string]uint64          // guarded by mu: the last welcome's latest (resume)
+	pages  map[string]chan []byte     // guarded by mu: history requests waiting for their page
+	seqs   atomic.Pointer[seqTracker] // resume: set while the client's seqs are checked
 
 	delivered atomic.Uint64 // messages received (every kind of delivery)
 	fresh     atomic.Uint64 // benchmark messages received for the first time
@@ -102,7 +102,7 @@ type client struct {
 // once the welcome has arrived, with the time from dialling to the welcome.
 func (c *client) dial(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	conn, err := dialWS(ctx, c.node, c.token)
+	conn, err := dialWSFrom(ctx, c.node, c.token, c.b.source(c.idx))
 	if err != nil {
 		return 0, fmt.Errorf("dial %s as %s: %w", c.node, c.name, err)
 	}
@@ -130,7 +130,7 @@ func (c *client) readLoop() {
 	for {
 		frame, err := c.conn.Read()
 		if err != nil {
-			if !c.b.closing.Load() && !c.dropping.Load() {
+			if !c.b.closing.Load() && !c.quitting.Load() {
 				c.b.noteDisconnect(err)
 			}
 			c.failWaiters()
@@ -150,6 +150,9 @@ func (c *client) handle(frame []byte) {
 	switch kind {
 	case kindEvent:
 		c.events.Add(1)
+		if h := c.b.onEvent; h != nil {
+			h(c, frame)
+		}
 		return
 	case kindMessage:
 		if t := c.seqs.Load(); t != nil {
@@ -157,6 +160,9 @@ func (c *client) handle(frame []byte) {
 			return
 		}
 		c.onMessage(target, text, true)
+		return
+	}
+	if h := c.b.onFrame; h != nil && h(c, frame) {
 		return
 	}
 	var f serverFrame

@@ -158,7 +158,6 @@ func testConfig(t *testing.T, scenario string, s ...*server) Config {
 		Factor:      2,
 		P99Max:      time.Hour,
 		Messages:    1000,
-		Limit:       100,
 		Drop:        0.2,
 		Outage:      time.Second,
 		Progress:    testWriter{t},

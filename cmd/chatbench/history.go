@@ -582,6 +582,9 @@ func pageFault(p *histPage, channel string, before uint64, limit int, newest uin
 // checkHistory rejects settings the history and resume scenarios cannot
 // run with.
 func (cfg *Config) checkHistory() error {
+	if cfg.Scenario == "history" && cfg.Limit == 0 {
+		cfg.Limit = 100 // -limit is shared with members, whose default is 1000
+	}
 	switch {
 	case cfg.Scenario == "history" && cfg.Messages < 1:
 		return errors.New("-messages must be at least 1")

@@ -211,13 +211,14 @@ func TestFillersFor(t *testing.T) {
 
 func TestCheckHistoryFlags(t *testing.T) {
 	ok := Config{Scenario: "history", URLs: []string{"x"}, Clients: 1, Rate: 1, RateLimit: 1, Duration: 1, Concurrency: 1,
-		Messages: 1, Limit: 200, Drop: 1, Outage: 1}
+		Messages: 1, Drop: 1, Outage: 1}
+	ok.Limit = 200
 	if err := ok.check(); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []func(*Config){
 		func(c *Config) { c.Messages = 0 },
-		func(c *Config) { c.Limit = 0 },
+		func(c *Config) { c.Limit = -1 },
 		func(c *Config) { c.Limit = 201 },
 		func(c *Config) { c.Scenario = "resume"; c.Drop = 0 },
 		func(c *Config) { c.Scenario = "resume"; c.Drop = 1.5 },
@@ -227,6 +228,20 @@ func TestCheckHistoryFlags(t *testing.T) {
 		bad(&c)
 		if c.check() == nil {
 			t.Errorf("%+v passed check", c)
+		}
+	}
+}
+
+func TestLimitDefaultsPerScenario(t *testing.T) {
+	for scenario, want := range map[string]int{"history": 100, "members": 1000} {
+		cfg := Config{Scenario: scenario, URLs: []string{"x"}, Clients: 1, Rate: 1, RateLimit: 1, Duration: 1, Concurrency: 1,
+			Messages: 1, Drop: 1, Outage: 1}
+		cfg.Requesters = 1
+		if err := cfg.check(); err != nil {
+			t.Fatalf("%s: %v", scenario, err)
+		}
+		if cfg.Limit != want {
+			t.Errorf("%s: -limit 0 gives %d, want %d", scenario, cfg.Limit, want)
 		}
 	}
 }

@@ -29,9 +29,16 @@ func (b *bench) idle(ctx context.Context) (*Result, error) {
 		}
 		res.Idle.RSSBeforeKiB = kb
 	}
-	if err := b.connectAll(ctx, cs, nil); err != nil {
+	// The connections are timed as the connect scenario times them: a
+	// connect at this scale is the measure of a node's 100,000 (issue 21).
+	welcome := new(Histogram)
+	start := time.Now()
+	if err := b.connectAll(ctx, cs, welcome); err != nil {
 		return nil, err
 	}
+	wall := time.Since(start)
+	res.Connect = &ConnectResult{Connections: len(cs), Wall: wall,
+		PerSecond: round1(float64(len(cs)) / wall.Seconds()), Welcome: welcome.Summary()}
 	// Let the server finish what the connections started (welcome writes,
 	// join bookkeeping) before reading its memory.
 	b.setStage("hold")

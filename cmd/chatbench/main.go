@@ -8,6 +8,8 @@
 //	chatbench idle     -url ... -clients 5000 -duration 10s -pid $(pidof chatd)
 //	chatbench connect  -url ... -clients 5000 -concurrency 64
 //	chatbench saturate -url ... -clients 1000 -rate 200 -factor 1.5 -duration 5s -p99-max 1s
+//	chatbench presence -url ... -clients 5000 -channels 50 -waves 3 -wave 0.2 -redis redis://127.0.0.1:6379
+//	chatbench members  -url ... -clients 10000 -requesters 10 -duration 10s -limit 1000
 //	chatbench history  -url ... -clients 50 -messages 10000 -limit 100 -duration 10s
 //	chatbench resume   -url ... -clients 1000 -channels 10 -rate 200 -duration 10s -drop 0.2 -outage 3s
 //
@@ -35,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -57,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|history|resume [flags]")
+		fmt.Fprintln(stderr, "usage: chatbench fanout|dm|idle|connect|saturate|presence|members|history|resume [flags]")
 		fs.PrintDefaults()
 	}
 	var (
@@ -72,17 +75,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
 	}
-	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate, history or resume (or give it as the first argument)")
+	fs.StringVar(&scenario, "scenario", scenario, "fanout, dm, idle, connect, saturate, presence, members, history or resume (or give it as the first argument)")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "comma-separated base URLs of the nodes; clients are spread over them round-robin")
-	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even), connections (idle, connect)")
-	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate)")
+	fs.IntVar(&cfg.Clients, "clients", 100, "subscribers (fanout, saturate), users (dm, even; presence), connections (idle, connect), channel members (members)")
+	fs.IntVar(&cfg.Channels, "channels", 1, "channels (fanout, saturate, presence)")
 	fs.IntVar(&cfg.Publishers, "publishers", 0, "publishers (fanout, saturate); 0: enough to stay under -rate-limit")
 	fs.Float64Var(&cfg.Rate, "rate", 100, "messages per second over all publishers (saturate: of the first step)")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "publishing time (fanout, dm), hold time (idle), time per step (saturate), listing time (members)")
 	fs.IntVar(&cfg.Size, "size", 100, "message text size in bytes (at least the header source:seq:unixnano:)")
 	fs.BoolFunc("no-ids", "send messages without request ids: the server sends no acks (half the frames a publisher gets for its own messages), "+
 		"and a refused message cannot be matched, so it counts as lost", func(string) error { cfg.NoIDs = true; return nil })
-	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops (ends early when all is in)")
+	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "longest wait for stragglers after publishing stops, or for presence events beyond the grace (ends early when all is in)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 20, "the server's CHAT_RATE_LIMIT (requests/s per user)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "logins, dials and joins in flight at once")
 	fs.Func("pid", "idle: the server's process id (comma-separated: every node's), to report its RSS growth per connection", func(v string) error {
@@ -95,11 +98,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	})
+	fs.Func("source", "local addresses to dial websockets from, in turn: a list (127.0.0.2,127.0.0.3) or a range (127.0.0.2-127.0.0.9); "+
+		"one address reaches one node with at most about 28,000 connections", func(v string) error {
+		addrs, err := parseSources(v)
+		cfg.Sources = addrs
+		return err
+	})
 	fs.Float64Var(&cfg.Factor, "factor", 1.5, "saturate: rate multiplier per step")
 	fs.Float64Var(&cfg.MaxRate, "max-rate", 0, "saturate: highest rate to try; 0: -rate * factor^8")
 	fs.DurationVar(&cfg.P99Max, "p99-max", time.Second, "saturate: a step with a higher p99 latency is not good")
+	addPresenceFlags(fs, &cfg.PresenceConfig)
 	fs.IntVar(&cfg.Messages, "messages", 10000, "history: messages to fill the channel with, by -publishers users (0: enough to take about 10 s under -rate-limit, at most 50)")
-	fs.IntVar(&cfg.Limit, "limit", 100, "history: messages per page (1 to 200)")
 	fs.Float64Var(&cfg.Drop, "drop", 0.2, "resume: share of the subscribers that drop their connection and resume")
 	fs.DurationVar(&cfg.Outage, "outage", 3*time.Second, "resume: how long a dropped subscriber stays away")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix of usernames and channel names; empty: a random one per run")
@@ -156,7 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // check rejects settings no scenario can run with and fills the prefix.
 func (cfg *Config) check() error {
 	switch cfg.Scenario {
-	case "fanout", "dm", "idle", "connect", "saturate":
+	case "fanout", "dm", "idle", "connect", "saturate", "presence", "members":
 	case "history", "resume":
 		if err := cfg.checkHistory(); err != nil {
 			return err
@@ -177,6 +186,9 @@ func (cfg *Config) check() error {
 		return errors.New("-duration must be positive and -grace not negative")
 	case cfg.Concurrency < 1:
 		return errors.New("-concurrency must be at least 1")
+	}
+	if err := cfg.checkPresence(); err != nil {
+		return err
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = randomPrefix()
@@ -230,6 +242,10 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 		res, err = b.connect(ctx)
 	case "saturate":
 		res, err = b.saturate(ctx, deadline)
+	case "presence":
+		res, err = b.presence(ctx)
+	case "members":
+		res, err = b.members(ctx)
 	case "history":
 		res, err = b.history(ctx)
 	case "resume":
@@ -282,6 +298,7 @@ func (cfg Config) params() map[string]any {
 		p["duration"] = cfg.Duration.String()
 		p["pids"] = cfg.PIDs
 	}
+	cfg.presenceParams(p)
 	if cfg.Scenario == "saturate" {
 		p["factor"] = cfg.Factor
 		p["max_rate"] = cfg.MaxRate
@@ -291,4 +308,40 @@ func (cfg Config) params() map[string]any {
 		p["p99_max"] = cfg.P99Max.String()
 	}
 	return p
+}
+
+// parseSources reads -source: addresses separated by commas, each one
+// address or a range first-last of addresses that differ in the last byte
+// only (enough for loopback addresses).
+func parseSources(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		first, last, isRange := strings.Cut(f, "-")
+		a, err := netip.ParseAddr(first)
+		if err != nil {
+			return nil, fmt.Errorf("not an address: %q", first)
+		}
+		if !isRange {
+			out = append(out, a)
+			continue
+		}
+		z, err := netip.ParseAddr(last)
+		if err != nil {
+			return nil, fmt.Errorf("not an address: %q", last)
+		}
+		if z.Less(a) || len(out) > 1<<16 {
+			return nil, fmt.Errorf("not a range: %q", f)
+		}
+		for ; a.Compare(z) <= 0 && len(out) <= 1<<16; a = a.Next() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no address")
+	}
+	return out, nil
 }

@@ -21,6 +21,8 @@ type Result struct {
 	LastGood      *PhaseResult      `json:"last_good,omitempty"` // saturate
 	Idle          *IdleResult       `json:"idle,omitempty"`
 	Connect       *ConnectResult    `json:"connect,omitempty"`
+	Presence      *PresenceResult   `json:"presence,omitempty"`
+	Members       *MembersResult    `json:"members,omitempty"`
 	History       *HistoryResult    `json:"history,omitempty"`
 	Resume        *ResumeResult     `json:"resume,omitempty"`
 	Errors        map[string]uint64 `json:"errors"`               // error codes from the server, write failures
@@ -105,6 +107,12 @@ func writeTable(w io.Writer, r *Result) {
 		row("connections/s", r.Connect.PerSecond)
 		latencyRows(row, "welcome", r.Connect.Welcome)
 	}
+	if r.Presence != nil {
+		presenceRows(row, r.Presence)
+	}
+	if r.Members != nil {
+		membersRows(row, r.Members)
+	}
 	if r.History != nil {
 		historyRows(row, r.History)
 	}
@@ -140,11 +148,29 @@ func phaseRows(row func(string, any), p *PhaseResult) {
 	row("unexpected", p.Unexpected)
 	row("complete in grace", p.Complete)
 	latencyRows(row, "latency", p.Latency)
+	hopRows(row, p)
+}
+
+// hopRows splits the phase's latency by the hops the nodes timed. The
+// writer hop counts only frames that found their session's writer idle,
+// and the write hop one socket write each; the rest is what no node times:
+// Redis's pub/sub transit, the receiving client's read, and the frames
+// queued behind others.
+func hopRows(row func(string, any), p *PhaseResult) {
+	if len(p.Hops) == 0 {
+		return
+	}
+	var path float64
+	for _, h := range p.Hops {
+		row("  hop "+h.Hop+" ms", fmt.Sprintf("mean %.3f  p50 %.3f  p99 %.3f  (n=%d)", h.Mean, h.P50, h.P99, h.Count))
+		path += h.Mean
+	}
+	row("  hops' means, summed", fmt.Sprintf("%.3f ms of the %.3f ms mean latency; untimed: %.3f ms", path, p.Latency.Mean, p.Latency.Mean-path))
 }
 
 func latencyRows(row func(string, any), name string, l Latency) {
-	row(name+" ms", fmt.Sprintf("p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (n=%d)",
-		l.P50, l.P90, l.P99, l.P999, l.Max, l.Count))
+	row(name+" ms", fmt.Sprintf("p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f  (n=%d)",
+		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean, l.Count))
 }
 
 func counts(m map[string]uint64) string {

@@ -310,10 +310,10 @@ func (b *bench) resume(ctx context.Context) (*Result, error) {
 // catch-up and the number of history requests.
 func (b *bench) dropAndResume(ctx context.Context, c *client, channels []string) (time.Duration, uint64, error) {
 	t := c.seqs.Load()
-	c.dropping.Store(true)
+	c.quitting.Store(true)
 	c.conn.CloseNow()
 	<-c.done
-	c.dropping.Store(false)
+	c.quitting.Store(false)
 	held := make(map[string]uint64)
 	c.mu.Lock()
 	for _, ch := range channels {

@@ -125,6 +125,7 @@ func tally[K comparable](got map[K]*stream, owed map[K]uint64) Counts {
 type Histogram struct {
 	counts [histBuckets]atomic.Uint64
 	n      atomic.Uint64
+	sum    atomic.Int64 // of the values, in nanoseconds
 	max    atomic.Int64
 }
 
@@ -164,6 +165,7 @@ func (h *Histogram) Record(d time.Duration) {
 	v := int64(d)
 	h.counts[bucketOf(v)].Add(1)
 	h.n.Add(1)
+	h.sum.Add(v)
 	for {
 		m := h.max.Load()
 		if v <= m || h.max.CompareAndSwap(m, v) {
@@ -198,9 +200,19 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	return h.Max()
 }
 
+// Mean is the mean of the values recorded; zero when there is none.
+func (h *Histogram) Mean() time.Duration {
+	n := h.n.Load()
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(h.sum.Load() / int64(n))
+}
+
 // Latency is a histogram's summary as reported.
 type Latency struct {
 	Count uint64  `json:"count"`
+	Mean  float64 `json:"mean_ms"`
 	P50   float64 `json:"p50_ms"`
 	P90   float64 `json:"p90_ms"`
 	P99   float64 `json:"p99_ms"`
@@ -212,6 +224,7 @@ type Latency struct {
 func (h *Histogram) Summary() Latency {
 	return Latency{
 		Count: h.Count(),
+		Mean:  ms(h.Mean()),
 		P50:   ms(h.Quantile(0.50)),
 		P90:   ms(h.Quantile(0.90)),
 		P99:   ms(h.Quantile(0.99)),

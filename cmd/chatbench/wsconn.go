@@ -133,6 +133,13 @@ func (e *streamError) Error() string { return "websocket: " + e.msg }
 // http:// or https:// URL, the same as ws:// and wss://), authenticated by
 // token. ctx bounds the dial and the handshake.
 func dialWS(ctx context.Context, base, token string) (*wsConn, error) {
+	return dialWSFrom(ctx, base, token, nil)
+}
+
+// dialWSFrom is dialWS from the local address local (nil: any). One source
+// address has at most about 28,000 ephemeral ports towards one node:
+// more connections than that need more source addresses.
+func dialWSFrom(ctx context.Context, base, token string, local *net.TCPAddr) (*wsConn, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, fmt.Errorf("node URL: %w", err)
@@ -152,7 +159,10 @@ func dialWS(ctx context.Context, base, token string) (*wsConn, error) {
 	if u.Port() != "" {
 		port = u.Port()
 	}
-	var d net.Dialer
+	d := net.Dialer{}
+	if local != nil {
+		d.LocalAddr = local
+	}
 	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
 	if err != nil {
 		return nil, err

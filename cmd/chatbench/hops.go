@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// The hop report splits a phase's delivery latency into the hops the nodes
+// time themselves (chat_message_hop_seconds on each node's /metrics): the
+// nodes' histograms are read before and after the phase, and their
+// difference, summed over the nodes, is the phase's. What no node times
+// (Redis handing a publish to the receiving node, the client's read) is the
+// end-to-end mean less the hops' means on a message's way.
+
+// hopMetric is the nodes' histogram of hop times, labelled by hop.
+const hopMetric = "chat_message_hop_seconds"
+
+// hopOrder is the order of the hops on a message's way.
+var hopOrder = []string{"handle", "store", "deliver", "writer", "write"}
+
+// HopStat is one hop's times over a phase, summed over the nodes.
+type HopStat struct {
+	Hop   string  `json:"hop"`
+	Count uint64  `json:"count"`
+	Mean  float64 `json:"mean_ms"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+}
+
+// hopHist is a hop's cumulative histogram as a node exposes it.
+type hopHist struct {
+	count uint64
+	sum   float64
+	les   []float64 // bucket upper bounds, ascending
+	cum   []uint64  // cumulative counts, by bucket
+}
+
+// scrapeHops reads the hop histograms of every node, summed; nil if a node
+// has none (a build before the hops were timed) or cannot be read.
+func scrapeHops(ctx context.Context, hc *http.Client, urls []string) map[string]*hopHist {
+	total := make(map[string]*hopHist)
+	for _, u := range urls {
+		hs, err := nodeHops(ctx, hc, u)
+		if err != nil || len(hs) == 0 {
+			return nil
+		}
+		for name, h := range hs {
+			t := total[name]
+			if t == nil {
+				total[name] = h
+				continue
+			}
+			if !slices.Equal(t.les, h.les) {
+				return nil
+			}
+			t.count += h.count
+			t.sum += h.sum
+			for i := range t.cum {
+				t.cum[i] += h.cum[i]
+			}
+		}
+	}
+	return total
+}
+
+// nodeHops reads one node's hop histograms.
+func nodeHops(ctx context.Context, hc *http.Client, base string) (map[string]*hopHist, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/metrics: %s", base, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	fam := families[hopMetric]
+	if fam == nil {
+		return nil, nil
+	}
+	out := make(map[string]*hopHist)
+	for _, m := range fam.GetMetric() {
+		h := m.GetHistogram()
+		if h == nil {
+			continue
+		}
+		hh := &hopHist{count: h.GetSampleCount(), sum: h.GetSampleSum()}
+		for _, b := range h.GetBucket() {
+			hh.les = append(hh.les, b.GetUpperBound())
+			hh.cum = append(hh.cum, b.GetCumulativeCount())
+		}
+		out[hopLabel(m)] = hh
+	}
+	return out, nil
+}
+
+func hopLabel(m *dto.Metric) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == "hop" {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// hopStats returns what happened between two scrapes, in hopOrder; nil if
+// either is missing.
+func hopStats(before, after map[string]*hopHist) []HopStat {
+	if before == nil || after == nil {
+		return nil
+	}
+	var out []HopStat
+	for _, name := range hopOrder {
+		a, b := after[name], before[name]
+		if a == nil || b == nil || !slices.Equal(a.les, b.les) || a.count < b.count {
+			continue
+		}
+		d := &hopHist{count: a.count - b.count, sum: a.sum - b.sum, les: a.les, cum: make([]uint64, len(a.cum))}
+		for i := range a.cum {
+			d.cum[i] = a.cum[i] - b.cum[i]
+		}
+		st := HopStat{Hop: name, Count: d.count}
+		if d.count > 0 {
+			st.Mean = roundMS(d.sum / float64(d.count))
+			st.P50 = roundMS(d.quantile(0.5))
+			st.P99 = roundMS(d.quantile(0.99))
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// quantile estimates the q-quantile in seconds, interpolating linearly in
+// the bucket that holds it (as Prometheus's histogram_quantile does); a
+// value past the last bound reads as that bound.
+func (h *hopHist) quantile(q float64) float64 {
+	rank := q * float64(h.count)
+	var prevLE float64
+	var prevCum uint64
+	for i, le := range h.les {
+		if float64(h.cum[i]) >= rank {
+			n := h.cum[i] - prevCum
+			if n == 0 || math.IsInf(le, 1) {
+				return prevLE
+			}
+			return prevLE + (le-prevLE)*(rank-float64(prevCum))/float64(n)
+		}
+		prevLE, prevCum = le, h.cum[i]
+	}
+	return prevLE
+}
+
+// roundMS turns seconds into milliseconds to the microsecond.
+func roundMS(s float64) float64 { return math.Round(s*1e6) / 1e3 }
