@@ -37,6 +37,33 @@ type Memory struct {
 type memChannel struct {
 	owner   string
 	members map[string]string // id -> username
+	roster  []Peer            // the members by username (then id), for paging members
+}
+
+// rosterAt returns where the member with that username and id is, or
+// would be, in c.roster, and whether it is there.
+func (c *memChannel) rosterAt(username, id string) (int, bool) {
+	return slices.BinarySearchFunc(c.roster, Peer{ID: id, Username: username}, func(a, b Peer) int {
+		return cmp.Or(cmp.Compare(a.Username, b.Username), cmp.Compare(a.ID, b.ID))
+	})
+}
+
+func (c *memChannel) add(p Peer) {
+	c.members[p.ID] = p.Username
+	if i, found := c.rosterAt(p.Username, p.ID); !found {
+		c.roster = slices.Insert(c.roster, i, p)
+	}
+}
+
+func (c *memChannel) remove(id string) {
+	name, ok := c.members[id]
+	if !ok {
+		return
+	}
+	delete(c.members, id)
+	if i, found := c.rosterAt(name, id); found {
+		c.roster = slices.Delete(c.roster, i, i+1)
+	}
 }
 
 type memUser struct {
@@ -280,7 +307,7 @@ func (m *Memory) Join(ctx context.Context, channel string, user Peer) (bool, err
 	if _, ok := c.members[user.ID]; ok {
 		return false, nil
 	}
-	c.members[user.ID] = user.Username
+	c.add(user)
 	m.userLocked(user.ID).joined[channel] = struct{}{}
 	return true, nil
 }
@@ -294,7 +321,7 @@ func (m *Memory) leave(channel, user string) error {
 	if err := m.checkMemberLocked(channel, user); err != nil {
 		return fmt.Errorf("leave %s: %w", channel, err)
 	}
-	delete(m.channels[channel].members, user)
+	m.channels[channel].remove(user)
 	delete(m.users[user].joined, channel)
 	delete(m.users[user].read, channel)
 	return nil
@@ -482,18 +509,23 @@ func (m *Memory) Members(ctx context.Context, channel, after string, limit int) 
 	if !ok {
 		return nil, false, fmt.Errorf("members of %s: %w", channel, ErrNotFound)
 	}
-	all := make([]Member, 0, len(c.members))
-	for id, name := range c.members {
-		if name > after {
-			u := m.users[id]
-			all = append(all, Member{ID: id, Username: name, Online: u != nil && u.presence != offline})
-		}
+	// The first member whose username sorts after after: an id of
+	// "\xff" sorts after every id of that username.
+	from, _ := c.rosterAt(after, "\xff")
+	if after == "" {
+		from = 0
 	}
-	slices.SortFunc(all, func(a, b Member) int { return cmp.Compare(a.Username, b.Username) })
-	if len(all) > limit {
-		return all[:limit], true, nil
+	page := c.roster[from:]
+	more := len(page) > limit
+	if more {
+		page = page[:limit]
 	}
-	return all, false, nil
+	out := make([]Member, len(page))
+	for i, p := range page {
+		u := m.users[p.ID]
+		out[i] = Member{ID: p.ID, Username: p.Username, Online: u != nil && u.presence != offline}
+	}
+	return out, more, nil
 }
 
 // MarkRead implements Registry.
