@@ -48,8 +48,9 @@ type Config struct {
 
 // bench is the state of one run shared by its clients.
 type bench struct {
-	cfg Config
-	hc  *http.Client
+	cfg   Config
+	hc    *http.Client
+	probe *redisProbe // the Redis of -redis, read around each measured phase; nil: none
 
 	closing atomic.Bool // set while we close connections ourselves
 
@@ -92,6 +93,20 @@ func newBench(cfg Config) *bench {
 }
 
 func (b *bench) setStage(s string) { b.stage.Store(&s) }
+
+// sampleRedis reads the Redis of -redis, or returns nil without it or if
+// it cannot be read (the phase then reports no Redis cost).
+func (b *bench) sampleRedis(ctx context.Context) map[string]serverSample {
+	if b.probe == nil {
+		return nil
+	}
+	s, err := b.probe.sample(ctx)
+	if err != nil {
+		b.noteError("redis-info")
+		return nil
+	}
+	return s
+}
 
 // source is the local address client i dials from: the -source addresses
 // in turn, or nil for the system's choice.
@@ -266,6 +281,8 @@ type PhaseResult struct {
 	// Hops are the nodes' own times of each hop of a message over the
 	// phase (hops.go); empty if a node does not expose them.
 	Hops []HopStat `json:"hops,omitempty"`
+	// Redis is what the Redis of -redis did over the phase; nil without it.
+	Redis *RedisPhase `json:"redis,omitempty"`
 }
 
 // measure runs one phase: each publisher sends its share of rate messages
@@ -297,6 +314,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 	}
 
 	hopsBefore := scrapeHops(ctx, b.hc, b.cfg.URLs)
+	redisBefore := b.sampleRedis(ctx)
 	b.setStage(label)
 	perPub := rate / float64(len(pubs))
 	interval := time.Duration(float64(time.Second) / perPub)
@@ -378,6 +396,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 
 	res := PhaseResult{Rate: rate, Publishers: len(pubs), Duration: pubEnd.Sub(start), Complete: complete}
 	res.Hops = hopStats(hopsBefore, scrapeHops(ctx, b.hc, b.cfg.URLs))
+	redisAfter := b.sampleRedis(ctx)
 	for _, c := range receivers {
 		owed := owedOf(c)
 		c.mu.Lock()
@@ -400,6 +419,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 	res.MsgRate = round1(float64(res.Sent) / res.Duration.Seconds())
 	res.DeliveryRate = round1(float64(res.Delivered) / res.Window.Seconds())
 	res.Latency = hist.Summary()
+	res.Redis = redisPhase(redisBefore, redisAfter, res.Sent)
 	return res, ctx.Err()
 }
 
@@ -440,6 +460,9 @@ func (b *bench) publish(ctx context.Context, p *client, first time.Time, interva
 // most a few seconds for the server's answers.
 func (b *bench) close() {
 	b.setStage("close")
+	if b.probe != nil {
+		b.probe.close()
+	}
 	b.closing.Store(true)
 	b.mu.Lock()
 	cs := slices.Clone(b.clients)

@@ -220,6 +220,16 @@ func runBench(ctx context.Context, cfg Config, timeout time.Duration) (*Result, 
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	b := newBench(cfg)
+	switch cfg.Scenario {
+	case "fanout", "dm", "saturate", "resume":
+		if cfg.RedisURL != "" {
+			p, err := newRedisProbe(cfg.RedisURL)
+			if err != nil {
+				return &Result{Scenario: cfg.Scenario, Failure: err.Error()}, err
+			}
+			b.probe = p
+		}
+	}
 	progCtx, stopProgress := context.WithCancel(ctx)
 	progDone := make(chan struct{})
 	go func() {

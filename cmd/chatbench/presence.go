@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // PresenceConfig is the part of Config that only presence and members use.
@@ -32,7 +30,8 @@ func addPresenceFlags(fs *flag.FlagSet, pc *PresenceConfig) {
 	fs.Float64Var(&pc.Wave, "wave", 0.2, "presence: share of the users that disconnect (and reconnect) in each wave")
 	fs.DurationVar(&pc.OfflineAfter, "offline-after", 15*time.Second, "presence: the server's grace before a user is offline (spec 6: 15 s)")
 	fs.IntVar(&pc.PresenceMax, "presence-max", 1000, "presence: the server's CHAT_PRESENCE_MAX_MEMBERS (larger channels are owed no events)")
-	fs.StringVar(&pc.RedisURL, "redis", "", "presence: redis://host:port of the server's Redis, to report Redis commands per connect (INFO commandstats); empty: not reported")
+	fs.StringVar(&pc.RedisURL, "redis", "", "the nodes' Redis (redis://host:port, or redis+cluster://host:port,... for every primary): presence reports Redis commands per connect; "+
+		"fanout, dm, saturate and resume report Redis's CPU and commands per message over each measured phase, and each primary's share; empty: not reported")
 	fs.IntVar(&pc.Requesters, "requesters", 10, "members: users that list the channel's members over and over")
 	fs.IntVar(&pc.Limit, "limit", 0, "page size: of a members request (members: 1 to 1000; 0: 1000), of a history request (history: 1 to 200; 0: 100)")
 }
@@ -494,23 +493,30 @@ func presenceRows(row func(string, any), r *PresenceResult) {
 	}
 }
 
-// redisCounter reads INFO commandstats of one Redis.
-type redisCounter struct{ rdb *redis.Client }
+// redisCounter reads the commands the Redis of -redis has run, summed
+// over its primaries if it is a cluster (redisprobe.go).
+type redisCounter struct{ probe *redisProbe }
 
 func newRedisCounter(url string) (*redisCounter, error) {
-	opt, err := redis.ParseURL(url)
+	p, err := newRedisProbe(url)
 	if err != nil {
-		return nil, fmt.Errorf("-redis: %w", err)
+		return nil, err
 	}
-	return &redisCounter{rdb: redis.NewClient(opt)}, nil
+	return &redisCounter{probe: p}, nil
 }
 
 func (r *redisCounter) snapshot(ctx context.Context) (map[string]uint64, error) {
-	info, err := r.rdb.Info(ctx, "commandstats").Result()
+	sample, err := r.probe.sample(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("redis INFO commandstats: %w", err)
+		return nil, err
 	}
-	return parseCommandStats(info), nil
+	total := make(map[string]uint64)
+	for _, srv := range sample {
+		for k, v := range srv.calls {
+			total[k] += v
+		}
+	}
+	return total, nil
 }
 
-func (r *redisCounter) close() { r.rdb.Close() }
+func (r *redisCounter) close() { r.probe.close() }

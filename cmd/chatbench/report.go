@@ -149,6 +149,12 @@ func phaseRows(row func(string, any), p *PhaseResult) {
 	row("complete in grace", p.Complete)
 	latencyRows(row, "latency", p.Latency)
 	hopRows(row, p)
+	if r := p.Redis; r != nil {
+		row("redis", fmt.Sprintf("cpu %.3f s, %.1f µs per message; %d commands, %.1f per message", r.CPU, r.CPUPerMsg, r.Commands, r.CommandsPer))
+		for _, s := range r.Servers {
+			row("  redis "+s.Addr, fmt.Sprintf("%.1f%% of the commands, cpu %.3f s", 100*s.Share, s.CPU))
+		}
+	}
 }
 
 // hopRows splits the phase's latency by the hops the nodes timed. The
