@@ -184,3 +184,38 @@ func TestRedisMigratesRosters(t *testing.T) {
 		t.Fatalf("after alice left: %+v", members)
 	}
 }
+
+// TestRedisMessageAfterScriptFlush: a message's script rides the batcher's
+// pipeline by its hash; a Redis that forgot its scripts (restarted, or
+// SCRIPT FLUSH) answers NOSCRIPT, and the message is stored all the same,
+// once. The Redis is the test's own: a flush would reach other tests.
+func TestRedisMessageAfterScriptFlush(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	r := newRedis(t, srv.URL, "flush:", nil, nil)
+	ctx := t.Context()
+	const user = "00000000-0000-4000-8000-00000000000a"
+	if err := r.CreateChannel(ctx, "#f", user, pubsub.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Join(ctx, "#f", pubsub.Peer{ID: user, Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := redis.ParseURL(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	for i, id := range []string{"a", "b", "b"} {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := r.PublishMessage(ctx, "#f", pubsub.Message{From: user, ID: id, Head: []byte("{")})
+		if err != nil {
+			t.Fatalf("message %d after SCRIPT FLUSH: %v", i+1, err)
+		}
+		if want := min(uint64(i+1), 2); st.Seq != want || st.Duplicate != (i == 2) {
+			t.Fatalf("message %d: %+v, want seq %d", i+1, st, want)
+		}
+	}
+}

@@ -84,11 +84,12 @@ func parseCPU(info string) float64 {
 
 // RedisPhase is what Redis did during a measured phase.
 type RedisPhase struct {
-	CPU         float64       `json:"cpu_s"`          // seconds, over every server
-	CPUPerMsg   float64       `json:"cpu_us_per_msg"` // microseconds per message sent
-	Commands    uint64        `json:"commands"`
-	CommandsPer float64       `json:"commands_per_msg"`
-	Servers     []RedisServer `json:"servers,omitempty"` // a cluster's primaries
+	CPU         float64           `json:"cpu_s"`          // seconds, over every server
+	CPUPerMsg   float64           `json:"cpu_us_per_msg"` // microseconds per message sent
+	Commands    uint64            `json:"commands"`
+	CommandsPer float64           `json:"commands_per_msg"`
+	Servers     []RedisServer     `json:"servers,omitempty"` // a cluster's primaries
+	ByCommand   map[string]uint64 `json:"by_command"`        // over every server
 }
 
 // RedisServer is one server's part of a phase.
@@ -105,13 +106,14 @@ func redisPhase(before, after map[string]serverSample, msgs uint64) *RedisPhase 
 	if before == nil || after == nil {
 		return nil
 	}
-	r := &RedisPhase{}
+	r := &RedisPhase{ByCommand: make(map[string]uint64)}
 	for _, addr := range slices.Sorted(maps.Keys(after)) {
 		a, b := after[addr], before[addr]
 		s := RedisServer{Addr: addr, CPU: a.cpu - b.cpu}
 		for k, v := range commandDelta(b.calls, a.calls) {
 			if k != "info" {
 				s.Commands += v
+				r.ByCommand[k] += v
 			}
 		}
 		r.CPU += s.CPU

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -151,6 +152,7 @@ func phaseRows(row func(string, any), p *PhaseResult) {
 	hopRows(row, p)
 	if r := p.Redis; r != nil {
 		row("redis", fmt.Sprintf("cpu %.3f s, %.1f µs per message; %d commands, %.1f per message", r.CPU, r.CPUPerMsg, r.Commands, r.CommandsPer))
+		row("  redis commands", topCounts(r.ByCommand, 6))
 		for _, s := range r.Servers {
 			row("  redis "+s.Addr, fmt.Sprintf("%.1f%% of the commands, cpu %.3f s", 100*s.Share, s.CPU))
 		}
@@ -185,6 +187,18 @@ func counts(m map[string]uint64) string {
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// topCounts lists the n largest counts of m, largest first.
+func topCounts(m map[string]uint64, n int) string {
+	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b))
+	})
+	var parts []string
+	for _, k := range keys[:min(n, len(keys))] {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
