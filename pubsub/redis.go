@@ -129,15 +129,7 @@ type keyspace interface {
 type pubReq struct {
 	channels []string // published in order, in one script where Redis allows
 	payload  []byte
-	// script, if set, is run with keys and args instead: a message's
-	// store-and-publish step rides the pipeline as a publish did before
-	// messages were stored. Its answer is put in result before err is
-	// sent.
-	script *redis.Script
-	keys   []string
-	args   []any
-	result any
-	err    chan error // buffered: the batcher never waits for the caller
+	err      chan error // buffered: the batcher never waits for the caller
 }
 
 // publishAllScript publishes ARGV[1] on each channel of KEYS, in order, as
@@ -189,12 +181,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if cluster {
 		r.keyspace = newSharded(st)
 	} else {
-		// On a single Redis a message's script rides the batcher's
-		// pipeline. (On a cluster it runs on its own: a pipeline there is
-		// split by primary anyway, and a script refused during a slot
-		// migration is retried by the sharded keyspace, not by the
-		// batcher.)
-		r.keyspace = &single{store: st, batched: r.runBatched}
+		r.keyspace = &single{store: st}
 	}
 	sub, err := newSubscriber(ctx, subscriberOptions{
 		client: client, prefix: opts.Prefix, nodeID: opts.NodeID, topicOf: st.topicOf, handler: opts.Handler,
@@ -297,15 +284,6 @@ func (r *Redis) PublishAll(ctx context.Context, topics []string, payload []byte)
 // publish hands req to the batcher and waits for its outcome; topic names
 // it in errors.
 func (r *Redis) publish(ctx context.Context, req *pubReq, topic string) error {
-	err := r.batch(ctx, req)
-	if err == nil || err == ErrClosed {
-		return err
-	}
-	return fmt.Errorf("publish %q: %w", topic, err)
-}
-
-// batch hands req to the batcher and waits for its outcome.
-func (r *Redis) batch(ctx context.Context, req *pubReq) error {
 	select {
 	case <-r.stop:
 		return ErrClosed
@@ -316,31 +294,19 @@ func (r *Redis) batch(ctx context.Context, req *pubReq) error {
 	case <-r.stop:
 		return ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		return fmt.Errorf("publish %q: %w: %w", topic, ErrUnavailable, ctx.Err())
 	}
 	select {
 	case err := <-req.err:
-		return err
+		if err != nil {
+			return fmt.Errorf("publish %q: %w", topic, err)
+		}
+		return nil
 	case <-r.stop:
 		return ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		return fmt.Errorf("publish %q: %w: %w", topic, ErrUnavailable, ctx.Err())
 	}
-}
-
-// runBatched runs a script in the batcher's pipeline, together with the
-// publishes and scripts of other requests: one write and one read for
-// many messages instead of a round trip each, which on a busy node is
-// the difference between a message's store step waiting for the network
-// once per batch or once per message. A script Redis does not know yet
-// (NOSCRIPT: a restarted or flushed Redis) is loaded by a run of its own.
-func (r *Redis) runBatched(ctx context.Context, s *redis.Script, keys []string, args []any) (any, error) {
-	req := &pubReq{script: s, keys: keys, args: args, err: make(chan error, 1)}
-	err := r.batch(ctx, req)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return r.store.run(ctx, s, keys, args...)
-	}
-	return req.result, err
 }
 
 // batcher sends queued publishes, as many as are waiting, in one pipeline
@@ -384,9 +350,6 @@ func (r *Redis) batcher() {
 					break
 				}
 			}
-			if req.script != nil && e == nil {
-				req.result = cmds[from].(*redis.Cmd).Val()
-			}
 			from = ends[i]
 			if e == nil && err != nil && !rediserr.Answered(err) {
 				e = err
@@ -399,9 +362,6 @@ func (r *Redis) batcher() {
 
 // publishCmds queues the commands of req on pipe and appends them to cmds.
 func (r *Redis) publishCmds(ctx context.Context, pipe redis.Pipeliner, req *pubReq, cmds []redis.Cmder) []redis.Cmder {
-	if req.script != nil {
-		return append(cmds, pipe.EvalSha(ctx, req.script.Hash(), req.keys, req.args...))
-	}
 	one := len(req.channels) == 1
 	if !r.cluster {
 		if one {

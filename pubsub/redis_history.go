@@ -194,7 +194,7 @@ func (r *single) PublishMessage(ctx context.Context, channel string, m Message) 
 	keys := []string{r.key("channels"), r.key("members:", channel), r.logKey(channel, "seq"), r.logKey(channel, "log"), r.idemKey(channel, m)}
 	args := append([]any{channel, m.From}, r.storeArgs(m)...)
 	args = append(append(args, m.Prefix), r.channels(m.Topics)...)
-	st, err := r.stored(ctx, publishMessageScript, keys, args)
+	st, err := r.runStored(ctx, publishMessageScript, keys, args)
 	if err != nil {
 		return Stored{}, fmt.Errorf("publish to %s: %w", channel, err)
 	}
@@ -207,7 +207,7 @@ func (r *single) PublishDirect(ctx context.Context, from, to Peer, m Message) (S
 	log := Conversation(from.ID, to.ID)
 	keys := []string{r.logKey(log, "seq"), r.logKey(log, "log"), r.idemKey(log, m), r.convsKey(from.ID), r.convsKey(to.ID)}
 	args := append(r.storeArgs(m), from.ID+" "+from.Username, to.ID+" "+to.Username, RecentConversations, m.Prefix)
-	st, err := r.stored(ctx, publishDirectScript, keys, append(args, r.channels(m.Topics)...))
+	st, err := r.runStored(ctx, publishDirectScript, keys, append(args, r.channels(m.Topics)...))
 	if err != nil {
 		return Stored{}, fmt.Errorf("publish to @%s: %w", to.Username, err)
 	}

@@ -28,23 +28,6 @@ import (
 // one script, whatever keys it touches.
 type single struct {
 	*store
-	// batched, if set, runs a message's store-and-publish script in the
-	// batcher's pipeline (Redis.runBatched).
-	batched func(ctx context.Context, s *redis.Script, keys []string, args []any) (any, error)
-}
-
-// stored runs a message's store-and-publish script: in the batcher's
-// pipeline if there is one, with the backend's deadline.
-func (r *single) stored(ctx context.Context, s *redis.Script, keys []string, args []any) (Stored, error) {
-	if r.batched == nil {
-		return r.runStored(ctx, s, keys, args)
-	}
-	if r.isClosed() {
-		return Stored{}, ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	return storedOf(r.batched(ctx, s, keys, args))
 }
 
 // Script results: 0 is success, the rest map to the registry's errors.

@@ -199,11 +199,6 @@ func (r *store) channels(topics []string) []any {
 
 func (r *store) runStored(ctx context.Context, s *redis.Script, keys []string, args []any) (Stored, error) {
 	v, err := r.run(ctx, s, keys, args...)
-	return storedOf(v, err)
-}
-
-// storedOf reads the answer of a store-and-publish script.
-func storedOf(v any, err error) (Stored, error) {
 	if err != nil {
 		return Stored{}, err
 	}

@@ -185,10 +185,10 @@ func TestRedisMigratesRosters(t *testing.T) {
 	}
 }
 
-// TestRedisMessageAfterScriptFlush: a message's script rides the batcher's
-// pipeline by its hash; a Redis that forgot its scripts (restarted, or
-// SCRIPT FLUSH) answers NOSCRIPT, and the message is stored all the same,
-// once. The Redis is the test's own: a flush would reach other tests.
+// TestRedisMessageAfterScriptFlush: a message's script is sent by its
+// hash; a Redis that forgot its scripts (restarted, or SCRIPT FLUSH)
+// answers NOSCRIPT, and the message is stored all the same, once. The
+// Redis is the test's own: a flush would reach other tests.
 func TestRedisMessageAfterScriptFlush(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	r := newRedis(t, srv.URL, "flush:", nil, nil)
