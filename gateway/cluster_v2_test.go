@@ -283,3 +283,46 @@ func TestRateLimitAfterAStall(t *testing.T) {
 		t.Fatalf("%d requests refused as over the rate limit after the pause", codes["rate_limited"])
 	}
 }
+
+// TestPrivateMessagesBothWays: pairs of users on two nodes write to each
+// other at once, without waiting for acks. Each of them must see every
+// message of the conversation, its own and the other's, once, in seq
+// order. On Redis Cluster the copies of a private message are published
+// by a script per user, so a user topic can carry seq 2 before seq 1:
+// the node must put them back in order, even for a conversation's first
+// messages (hence many new conversations).
+func TestPrivateMessagesBothWays(t *testing.T) {
+	onEveryRedis(t, func(t *testing.T, start fleet) {
+		nodes := start(t, 2, gateway.Config{RateLimit: 1e6})
+		const pairs, n = 8, 25
+		var users [][2]*client
+		for p := range pairs {
+			users = append(users, [2]*client{nodes[0].user(fmt.Sprint("alice", p)), nodes[1].user(fmt.Sprint("bob", p))})
+		}
+		for _, u := range users {
+			a, b := u[0], u[1]
+			for i := range n {
+				a.send(fmt.Sprintf(`{"type":"message","target":"@%s","message":"a%d","id":"a%d"}`, b.login.Username, i, i))
+				b.send(fmt.Sprintf(`{"type":"message","target":"@%s","message":"b%d","id":"b%d"}`, a.login.Username, i, i))
+			}
+		}
+		for _, u := range users {
+			for _, c := range u {
+				var seqs []uint64
+				for len(seqs) < 2*n {
+					m := c.read()
+					if m["type"] != "message" {
+						continue
+					}
+					seq, _ := m["seq"].(float64)
+					seqs = append(seqs, uint64(seq))
+				}
+				for i, seq := range seqs {
+					if seq != uint64(i+1) {
+						t.Fatalf("%s: the conversation's messages came as seqs %v, want 1 to %d in order", c.login.Username, seqs, 2*n)
+					}
+				}
+			}
+		}
+	})
+}

@@ -24,6 +24,9 @@ type stream struct {
 	// next-1 and no seq twice.
 	held      []pubsub.Entry
 	repairing bool
+	// rereads counts the reads of the current repair that ended short of
+	// a held frame.
+	rereads int
 	// trusting is set for a stream that takes its first live frame as
 	// its baseline (a conversation: see sequencer.go) instead of waiting.
 	trusting bool
@@ -140,15 +143,29 @@ func (s *stream) fill(page pubsub.Page) step {
 	switch {
 	case page.More:
 		s.repairing, st.repair = true, true
+	case len(s.held) > 0 && s.rereads < maxRereads:
+		// History had nothing more, yet a held frame is ahead: it came
+		// while the page was being read, with what lies between stored
+		// after the read (a seq is stored before any copy of it is
+		// published, so a read that starts after the frame came has it,
+		// unless it was trimmed, which page.First tells). Read again.
+		s.rereads++
+		s.repairing, st.repair = true, true
 	case len(s.held) > 0:
-		// History has nothing more, yet a held frame is still ahead: what
-		// lies between was trimmed meanwhile.
+		// Read again and still missing: trimmed meanwhile.
 		st.skipped += s.held[0].Seq - s.next
 		s.next = s.held[0].Seq
 		st = s.drain(st)
 	}
+	if !s.repairing {
+		s.rereads = 0
+	}
 	return st
 }
+
+// maxRereads bounds the reads of one repair that find nothing more while
+// a held frame is still ahead (stream.fill).
+const maxRereads = 3
 
 // giveUp delivers the held frames in order, skipping the gaps between
 // them: history could not be read for too long.
