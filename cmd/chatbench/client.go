@@ -278,6 +278,19 @@ func (c *client) failWaiters() {
 	}
 }
 
+// await registers a waiter for the answer (ack, error or reply frame) to
+// the request id; answer hands it over, or forgets it.
+func (c *client) await(id string) chan reply {
+	ch := make(chan reply, 1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiters == nil {
+		c.waiters = make(map[string]chan reply)
+	}
+	c.waiters[id] = ch
+	return ch
+}
+
 // errClosed reports a request on a connection that has ended.
 var errClosed = errors.New("chatbench: connection closed")
 
@@ -286,13 +299,7 @@ var errClosed = errors.New("chatbench: connection closed")
 func (c *client) do(ctx context.Context, action, target string) (*protocol.Error, error) {
 	for attempt := 0; ; attempt++ {
 		id := "s" + strconv.FormatUint(c.reqSeq.Add(1), 10)
-		ch := make(chan reply, 1)
-		c.mu.Lock()
-		if c.waiters == nil {
-			c.waiters = make(map[string]chan reply)
-		}
-		c.waiters[id] = ch
-		c.mu.Unlock()
+		ch := c.await(id)
 		req, _ := json.Marshal(protocol.Request{Type: protocol.TypeCommand, ID: id, Action: action, Target: target})
 		if err := c.conn.WriteText(ctx, req); err != nil {
 			c.answer(id, nil)

@@ -44,16 +44,22 @@ func startRedis(t *testing.T) string {
 	}
 }
 
-// TestFanoutAcrossTwoNodes runs a fanout and a dm over a two-node cluster:
-// clients alternate between the nodes, so every channel and every pair
-// spans both, and every message must cross Redis to half its receivers.
-func TestFanoutAcrossTwoNodes(t *testing.T) {
+// startPair starts two nodes on one Redis, under a key prefix of their
+// own that is deleted afterwards.
+func startPair(t *testing.T) (a, b *server) {
+	t.Helper()
 	redisURL := startRedis(t)
 	prefix := fmt.Sprintf("chatbench-test-%d:", time.Now().UnixNano())
 	t.Cleanup(func() { deleteKeys(t, redisURL, prefix) })
 	env := []string{"CHAT_REDIS_URL=" + redisURL, "CHAT_REDIS_PREFIX=" + prefix, "CHAT_RATE_LIMIT=10000"}
-	a := startChatd(t, append(env, "CHAT_NODE_ID=a")...)
-	b := startChatd(t, append(env, "CHAT_NODE_ID=b")...)
+	return startChatd(t, append(env, "CHAT_NODE_ID=a")...), startChatd(t, append(env, "CHAT_NODE_ID=b")...)
+}
+
+// TestFanoutAcrossTwoNodes runs a fanout and a dm over a two-node cluster:
+// clients alternate between the nodes, so every channel and every pair
+// spans both, and every message must cross Redis to half its receivers.
+func TestFanoutAcrossTwoNodes(t *testing.T) {
+	a, b := startPair(t)
 
 	cfg := testConfig(t, "fanout", a, b)
 	cfg.RateLimit = 10000

@@ -263,13 +263,7 @@ func appendFillRequest(b []byte, id, target string, source uint32, seq uint64, s
 // call writes req, whose id is id (not starting with "m"), and waits for
 // its ack (nil) or error, at most requestTimeout.
 func (c *client) call(ctx context.Context, id string, req []byte) (reply, error) {
-	ch := make(chan reply, 1)
-	c.mu.Lock()
-	if c.waiters == nil {
-		c.waiters = make(map[string]chan reply)
-	}
-	c.waiters[id] = ch
-	c.mu.Unlock()
+	ch := c.await(id)
 	defer c.answer(id, nil) // forget the waiter if no answer came
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()

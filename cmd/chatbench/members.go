@@ -218,13 +218,7 @@ func (b *bench) members(ctx context.Context) (*Result, error) {
 // server refused the request for the rate limit (counted in errors).
 func (c *client) membersPage(ctx context.Context, channel, after string, limit int, slot *pageSlot) (*protocol.Members, error) {
 	id := "p" + strconv.FormatUint(c.reqSeq.Add(1), 10)
-	ch := make(chan reply, 1)
-	c.mu.Lock()
-	if c.waiters == nil {
-		c.waiters = make(map[string]chan reply)
-	}
-	c.waiters[id] = ch
-	c.mu.Unlock()
+	ch := c.await(id)
 	r := protocol.Request{Type: protocol.TypeCommand, ID: id, Action: protocol.ActionMembers, Target: channel, Limit: &limit}
 	if after != "" {
 		r.AfterName = &after

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -9,12 +8,7 @@ import (
 // TestResumeAcrossTwoNodes: the dropped subscribers come back on the other
 // node, which must serve their catch-up from the shared history.
 func TestResumeAcrossTwoNodes(t *testing.T) {
-	redisURL := startRedis(t)
-	prefix := fmt.Sprintf("chatbench-test-%d:", time.Now().UnixNano())
-	t.Cleanup(func() { deleteKeys(t, redisURL, prefix) })
-	env := []string{"CHAT_REDIS_URL=" + redisURL, "CHAT_REDIS_PREFIX=" + prefix, "CHAT_RATE_LIMIT=10000"}
-	a := startChatd(t, append(env, "CHAT_NODE_ID=a")...)
-	b := startChatd(t, append(env, "CHAT_NODE_ID=b")...)
+	a, b := startPair(t)
 
 	cfg := testConfig(t, "resume", a, b)
 	cfg.RateLimit = 10000
