@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -27,6 +28,7 @@ type Memory struct {
 	subs      map[string]struct{}
 	channels  map[string]*memChannel
 	users     map[string]*memUser
+	due       dueQueue // when to look at whose presence (SweepPresence)
 	logs      map[string]*memLog
 	throttles map[string]time.Time // key -> passes again at
 	idem      map[idemKey]uint64   // remembered message ids: the seq they got
@@ -76,6 +78,38 @@ type memUser struct {
 	presence     presence
 	name         string    // the username, for presence
 	leavingUntil time.Time // while leaving: when the grace ends
+	lookAt       time.Time // when the sweep is to look at the user (the earliest in due); zero: not due
+}
+
+// dueQueue says when to look at whose presence, earliest first
+// (container/heap): the sweep looks only at users whose time has come,
+// not at every user online. It may say too early, never too late: a
+// refresh moves a place's lapse later without moving the entry, and the
+// sweep that finds a user early puts it back for the new time.
+type dueQueue []dueEntry
+
+type dueEntry struct {
+	at time.Time
+	id string
+}
+
+func (q dueQueue) Len() int           { return len(q) }
+func (q dueQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q dueQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *dueQueue) Push(x any)        { *q = append(*q, x.(dueEntry)) }
+func (q *dueQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// scheduleLocked has the sweep look at user id (u) by at.
+func (m *Memory) scheduleLocked(id string, u *memUser, at time.Time) {
+	if u.lookAt.IsZero() || at.Before(u.lookAt) {
+		u.lookAt = at
+		heap.Push(&m.due, dueEntry{at: at, id: id})
+	}
 }
 
 // presence is a user's presence as announced: online from the place that
@@ -400,6 +434,7 @@ func (m *Memory) AcquirePlace(ctx context.Context, user Peer, conn string, limit
 		return false, ErrTooManySessions
 	}
 	u.places[conn] = now.Add(ttl)
+	m.scheduleLocked(user.ID, u, now.Add(ttl))
 	online := u.presence == offline
 	u.presence, u.name = present, user.Username
 	return online, nil
@@ -452,6 +487,7 @@ func (m *Memory) ReleasePlace(ctx context.Context, user, conn string, grace time
 	u.dropLapsed(now)
 	if len(u.places) == 0 && u.presence == present {
 		u.presence, u.leavingUntil = leaving, now.Add(grace)
+		m.scheduleLocked(user, u, u.leavingUntil)
 	}
 	return nil
 }
@@ -465,21 +501,40 @@ func (m *Memory) SweepPresence(ctx context.Context, limit int) ([]Peer, error) {
 	}
 	now := m.now()
 	var gone []Peer
-	for id, u := range m.users {
-		if u.presence == offline || len(gone) == limit {
+	for len(m.due) > 0 && !m.due[0].at.After(now) && len(gone) < limit {
+		e := heap.Pop(&m.due).(dueEntry)
+		u := m.users[e.id]
+		if u == nil || !e.at.Equal(u.lookAt) {
+			continue // an earlier entry of the user's came first
+		}
+		u.lookAt = time.Time{}
+		if u.presence == offline {
 			continue
 		}
 		u.dropLapsed(now)
 		switch {
 		case len(u.places) > 0:
 			u.presence = present // back within the grace
+			m.scheduleLocked(e.id, u, u.firstLapse())
 		case u.presence == leaving && u.leavingUntil.After(now):
+			m.scheduleLocked(e.id, u, u.leavingUntil)
 		default: // the grace is over, or the places lapsed
 			u.presence = offline
-			gone = append(gone, Peer{ID: id, Username: u.name})
+			gone = append(gone, Peer{ID: e.id, Username: u.name})
 		}
 	}
 	return gone, nil
+}
+
+// firstLapse returns when the first of u's places lapses.
+func (u *memUser) firstLapse() time.Time {
+	var first time.Time
+	for _, until := range u.places {
+		if first.IsZero() || until.Before(first) {
+			first = until
+		}
+	}
+	return first
 }
 
 // Sizes implements Registry.

@@ -1,9 +1,12 @@
 package pubsub_test
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wirechat/chat/pubsub"
 	"github.com/wirechat/chat/pubsub/pubsubtest"
@@ -61,4 +64,25 @@ func TestMemoryHistory(t *testing.T) {
 			}, nil // a process's memory is not wiped: it starts anew
 		},
 	})
+}
+
+// BenchmarkMemorySweepPresence: one sweep of the presence of 20,000 users
+// online, each with one place, as a node's once-a-second sweep does. It
+// holds the store's lock, which every message also takes.
+func BenchmarkMemorySweepPresence(b *testing.B) {
+	m := pubsub.NewMemory(func(string, []byte) {}, pubsub.HistoryOptions{})
+	defer m.Close()
+	ctx := context.Background()
+	for i := range 20000 {
+		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+		if _, err := m.AcquirePlace(ctx, pubsub.Peer{ID: id, Username: fmt.Sprint("u", i)}, "conn", 20, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.SweepPresence(ctx, 1000); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
