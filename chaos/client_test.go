@@ -19,7 +19,8 @@ import (
 // logged in from: it keeps one websocket at a time, reconnects by itself
 // with jittered backoff (to another node first), resumes from history what
 // moved while it was away (spec section 5: it compares the welcome's
-// latest with the last seq it holds and asks history after it), and
+// latest with the last seq it holds without a gap, and asks history
+// after it), and
 // resends every request that was not answered, with the same id, in the
 // order it first sent them. It records exactly what arrived, on which
 // connection and when, for the checker.
@@ -266,12 +267,16 @@ func (d *device) connect(ctx context.Context, nd *node) (*connRec, error) {
 // serve runs one connection: it resumes, resends what was not answered,
 // and sends the load, until the connection ends.
 func (d *device) serve(ctx context.Context, c *connRec, load func(*device)) {
+	// Resume from what the device held when the welcome came, before the
+	// reader adds what this connection receives live: a frame that comes
+	// right after the welcome is newer than the gap to be read, and
+	// counted first it would make the device ask history only after it.
+	d.resume(c)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		d.read(ctx, c)
 	}()
-	d.resume(c)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -315,19 +320,25 @@ func (d *device) resume(c *connRec) {
 	for _, t := range targets {
 		latest := c.welcome.Latest[t]
 		log := d.u.targetLog(t)
-		if top := d.topLocked(log); latest > top {
+		if top := d.heldThroughLocked(log); latest > top {
 			d.historyLocked(t, log, top, latest)
 		}
 	}
 }
 
-// topLocked is the newest seq of log that the device holds.
-func (d *device) topLocked(log string) uint64 {
-	var top uint64
-	for seq := range d.held[log] {
-		top = max(top, seq)
+// heldThroughLocked is the seq of log up to which the device holds every
+// message since its start (its first welcome's latest): where a resume
+// reads history from. Not the newest it holds: a connection that ended
+// before its own resume was answered can leave a gap below frames that
+// came live.
+func (d *device) heldThroughLocked(log string) uint64 {
+	seq := d.start[log]
+	for {
+		if _, ok := d.held[log][seq+1]; !ok {
+			return seq
+		}
+		seq++
 	}
-	return top
 }
 
 func (d *device) historyLocked(target, log string, after, upto uint64) {
