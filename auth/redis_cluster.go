@@ -352,19 +352,28 @@ func (r *Redis) clusterCreateSession(ctx context.Context, tokenHash string, s Se
 	err := r.client.Do(sctx, "SET", r.sessionKey(tokenHash), b, "PXAT", s.Expires.UnixMilli()).Err()
 	cancel()
 	if err != nil {
+		// The SET may run all the same, its reply lost (a write held past
+		// the deadline runs when Redis goes on): delete what it may store,
+		// or a valid session would be left off the user's index.
+		r.dropSession(ctx, tokenHash)
 		return nil, fmt.Errorf("create session: %w", wrap(err))
 	}
 	revoked, err := r.capSessions(ctx, tokenHash, s.UserID, s.Expires, max(keep, 0))
 	if err != nil {
-		// The token will not be handed out: delete its session rather
-		// than leave it valid. If that fails too, nobody holds the token
-		// and the session lapses at its expiry.
-		dctx, cancel := r.ctx(context.WithoutCancel(ctx))
-		r.client.Del(dctx, r.sessionKey(tokenHash))
-		cancel()
+		r.dropSession(ctx, tokenHash)
 		return revoked, fmt.Errorf("create session: %w", err)
 	}
 	return revoked, nil
+}
+
+// dropSession deletes the session of a token that will not be handed out,
+// rather than leave it valid. The DEL is sent after the steps that may
+// store it, so Redis runs it after them even if it held them; if it fails
+// too, nobody holds the token and the session lapses at its expiry.
+func (r *Redis) dropSession(ctx context.Context, tokenHash string) {
+	dctx, cancel := r.ctx(context.WithoutCancel(ctx))
+	r.client.Del(dctx, r.sessionKey(tokenHash))
+	cancel()
 }
 
 // capSessions puts the new session tokenHash on its user's index and
