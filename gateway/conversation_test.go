@@ -1,15 +1,9 @@
 package gateway
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/wirechat/chat/auth"
 )
 
 // conversationWorld is a sequencer with one session of user "u", on its
@@ -24,19 +18,9 @@ const convLog = "@conv"
 
 func newConversationWorld(t *testing.T) *conversationWorld {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := newMetrics(nil)
-	env := &sessionEnv{log: log, metrics: m, sendQueue: 1000}
-	sess := newSession("conn", auth.Session{UserID: "u", Username: "u"}, env, nil, nil, nil)
-	sess.out.hold()
-	r := newRouter(m, func(string) {})
-	r.enter(sess)
-	r.add(userTopic("u"), sess)
 	h := &storedHistory{}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &conversationWorld{seq: newSequencer(ctx, &wg, r, h, func() uint64 { return 0 }, log, m), h: h, sess: sess}
+	seq, _, sess := newSequencerWorld(t, h)
+	return &conversationWorld{seq: seq, h: h, sess: sess}
 }
 
 // publish stores seqs 1 to n; live has seqs come live, in that order.

@@ -71,7 +71,9 @@ type departureWorld struct {
 
 const departTopic, departLog = "c:#k", "#k"
 
-func newDepartureWorld(t *testing.T) *departureWorld {
+// newSequencerWorld returns a sequencer over h with one session of user
+// "u" on its user topic and on topics, whose frames stay in its queue.
+func newSequencerWorld(t *testing.T, h historyReader, topics ...string) (*sequencer, *router, *Session) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := newMetrics(nil)
@@ -81,12 +83,20 @@ func newDepartureWorld(t *testing.T) *departureWorld {
 	r := newRouter(m, func(string) {})
 	r.enter(sess)
 	r.add(userTopic("u"), sess)
-	r.add(departTopic, sess)
-	h := &storedHistory{n: 1}
+	for _, topic := range topics {
+		r.add(topic, sess)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	w := &departureWorld{t: t, seq: newSequencer(ctx, &wg, r, h, func() uint64 { return 0 }, log, m), router: r, h: h, sess: sess}
+	return newSequencer(ctx, &wg, r, h, func() uint64 { return 0 }, log, m), r, sess
+}
+
+func newDepartureWorld(t *testing.T) *departureWorld {
+	t.Helper()
+	h := &storedHistory{n: 1}
+	seq, r, sess := newSequencerWorld(t, h, departTopic)
+	w := &departureWorld{t: t, seq: seq, router: r, h: h, sess: sess}
 	w.seq.baseline(departTopic, departLog, 0)
 	w.seq.deliver(departTopic, departLog, 1, frameOf(1))
 	return w
