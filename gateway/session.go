@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -271,9 +272,16 @@ func (s *Session) finish() {
 
 // startPing arms the ping timer. The opener calls it before it releases
 // the writer role: pingPeer reads the field.
+//
+// The first ping comes at a random moment within the first interval, and
+// each next one an interval after the last answer. Connections opened
+// together (every client of a node that restarted, a load test) would
+// otherwise be pinged together, interval after interval, in bursts that
+// hold up everyone's messages; spread out, the same pings are a steady
+// trickle.
 func (s *Session) startPing() {
 	s.ping = time.AfterFunc(time.Hour, s.pingPeer)
-	s.ping.Reset(s.env.pingInterval)
+	s.ping.Reset(s.env.pingInterval - rand.N(s.env.pingInterval))
 }
 
 // pingPeer checks that the peer is alive; a peer that does not answer

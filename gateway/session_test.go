@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	gorilla "github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirechat/chat/gateway"
@@ -334,6 +336,46 @@ func TestDeadPeerDropped(t *testing.T) {
 	c := n.user("ghost") // never reads again, so never answers a ping
 	_ = c
 	eventually(t, 10*time.Second, "the dead peer to be dropped", func() bool { return n.gw.Connections() == 0 })
+}
+
+// TestPingsSpread: connections opened together are not pinged together.
+// Each one's first ping comes within one interval, at its own moment, so
+// a node's pings stay a steady trickle after a reconnect storm.
+func TestPingsSpread(t *testing.T) {
+	const interval, conns = time.Second, 20
+	n := startNode(t, memoryBackend(), gateway.Config{PingInterval: interval})
+	opened := time.Now()
+	first := make(chan time.Duration, conns)
+	for i := range conns {
+		c := dialStrict(t, n, n.login(fmt.Sprint("pinged", i)))
+		var once sync.Once
+		c.SetPingHandler(func(data string) error {
+			once.Do(func() { first <- time.Since(opened) })
+			return c.WriteControl(gorilla.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		go func() { // reading is what answers pings
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
+	for range conns {
+		select {
+		case d := <-first:
+			lo, hi = min(lo, d), max(hi, d)
+		case <-time.After(5 * interval):
+			t.Fatal("a connection was not pinged within its first interval")
+		}
+	}
+	// 20 moments drawn at random from one interval span less than a
+	// quarter of it with a probability of about 1e-10.
+	if hi-lo < interval/4 {
+		t.Fatalf("first pings came within %v of each other (from %v to %v after the opening): together, not spread", hi-lo, lo, hi)
+	}
+	t.Logf("first pings from %v to %v after the opening", lo, hi)
 }
 
 // TestMissedLogoutNoticeStillCloses: a node that missed the logout notice
