@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -29,24 +28,14 @@ import (
 //
 // Every socket write has a deadline at most the write timeout away, so a
 // stuck peer cannot hold a writer for longer, without a context per frame.
-//
-// tryWriteFrames writes without waiting at all, for a caller that must not
-// block: what the socket does not take at once is kept (pending) and goes
-// out first with the next write of any kind, so the stream stays whole.
 type frameConn struct {
 	net.Conn
-	timeout time.Duration   // immutable
-	raw     syscall.RawConn // immutable: the socket, for writes that do not wait; nil if not available
+	timeout time.Duration // immutable
 
 	mu        sync.Mutex // serialises socket writes
 	deadline  time.Time  // guarded by mu: the write deadline last set
 	closeSent bool       // guarded by mu: a close frame has been written
 	err       error      // guarded by mu: the first write error, sticky
-	pending   []byte     // guarded by mu: the part of a write that tryWriteFrames could not send
-}
-
-func newFrameConn(nc net.Conn, timeout time.Duration) *frameConn {
-	return &frameConn{Conn: nc, timeout: timeout, raw: rawConn(nc)}
 }
 
 // maxBatchBytes is how many bytes of frames go in one system call at most.
@@ -102,63 +91,6 @@ func (c *frameConn) writeFrames(payloads [][]byte) error {
 	return nil
 }
 
-// tryWriteFrames is writeFrames for a caller that must not wait on the
-// socket: it writes what the socket's buffer takes at once and keeps the
-// rest, which the next write of any kind (or flush) sends first. It
-// reports whether everything went out. Without a raw socket (c.raw nil)
-// it writes nothing and reports false with a nil error.
-func (c *frameConn) tryWriteFrames(payloads [][]byte) (done bool, err error) {
-	if c.raw == nil {
-		return false, nil
-	}
-	bp := frameBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for _, p := range payloads {
-		buf = appendTextFrame(buf, p)
-	}
-	defer func() {
-		if cap(buf) <= maxBatchBytes {
-			*bp = buf[:0]
-			frameBufs.Put(bp)
-		}
-	}()
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.closeSent:
-		return false, net.ErrClosed
-	case c.err != nil:
-		return false, c.err
-	case len(c.pending) > 0: // behind bytes that must go first
-		c.pending = append(c.pending, buf...)
-		return false, nil
-	}
-	c.extendDeadlineLocked()
-	n, err := writeNowait(c.raw, buf)
-	if err != nil {
-		c.err = err
-		return false, err
-	}
-	if n < len(buf) {
-		c.pending = append([]byte(nil), buf[n:]...)
-		return false, nil
-	}
-	return true, nil
-}
-
-// flush sends what tryWriteFrames kept, waiting for the socket as any
-// other write does.
-func (c *frameConn) flush() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.pending) == 0 {
-		return c.err
-	}
-	_, err := c.writeLocked(nil)
-	return err
-}
-
 // writeChunk writes whole data frames, unless a close frame has gone out.
 func (c *frameConn) writeChunk(b []byte) error {
 	c.mu.Lock()
@@ -171,42 +103,24 @@ func (c *frameConn) writeChunk(b []byte) error {
 }
 
 // writeLocked writes p under a deadline between half the write timeout and
-// the whole of it from now (extendDeadlineLocked).
+// the whole of it from now: moving the deadline costs a runtime timer
+// update, so it moves only when half of it has been used.
 //
-// What tryWriteFrames kept goes out first. After a failed write the stream
-// may end inside a frame, so every later write fails with the same error.
+// After a failed write the stream may end inside a frame, so every later
+// write fails with the same error.
 func (c *frameConn) writeLocked(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	c.extendDeadlineLocked()
-	if len(c.pending) > 0 {
-		if _, err := c.Conn.Write(c.pending); err != nil {
-			c.err = err
-			return 0, err
-		}
-		c.pending = nil
-	}
-	if len(p) == 0 {
-		return 0, nil
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
+		c.deadline = now.Add(c.timeout)
+		c.Conn.SetWriteDeadline(c.deadline)
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.err = err
 	}
 	return n, err
-}
-
-// extendDeadlineLocked keeps the write deadline between half the write
-// timeout and the whole of it from now: moving it costs a runtime timer
-// update, so it moves only when half of it has been used. Writes that do
-// not wait are checked against it too (by the runtime), so they keep it
-// ahead as well.
-func (c *frameConn) extendDeadlineLocked() {
-	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
-		c.deadline = now.Add(c.timeout)
-		c.Conn.SetWriteDeadline(c.deadline)
-	}
 }
 
 // appendTextFrame appends a server-to-client text frame: FIN and opcode 1,
@@ -239,7 +153,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = newFrameConn(nc, w.timeout)
+	w.conn = &frameConn{Conn: nc, timeout: w.timeout}
 	// net/http has flushed the 101 response, so its fresh writer is empty
 	// and can be replaced by a small one that writes through frameConn: it
 	// only ever holds one control frame.

@@ -214,48 +214,19 @@ func (r *router) forwardOthers(name string, frame []byte, user string) {
 	r.fanOut(name, frame, func(s *Session) bool { return s.login.UserID != user })
 }
 
-// inlineWrites is the largest fan-out whose idle sessions the delivering
-// goroutine writes to itself (Session.writeNow) instead of starting a
-// writer goroutine for each. A socket write that does not wait took
-// 7 µs at the median on the benchmark host, a writer goroutine 220 µs to
-// start (BENCHMARKS.md, the hop report): 32 writes are done before one
-// goroutine would have run. A larger fan-out starts writers, which the
-// node's cores share.
-const inlineWrites = 32
-
 func (r *router) fanOut(name string, frame []byte, to func(*Session) bool) {
 	start := time.Now()
-	var idle [inlineWrites]*Session // sessions whose writer role this call took
-	n, writers := 0, 0
 	r.mu.RLock()
+	n := 0
 	if t := r.topics[name]; t != nil {
 		for _, s := range t.list {
-			if !to(s) {
-				continue
+			if to(s) {
+				s.send(frame)
+				n++
 			}
-			n++
-			if !s.queue(frame, false) {
-				continue
-			}
-			if writers < inlineWrites {
-				idle[writers] = s
-			} else {
-				if writers == inlineWrites {
-					for _, w := range idle {
-						go w.writeLoop()
-					}
-				}
-				go s.writeLoop()
-			}
-			writers++
 		}
 	}
 	r.mu.RUnlock()
-	if writers <= inlineWrites {
-		for _, s := range idle[:writers] {
-			s.writeNow()
-		}
-	}
 	if n > 0 {
 		r.metrics.delivered(frame, n, time.Since(start))
 	}

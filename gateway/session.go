@@ -98,34 +98,24 @@ func (s *Session) log(level slog.Level, msg string, args ...any) {
 
 // send queues frame for the writer without blocking. A full queue means the
 // client cannot keep up: the session closes with 1008.
-func (s *Session) send(frame []byte) {
-	if s.queue(frame, false) {
-		go s.writeLoop()
-	}
-}
+func (s *Session) send(frame []byte) { s.enqueue(frame, false) }
 
 // sendReply is send for a reply to the client's own request (an ack or an
-// error), which the write delay does not count (pacer.go). The reader
-// calls it, and writes the reply itself if nobody is writing.
-func (s *Session) sendReply(frame []byte) {
-	if s.queue(frame, true) {
-		s.writeNow()
-	}
-}
+// error), which the write delay does not count (pacer.go).
+func (s *Session) sendReply(frame []byte) { s.enqueue(frame, true) }
 
-// queue puts frame in the outbox, closing the session if it is full, and
-// reports whether the caller took the writer role: it must then call
-// writeNow or start writeLoop.
-func (s *Session) queue(frame []byte, reply bool) (write bool) {
+func (s *Session) enqueue(frame []byte, reply bool) {
 	start, full := s.out.push(frame, reply)
 	if full {
 		if s.close(statusPolicy, "too slow: send queue overflow") {
 			s.env.metrics.slowConsumers.Inc()
 			s.log(slog.LevelWarn, "slow consumer closed", "queue", s.out.limit)
 		}
-		return false
+		return
 	}
-	return start
+	if start {
+		go s.writeLoop()
+	}
 }
 
 // close ends the session with code (0: the connection is already gone) and
@@ -155,62 +145,6 @@ func (s *Session) releaseWriter() {
 func (s *Session) writeLoop() {
 	if since := s.out.started(); since > 0 {
 		s.env.metrics.hop(hopWriter, monoNow()-since)
-	}
-	s.writeBatches()
-}
-
-// writeNow is writeLoop run by the caller, which holds the writer role
-// and must not wait: what the socket takes at once is written from the
-// caller's goroutine, and anything that would wait (a full socket buffer,
-// the write delay, the close handshake, more frames) is handed to a writer
-// goroutine. For a session that gets a frame now and then, this saves
-// starting a goroutine per frame, and the wait for a core to run it, which
-// was most of a quiet message's time on a node (docs/performance.md).
-func (s *Session) writeNow() {
-	if s.frames.raw == nil {
-		go s.writeLoop()
-		return
-	}
-	if since := s.out.started(); since > 0 {
-		s.env.metrics.hop(hopWriter, monoNow()-since)
-	}
-	batch, others, closing := s.out.take()
-	if closing {
-		go s.writeBatches() // finish: the close handshake waits
-		return
-	}
-	if len(batch) == 0 {
-		return // the role is given up
-	}
-	began := monoNow()
-	done, err := s.frames.tryWriteFrames(batch)
-	if err != nil {
-		s.close(0, "")
-		go s.writeBatches()
-		return
-	}
-	s.env.metrics.hop(hopWrite, monoNow()-began)
-	s.env.metrics.wrote(batch)
-	s.out.recycle(batch)
-	switch {
-	case !done: // the socket is full: the rest waits in frames
-		go s.writeBatches()
-	case s.env.writeDelay > 0 && s.pace.wrote(monoNow(), others, s.env.writeDelay):
-		go func() {
-			s.out.pause(s.env.writeDelay)
-			s.writeBatches()
-		}()
-	case s.out.release():
-		go s.writeBatches()
-	}
-}
-
-// writeBatches is the writer role's loop: it sends what an earlier write
-// left, then writes batches until the queue is empty or, once the session
-// is closing, closes the socket.
-func (s *Session) writeBatches() {
-	if err := s.frames.flush(); err != nil {
-		s.close(0, "")
 	}
 	for {
 		batch, others, closing := s.out.take()
