@@ -281,6 +281,9 @@ type PhaseResult struct {
 	// Hops are the nodes' own times of each hop of a message over the
 	// phase (hops.go); empty if a node does not expose them.
 	Hops []HopStat `json:"hops,omitempty"`
+	// GC is what the nodes' garbage collectors did over the phase; nil if
+	// a node does not expose Go's runtime metrics.
+	GC *GCStat `json:"gc,omitempty"`
 	// Redis is what the Redis of -redis did over the phase; nil without it.
 	Redis *RedisPhase `json:"redis,omitempty"`
 }
@@ -313,7 +316,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 		ackBase[i] = p.acked.Load()
 	}
 
-	hopsBefore := scrapeHops(ctx, b.hc, b.cfg.URLs)
+	nodesBefore := scrapeNodes(ctx, b.hc, b.cfg.URLs)
 	redisBefore := b.sampleRedis(ctx)
 	b.setStage(label)
 	perPub := rate / float64(len(pubs))
@@ -395,7 +398,10 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 	}
 
 	res := PhaseResult{Rate: rate, Publishers: len(pubs), Duration: pubEnd.Sub(start), Complete: complete}
-	res.Hops = hopStats(hopsBefore, scrapeHops(ctx, b.hc, b.cfg.URLs))
+	nodesAfter := scrapeNodes(ctx, b.hc, b.cfg.URLs)
+	if nodesBefore != nil && nodesAfter != nil {
+		res.Hops = hopStats(nodesBefore.hops, nodesAfter.hops)
+	}
 	redisAfter := b.sampleRedis(ctx)
 	for _, c := range receivers {
 		owed := owedOf(c)
@@ -420,6 +426,7 @@ func (b *bench) measure(ctx context.Context, label string, receivers, pubs []*cl
 	res.DeliveryRate = round1(float64(res.Delivered) / res.Window.Seconds())
 	res.Latency = hist.Summary()
 	res.Redis = redisPhase(redisBefore, redisAfter, res.Sent)
+	res.GC = gcStat(nodesBefore, nodesAfter, res.Sent)
 	return res, ctx.Err()
 }
 

@@ -43,36 +43,71 @@ type hopHist struct {
 	cum   []uint64  // cumulative counts, by bucket
 }
 
-// scrapeHops reads the hop histograms of every node, summed; nil if a node
-// has none (a build before the hops were timed) or cannot be read.
-func scrapeHops(ctx context.Context, hc *http.Client, urls []string) map[string]*hopHist {
-	total := make(map[string]*hopHist)
+// nodesScrape is what chatbench reads from the nodes' /metrics around a
+// phase, summed over the nodes.
+type nodesScrape struct {
+	hops map[string]*hopHist // nil if a node has none (a build before the hops were timed)
+	gc   *gcCounters         // nil if a node exposes no Go runtime metrics
+}
+
+// gcCounters are the Go runtime's own counters, as client_golang's Go
+// collector exposes them.
+type gcCounters struct {
+	cycles uint64  // go_gc_duration_seconds count: collections
+	pauses float64 // its sum: seconds of stop-the-world pauses
+	alloc  float64 // go_memstats_alloc_bytes_total: bytes allocated
+}
+
+// scrapeNodes reads every node's hop histograms and runtime counters; nil
+// if a node cannot be read.
+func scrapeNodes(ctx context.Context, hc *http.Client, urls []string) *nodesScrape {
+	total := &nodesScrape{hops: make(map[string]*hopHist), gc: new(gcCounters)}
 	for _, u := range urls {
-		hs, err := nodeHops(ctx, hc, u)
-		if err != nil || len(hs) == 0 {
+		families, err := nodeMetrics(ctx, hc, u)
+		if err != nil {
 			return nil
 		}
-		for name, h := range hs {
-			t := total[name]
-			if t == nil {
-				total[name] = h
-				continue
-			}
-			if !slices.Equal(t.les, h.les) {
-				return nil
-			}
-			t.count += h.count
-			t.sum += h.sum
-			for i := range t.cum {
-				t.cum[i] += h.cum[i]
-			}
-		}
+		total.addHops(nodeHops(families))
+		total.addGC(nodeGC(families))
 	}
 	return total
 }
 
-// nodeHops reads one node's hop histograms.
-func nodeHops(ctx context.Context, hc *http.Client, base string) (map[string]*hopHist, error) {
+func (n *nodesScrape) addGC(g *gcCounters) {
+	if g == nil || n.gc == nil {
+		n.gc = nil
+		return
+	}
+	n.gc.cycles += g.cycles
+	n.gc.pauses += g.pauses
+	n.gc.alloc += g.alloc
+}
+
+func (n *nodesScrape) addHops(hs map[string]*hopHist) {
+	if len(hs) == 0 || n.hops == nil {
+		n.hops = nil
+		return
+	}
+	for name, h := range hs {
+		t := n.hops[name]
+		if t == nil {
+			n.hops[name] = h
+			continue
+		}
+		if !slices.Equal(t.les, h.les) {
+			n.hops = nil
+			return
+		}
+		t.count += h.count
+		t.sum += h.sum
+		for i := range t.cum {
+			t.cum[i] += h.cum[i]
+		}
+	}
+}
+
+// nodeMetrics reads one node's /metrics.
+func nodeMetrics(ctx context.Context, hc *http.Client, base string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -88,13 +123,25 @@ func nodeHops(ctx context.Context, hc *http.Client, base string) (map[string]*ho
 		return nil, fmt.Errorf("%s/metrics: %s", base, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, err
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// nodeGC reads one node's garbage collector counters; nil if it has none.
+func nodeGC(families map[string]*dto.MetricFamily) *gcCounters {
+	pauses, alloc := families["go_gc_duration_seconds"], families["go_memstats_alloc_bytes_total"]
+	if pauses == nil || alloc == nil || len(pauses.GetMetric()) == 0 || len(alloc.GetMetric()) == 0 {
+		return nil
 	}
+	summary := pauses.GetMetric()[0].GetSummary()
+	return &gcCounters{cycles: summary.GetSampleCount(), pauses: summary.GetSampleSum(),
+		alloc: alloc.GetMetric()[0].GetCounter().GetValue()}
+}
+
+// nodeHops reads one node's hop histograms.
+func nodeHops(families map[string]*dto.MetricFamily) map[string]*hopHist {
 	fam := families[hopMetric]
 	if fam == nil {
-		return nil, nil
+		return nil
 	}
 	out := make(map[string]*hopHist)
 	for _, m := range fam.GetMetric() {
@@ -109,7 +156,7 @@ func nodeHops(ctx context.Context, hc *http.Client, base string) (map[string]*ho
 		}
 		out[hopLabel(m)] = hh
 	}
-	return out, nil
+	return out
 }
 
 func hopLabel(m *dto.Metric) string {
@@ -146,6 +193,29 @@ func hopStats(before, after map[string]*hopHist) []HopStat {
 		out = append(out, st)
 	}
 	return out
+}
+
+// GCStat is what the nodes' garbage collectors did over a phase, summed
+// over the nodes.
+type GCStat struct {
+	Cycles uint64  `json:"cycles"`   // collections
+	Pauses float64 `json:"pause_ms"` // stop-the-world pauses, in total
+	// AllocPerMessage is the bytes the nodes allocated per message sent:
+	// what sets how often they collect.
+	AllocPerMessage float64 `json:"alloc_bytes_per_message"`
+}
+
+// gcStat returns what the collectors did between two scrapes for sent
+// messages; nil if either scrape has no counters.
+func gcStat(before, after *nodesScrape, sent uint64) *GCStat {
+	if before == nil || after == nil || before.gc == nil || after.gc == nil || after.gc.cycles < before.gc.cycles {
+		return nil
+	}
+	st := &GCStat{Cycles: after.gc.cycles - before.gc.cycles, Pauses: roundMS(after.gc.pauses - before.gc.pauses)}
+	if sent > 0 {
+		st.AllocPerMessage = math.Round((after.gc.alloc - before.gc.alloc) / float64(sent))
+	}
+	return st
 }
 
 // quantile estimates the q-quantile in seconds, interpolating linearly in

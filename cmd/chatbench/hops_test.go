@@ -2,7 +2,12 @@ package main
 
 import (
 	"math"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // TestHopStats: the report is the difference of two scrapes, with the
@@ -27,5 +32,35 @@ func TestHopStats(t *testing.T) {
 	}
 	if hopStats(nil, after) != nil {
 		t.Error("a missing scrape gave a report")
+	}
+}
+
+// TestGCStat: the collectors' counters are read from the Go runtime's
+// metrics as a node exposes them, and the report is their difference.
+func TestGCStat(t *testing.T) {
+	scrape := func(cycles int, pauses, alloc string) *nodesScrape {
+		text := "# TYPE go_gc_duration_seconds summary\n" +
+			"go_gc_duration_seconds{quantile=\"0.5\"} 0.0001\n" +
+			"go_gc_duration_seconds_sum " + pauses + "\n" +
+			"go_gc_duration_seconds_count " + strconv.Itoa(cycles) + "\n" +
+			"# TYPE go_memstats_alloc_bytes_total counter\n" +
+			"go_memstats_alloc_bytes_total " + alloc + "\n"
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &nodesScrape{gc: new(gcCounters)}
+		n.addGC(nodeGC(families))
+		return n
+	}
+	got := gcStat(scrape(10, "0.002", "1e6"), scrape(13, "0.0035", "3e6"), 1000)
+	if got == nil || got.Cycles != 3 || got.Pauses != 1.5 || got.AllocPerMessage != 2000 {
+		t.Fatalf("gcStat = %+v, want 3 collections, 1.5 ms, 2000 bytes a message", got)
+	}
+	n := &nodesScrape{gc: new(gcCounters)}
+	n.addGC(nodeGC(nil))
+	if n.gc != nil {
+		t.Error("a node without runtime metrics left counters")
 	}
 }

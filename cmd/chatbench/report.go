@@ -150,6 +150,7 @@ func phaseRows(row func(string, any), p *PhaseResult) {
 	row("complete in grace", p.Complete)
 	latencyRows(row, "latency", p.Latency)
 	hopRows(row, p)
+	gcRows(row, p)
 	if r := p.Redis; r != nil {
 		row("redis", fmt.Sprintf("cpu %.3f s, %.1f µs per message; %d commands, %.1f per message", r.CPU, r.CPUPerMsg, r.Commands, r.CommandsPer))
 		row("  redis commands", topCounts(r.ByCommand, 6))
@@ -174,6 +175,15 @@ func hopRows(row func(string, any), p *PhaseResult) {
 		path += h.Mean
 	}
 	row("  hops' means, summed", fmt.Sprintf("%.3f ms of the %.3f ms mean latency; untimed: %.3f ms", path, p.Latency.Mean, p.Latency.Mean-path))
+}
+
+// gcRows says how often the nodes collected garbage during the phase, how
+// long they stopped the world, and how much they allocated per message.
+func gcRows(row func(string, any), p *PhaseResult) {
+	if p.GC == nil {
+		return
+	}
+	row("nodes' gc", fmt.Sprintf("%d collections, %.3f ms of pauses in all, %.0f bytes allocated per message", p.GC.Cycles, p.GC.Pauses, p.GC.AllocPerMessage))
 }
 
 func latencyRows(row func(string, any), name string, l Latency) {
