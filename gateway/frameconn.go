@@ -3,10 +3,12 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +38,9 @@ type frameConn struct {
 	deadline  time.Time  // guarded by mu: the write deadline last set
 	closeSent bool       // guarded by mu: a close frame has been written
 	err       error      // guarded by mu: the first write error, sticky
+
+	pingAt atomic.Int64 // monoNow when the last ping went out; 0: none yet
+	pongAt atomic.Int64 // monoNow when the last pong came in
 }
 
 // maxBatchBytes is how many bytes of frames go in one system call at most.
@@ -89,6 +94,36 @@ func (c *frameConn) writeFrames(payloads [][]byte) error {
 		buf = buf[:0]
 	}
 	return nil
+}
+
+// ping writes a ping frame with no payload, unless a close frame has gone
+// out. The session pings through here rather than through the library's
+// Ping, which allocated about 2 KB a ping (two deadline contexts, a
+// context callback, a pong channel): garbage that grew with the number of
+// idle connections (BENCHMARKS.md, sitting 8).
+func (c *frameConn) ping() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent {
+		return net.ErrClosed
+	}
+	c.pingAt.Store(monoNow())
+	_, err := c.writeLocked(pingFrame[:])
+	return err
+}
+
+// pingFrame is a server's ping: FIN and opcode 9, no payload.
+var pingFrame = [2]byte{0x89, 0}
+
+// heardPong records a pong from the peer; the library calls it from the
+// session's reader.
+func (c *frameConn) heardPong() { c.pongAt.Store(monoNow()) }
+
+// answered reports whether the peer answered the last ping (or none was
+// sent yet). Any pong counts: a peer that sends them is alive.
+func (c *frameConn) answered() bool {
+	at := c.pingAt.Load()
+	return at == 0 || c.pongAt.Load() >= at
 }
 
 // writeChunk writes whole data frames, unless a close frame has gone out.
@@ -147,6 +182,10 @@ type hijackWriter struct {
 	timeout time.Duration
 	conn    *frameConn // set by Hijack
 }
+
+// heardPong is the library's OnPongReceived: it runs on the session's
+// reader, after Hijack.
+func (w *hijackWriter) heardPong(context.Context, []byte) { w.conn.heardPong() }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()

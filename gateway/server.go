@@ -240,6 +240,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		OriginPatterns: s.cfg.AllowedOrigins,
 		// frameConn writes data frames itself, uncompressed.
 		CompressionMode: websocket.CompressionDisabled,
+		OnPongReceived:  hw.heardPong, // the session pings through frameConn
 	})
 	if err != nil {
 		release()

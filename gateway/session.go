@@ -218,17 +218,19 @@ func (s *Session) startPing() {
 	s.ping.Reset(s.env.pingInterval - rand.N(s.env.pingInterval))
 }
 
-// pingPeer checks that the peer is alive; a peer that does not answer
-// within the ping interval is dropped. It runs on the ping timer and
-// re-arms it.
+// pingPeer checks that the peer is alive: a peer that did not answer the
+// last ping within the ping interval is dropped; one that did is pinged
+// again. It runs on the ping timer and re-arms it.
 func (s *Session) pingPeer() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.env.pingInterval)
-	defer cancel()
-	if err := s.conn.Ping(ctx); err != nil {
+	if !s.frames.answered() {
 		if !s.out.closing.Load() {
-			s.log(slog.LevelInfo, "peer did not answer ping", "err", err)
+			s.log(slog.LevelInfo, "peer did not answer ping")
 			s.close(0, "")
 		}
+		return
+	}
+	if err := s.frames.ping(); err != nil {
+		s.close(0, "")
 		return
 	}
 	s.ping.Reset(s.env.pingInterval)

@@ -340,7 +340,8 @@ func TestDeadPeerDropped(t *testing.T) {
 
 // TestPingsSpread: connections opened together are not pinged together.
 // Each one's first ping comes within one interval, at its own moment, so
-// a node's pings stay a steady trickle after a reconnect storm.
+// a node's pings stay a steady trickle after a reconnect storm; and a peer
+// that answers is pinged again and kept.
 func TestPingsSpread(t *testing.T) {
 	const interval, conns = time.Second, 20
 	n := startNode(t, memoryBackend(), gateway.Config{PingInterval: interval})
@@ -376,6 +377,11 @@ func TestPingsSpread(t *testing.T) {
 		t.Fatalf("first pings came within %v of each other (from %v to %v after the opening): together, not spread", hi-lo, lo, hi)
 	}
 	t.Logf("first pings from %v to %v after the opening", lo, hi)
+	// Peers that answer stay, ping after ping.
+	time.Sleep(3 * interval)
+	if got := n.gw.Connections(); got != conns {
+		t.Fatalf("%d of %d connections left after three intervals of answered pings", got, conns)
+	}
 }
 
 // TestMissedLogoutNoticeStillCloses: a node that missed the logout notice
