@@ -115,9 +115,9 @@ func (c *frameConn) ping() error {
 // pingFrame is a server's ping: FIN and opcode 9, no payload.
 var pingFrame = [2]byte{0x89, 0}
 
-// heardPong records a pong from the peer; the library calls it from the
-// session's reader.
-func (c *frameConn) heardPong() { c.pongAt.Store(monoNow()) }
+// heardPong records a pong from the peer: it is the library's
+// OnPongReceived, called from the session's reader.
+func (c *frameConn) heardPong(context.Context, []byte) { c.pongAt.Store(monoNow()) }
 
 // answered reports whether the peer answered the last ping (or none was
 // sent yet). Any pong counts: a peer that sends them is alive.
@@ -180,19 +180,15 @@ func appendTextFrame(b, payload []byte) []byte {
 type hijackWriter struct {
 	http.ResponseWriter
 	timeout time.Duration
-	conn    *frameConn // set by Hijack
+	conn    *frameConn // made by the caller, its socket set by Hijack
 }
-
-// heardPong is the library's OnPongReceived: it runs on the session's
-// reader, after Hijack.
-func (w *hijackWriter) heardPong(context.Context, []byte) { w.conn.heardPong() }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &frameConn{Conn: nc, timeout: w.timeout}
+	w.conn.Conn, w.conn.timeout = nc, w.timeout
 	// net/http has flushed the 101 response, so its fresh writer is empty
 	// and can be replaced by a small one that writes through frameConn: it
 	// only ever holds one control frame.

@@ -235,19 +235,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, no.text, no.status)
 		return
 	}
-	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	// The library keeps OnPongReceived for the connection's life: it must
+	// hold the frameConn only, not hw and the HTTP response (net/http's
+	// buffers) behind it, which cost 9 KiB per idle connection.
+	fc := new(frameConn)
+	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, conn: fc}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		OriginPatterns: s.cfg.AllowedOrigins,
 		// frameConn writes data frames itself, uncompressed.
 		CompressionMode: websocket.CompressionDisabled,
-		OnPongReceived:  hw.heardPong, // the session pings through frameConn
+		OnPongReceived:  fc.heardPong, // the session pings through frameConn
 	})
 	if err != nil {
 		release()
 		return // Accept wrote the HTTP error
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
-	sess := newSession(connID, login, &s.env, conn, hw.conn, s.limits.enter(login.UserID))
+	sess := newSession(connID, login, &s.env, conn, fc, s.limits.enter(login.UserID))
 	if !s.sessions.add(sess) {
 		conn.Close(statusGoingAway, "server shutting down")
 		s.limits.leave(login.UserID)
