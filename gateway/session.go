@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -265,7 +266,7 @@ func (s *Session) readLoop(ctx context.Context) {
 	for {
 		s.out.awaitRoom(max(s.out.limit/4, 1))
 		began := time.Now()
-		typ, data, err := s.conn.Read(context.Background())
+		typ, buf, err := s.readFrame()
 		s.readAt = monoNow()
 		if time.Since(began) > backlogGap {
 			credit = 0 // the reader waited for the client: no backlog
@@ -279,6 +280,7 @@ func (s *Session) readLoop(ctx context.Context) {
 			s.close(statusUnsupported, "binary frames are not accepted")
 			return
 		}
+		data := buf.Bytes()
 		if !utf8.Valid(data) {
 			s.log(slog.LevelWarn, "invalid UTF-8, closing")
 			s.close(statusInvalidData, "text frame is not valid UTF-8")
@@ -290,10 +292,43 @@ func (s *Session) readLoop(ctx context.Context) {
 		}
 		began = time.Now()
 		s.env.host.handle(ctx, s, data, charge)
+		recycleReadBuf(buf) // handle keeps nothing of data: decoding copies
 		if took := time.Since(began); took > stallAfter {
 			credit = min(credit+took.Seconds()*s.env.rateLimit, 60*s.env.rateLimit)
 		}
 	}
+}
+
+// readBufs holds the buffers that request frames are read into, between
+// reads: the library's Read allocates a fresh slice for every frame (512
+// bytes at least), garbage at every request, and an idle connection
+// should hold no buffer.
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledRead is the largest read buffer kept for reuse: one frame near
+// the read limit must not stay in the pool for good.
+const maxPooledRead = 16 << 10
+
+func recycleReadBuf(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledRead {
+		readBufs.Put(buf)
+	}
+}
+
+// readFrame reads the client's next frame into a buffer of readBufs, taken
+// once the frame has begun to arrive, so that a connection waiting for its
+// client holds none; the caller gives it back with recycleReadBuf.
+func (s *Session) readFrame() (websocket.MessageType, *bytes.Buffer, error) {
+	typ, r, err := s.conn.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	buf := readBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return 0, nil, err
+	}
+	return typ, buf, nil
 }
 
 func (s *Session) endRead(err error) {
