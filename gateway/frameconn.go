@@ -14,8 +14,8 @@ import (
 
 // frameConn is the socket under a session's websocket. The websocket
 // library (coder/websocket) does the handshake, reads every frame, and
-// writes control frames (pong, ping, close) through Write. Data frames do
-// not go through the library: the session's writer hands writeFrames a
+// writes the pong and close control frames through Write; pings are ours
+// (ping). Data frames do not go through the library either: the session's writer hands writeFrames a
 // whole batch, which frames them and sends them with one system call. The
 // library flushes after every frame it writes, which costs one system call
 // per frame and dominated the fan-out; a batch costs one in total.
