@@ -195,9 +195,13 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	bw := bufio.NewWriterSize(w.conn, connWriteBuf)
 	// The read buffer only needs to hold frame headers and small frames;
 	// net/http's 4 KiB one would stay with every idle connection. Bytes the
-	// client sent early are moved into the smaller buffer.
+	// client sent early (rare: it has not seen the 101 yet) are moved into
+	// the smaller buffer.
 	br := brw.Reader
-	if n := br.Buffered(); n <= connReadBuf {
+	switch n := br.Buffered(); {
+	case n == 0:
+		br = bufio.NewReaderSize(nc, connReadBuf)
+	case n <= connReadBuf:
 		early, _ := br.Peek(n)
 		small := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), connReadBuf)
 		if _, err := small.Peek(n); err == nil {
@@ -207,9 +211,18 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nc, bufio.NewReadWriter(br, bw), nil
 }
 
-// Per-connection buffer sizes of the websocket library. The write buffer
-// must hold a whole control frame (at most 2 + 125 bytes from a server).
+// Per-connection buffer sizes of the websocket library, which every idle
+// connection holds (BENCHMARKS.md, sitting 14).
+//
+// The write buffer must hold a whole control frame, at most 2 + 125 bytes
+// from a server: frameConn.Write relies on getting each in one call.
+//
+// The read buffer holds frame headers and the start of a payload. A
+// client's requests are a few hundred bytes; a longer payload is read past
+// the buffer, straight into the session's pooled one (bufio.Reader.Read
+// does that for reads at least as long as its buffer), so a small buffer
+// costs a long frame one more system call at most, not a copy.
 const (
-	connReadBuf  = 1024
-	connWriteBuf = 512
+	connReadBuf  = 512
+	connWriteBuf = 128
 )

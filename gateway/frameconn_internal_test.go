@@ -1,11 +1,18 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // TestFrameConnNothingAfterClose: once a close frame has gone out (the
@@ -71,5 +78,58 @@ func TestAppendTextFrame(t *testing.T) {
 		if string(b[:len(tc.header)]) != string(tc.header) || len(b) != len(tc.header)+tc.n {
 			t.Errorf("payload %d: header % x, length %d", tc.n, b[:len(tc.header)], len(b))
 		}
+	}
+}
+
+// writeSizes is a socket that records the length of each write.
+type writeSizes struct {
+	net.Conn
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (w *writeSizes) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.sizes = append(w.sizes, len(p))
+	w.mu.Unlock()
+	return w.Conn.Write(p)
+}
+
+// TestControlFrameOneWrite: the websocket library writes a control frame
+// through the small buffer hijackWriter gives it, and frameConn relies on
+// getting each whole, in one Write (to keep data frames out of it and to
+// spot a close frame). The longest a server may send is 127 bytes: a close
+// frame with a 123-byte reason.
+func TestControlFrameOneWrite(t *testing.T) {
+	reason := strings.Repeat("r", 123)
+	rec := make(chan []int, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fc := new(frameConn)
+		conn, err := websocket.Accept(&hijackWriter{ResponseWriter: w, timeout: time.Second, conn: fc}, r, nil)
+		if err != nil {
+			rec <- nil
+			return
+		}
+		ws := &writeSizes{Conn: fc.Conn}
+		fc.Conn = ws
+		conn.Close(websocket.StatusGoingAway, reason)
+		ws.mu.Lock()
+		rec <- ws.sizes
+		ws.mu.Unlock()
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	_, _, err = conn.Read(ctx) // answers the close
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("read: %v, want a close with 1001", err)
+	}
+	if sizes := <-rec; len(sizes) != 1 || sizes[0] != 2+2+len(reason) {
+		t.Fatalf("writes of the close frame: %v, want one of %d bytes", sizes, 2+2+len(reason))
 	}
 }
