@@ -163,6 +163,19 @@ func (m *Memory) Session(ctx context.Context, tokenHash string) (Session, error)
 	return s, nil
 }
 
+// LiveSessions implements Store.
+func (m *Memory) LiveSessions(ctx context.Context, tokenHashes []string) ([]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	live := make([]bool, len(tokenHashes))
+	for i, h := range tokenHashes {
+		s, ok := m.sessions[h]
+		live[i] = ok && s.Expires.After(now)
+	}
+	return live, nil
+}
+
 // DeleteSession implements Store.
 func (m *Memory) DeleteSession(ctx context.Context, tokenHash string) (Session, error) {
 	m.mu.Lock()

@@ -75,6 +75,11 @@ type Store interface {
 	// ErrNoSession.
 	Session(ctx context.Context, tokenHash string) (Session, error)
 
+	// LiveSessions reports, for each token hash, whether an unexpired
+	// session is stored under it. It costs a few round trips for any
+	// number of hashes, where Session costs one each.
+	LiveSessions(ctx context.Context, tokenHashes []string) ([]bool, error)
+
 	// DeleteSession removes the session stored under tokenHash and returns
 	// it, or ErrNoSession.
 	DeleteSession(ctx context.Context, tokenHash string) (Session, error)

@@ -25,7 +25,7 @@ import (
 // expired).
 type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Session, error)
-	Check(ctx context.Context, s auth.Session) error
+	Revoked(ctx context.Context, sessions []auth.Session) ([]bool, error)
 }
 
 // Directory finds users by name, for private messages.

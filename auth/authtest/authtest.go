@@ -34,6 +34,7 @@ func RunStore(t *testing.T, f Factory) {
 	t.Run("ConcurrentSameIdentity", func(t *testing.T) { testConcurrentSameIdentity(t, f) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, f) })
 	t.Run("SessionExpired", func(t *testing.T) { testSessionExpired(t, f) })
+	t.Run("LiveSessions", func(t *testing.T) { testLiveSessions(t, f) })
 	t.Run("DeleteSessionRace", func(t *testing.T) { testDeleteSessionRace(t, f) })
 	t.Run("SessionLimit", func(t *testing.T) { testSessionLimit(t, f) })
 	t.Run("SessionLimitRace", func(t *testing.T) { testSessionLimitRace(t, f) })
@@ -339,6 +340,44 @@ func testSessionExpired(t *testing.T, f Factory) {
 			t.Fatal("session did not lapse at its expiry")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testLiveSessions asks about more sessions than one request carries
+// (auth.Redis asks 1,000 at a time), live ones among unknown, deleted and
+// expired ones, on another node than the one that created them.
+func testLiveSessions(t *testing.T, f Factory) {
+	ctx := ctxT(t)
+	open := f(t)
+	s1, s2 := open(), open()
+	sess := func(id string, expires time.Time) auth.Session {
+		return auth.Session{ID: id, UserID: "22222222-2222-4222-8222-222222222222", Username: "alice", Provider: "dev", Expires: expires}
+	}
+	hour := time.Now().Add(time.Hour)
+	create(t, s1, "live1", sess("1", hour), 0)
+	create(t, s1, "live2", sess("2", hour), 0)
+	create(t, s1, "deleted", sess("3", hour), 0)
+	create(t, s1, "expired", sess("4", time.Now().Add(-time.Second)), 0)
+	if _, err := s1.DeleteSession(ctx, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	hashes := make([]string, 2500)
+	for i := range hashes {
+		hashes[i] = fmt.Sprintf("unknown%d", i)
+	}
+	hashes[0], hashes[999], hashes[1000], hashes[1001], hashes[2499] = "live1", "deleted", "live2", "expired", "live1"
+	live, err := s2.LiveSessions(ctx, hashes)
+	must(t, err)
+	if len(live) != len(hashes) {
+		t.Fatalf("%d answers for %d hashes", len(live), len(hashes))
+	}
+	for i, h := range hashes {
+		if want := strings.HasPrefix(h, "live"); live[i] != want {
+			t.Errorf("hash %d (%s): live %v, want %v", i, h, live[i], want)
+		}
+	}
+	if live, err := s2.LiveSessions(ctx, nil); err != nil || len(live) != 0 {
+		t.Fatalf("no hashes: %v, %v", live, err)
 	}
 }
 
