@@ -259,7 +259,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	end := func() {
-		sess.expiry.Stop()
 		s.router.leave(sess)
 		s.limits.leave(login.UserID)
 		s.metrics.closed(sess.closeCode)
@@ -286,10 +285,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) open(sess *Session, online bool) bool {
 	sess.out.hold() // the welcome goes first, whatever is queued meanwhile
 	s.metrics.opened()
-	// Expired sessions close with 1008 (spec 3.5).
-	sess.expiry = time.AfterFunc(time.Until(sess.login.Expires), func() {
-		sess.close(statusPolicy, "session expired")
-	})
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	welcome, joined, err := s.chat.attach(ctx, sess)
 	cancel()

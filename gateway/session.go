@@ -68,8 +68,8 @@ type Session struct {
 	closeCode   websocket.StatusCode // written once by close, before out.close
 	closeReason string               // likewise
 	finished    chan struct{}        // closed once the socket is closed
-	ping        *time.Timer          // set before the writer role is first released
-	expiry      *time.Timer          // set by the opener: closes the session when its login expires
+	ping        *time.Timer          // set before the writer role is first released: the next ping, or the login's expiry
+	nextPing    int64                // owned by ping's callback (startPing before it): monoNow when the next ping is due
 }
 
 func newSession(id string, login auth.Session, env *sessionEnv, conn *websocket.Conn, frames *frameConn, user *localUser) *Session {
@@ -205,8 +205,10 @@ func (s *Session) finish() {
 	s.conn.Close(s.closeCode, s.closeReason)
 }
 
-// startPing arms the ping timer. The opener calls it before it releases
-// the writer role: pingPeer reads the field.
+// startPing arms the session's one timer, for its pings and for its
+// login's expiry (an idle node keeps one timer per connection, not two).
+// The opener calls it before it releases the writer role: pingPeer reads
+// the field.
 //
 // The first ping comes at a random moment within the first interval, and
 // each next one an interval after the last answer. Connections opened
@@ -215,14 +217,39 @@ func (s *Session) finish() {
 // hold up everyone's messages; spread out, the same pings are a steady
 // trickle.
 func (s *Session) startPing() {
+	s.nextPing = monoNow() + int64(s.env.pingInterval-rand.N(s.env.pingInterval))
 	s.ping = time.AfterFunc(time.Hour, s.pingPeer)
-	s.ping.Reset(s.env.pingInterval - rand.N(s.env.pingInterval))
+	s.rearm()
 }
 
-// pingPeer checks that the peer is alive: a peer that did not answer the
-// last ping within the ping interval is dropped; one that did is pinged
-// again. It runs on the ping timer and re-arms it.
+// rearm sets the timer for the next ping or the login's expiry, whichever
+// comes first.
+func (s *Session) rearm() {
+	d := time.Duration(s.nextPing - monoNow())
+	if e := time.Until(s.login.Expires); e < d {
+		d = e
+	}
+	s.ping.Reset(d)
+	if s.out.closing.Load() {
+		// finish may have stopped the timer before the Reset: stop it
+		// again, so that no ping outlives the session.
+		s.ping.Stop()
+	}
+}
+
+// pingPeer runs on the session's timer. A session whose login expired
+// closes with 1008 (spec 3.5). Otherwise, if a ping is due, it checks that
+// the peer is alive: a peer that did not answer the last ping within the
+// ping interval is dropped; one that did is pinged again.
 func (s *Session) pingPeer() {
+	if !time.Now().Before(s.login.Expires) {
+		s.close(statusPolicy, "session expired")
+		return
+	}
+	if monoNow() < s.nextPing {
+		s.rearm() // woken for the expiry, which the wall clock puts later now
+		return
+	}
 	if !s.frames.answered() {
 		if !s.out.closing.Load() {
 			s.log(slog.LevelInfo, "peer did not answer ping")
@@ -234,12 +261,8 @@ func (s *Session) pingPeer() {
 		s.close(0, "")
 		return
 	}
-	s.ping.Reset(s.env.pingInterval)
-	if s.out.closing.Load() {
-		// finish may have stopped the timer before the Reset: stop it
-		// again, so that no ping outlives the session.
-		s.ping.Stop()
-	}
+	s.nextPing = monoNow() + int64(s.env.pingInterval)
+	s.rearm()
 }
 
 // run reads and handles the client's frames until the connection ends,

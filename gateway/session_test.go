@@ -329,6 +329,20 @@ func TestSessionExpiryCloses1008(t *testing.T) {
 	c.expectClose(websocket.StatusPolicyViolation)
 }
 
+// TestSessionExpiryWhilePinged: one timer serves a session's pings and its
+// login's expiry; pinged every 50 ms, answering each, the session still
+// closes with 1008 when its login expires, and not before.
+func TestSessionExpiryWhilePinged(t *testing.T) {
+	const ttl = 600 * time.Millisecond
+	n := startNodeWith(t, memoryBackend(), gateway.Config{PingInterval: 50 * time.Millisecond}, nodeOptions{sessionTTL: ttl})
+	start := time.Now()
+	c := n.user("brief")
+	c.expectClose(websocket.StatusPolicyViolation) // reading answers the pings
+	if d := time.Since(start); d < ttl-50*time.Millisecond {
+		t.Fatalf("closed after %v, before the login's expiry (%v)", d, ttl)
+	}
+}
+
 // TestDeadPeerDropped: a peer that stops answering pings is dropped after
 // one ping interval.
 func TestDeadPeerDropped(t *testing.T) {
