@@ -20,9 +20,9 @@ import (
 	"github.com/wirechat/chat/pubsub"
 )
 
-// Authenticator tells who holds a request's credentials, and whether a
-// session it returned is still valid (auth.ErrNoSession once revoked or
-// expired).
+// Authenticator tells who holds a request's credentials, and which of the
+// sessions it returned are no longer valid (revoked or expired), for many
+// at once.
 type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Session, error)
 	Revoked(ctx context.Context, sessions []auth.Session) ([]bool, error)
