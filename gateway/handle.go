@@ -128,11 +128,17 @@ func (c *chat) reply(s *Session, id string, perr *protoError) {
 	}
 }
 
-// dispatch carries out a decoded request.
+// dispatch carries out a decoded request. A command may take several
+// backend calls and gets requestTimeout for all of them. A message takes
+// one store call (a user lookup first, for a private one), each with the
+// backend's own deadline: a request deadline around it would bound
+// nothing more, and cost every message a context, a timer, and the map
+// its store call registers in (a tenth of what a cluster node allocates
+// per message: BENCHMARKS.md, sitting 19).
 func (c *chat) dispatch(ctx context.Context, s *Session, req protocol.Request) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
 	if req.Type == protocol.TypeCommand {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
 		return c.commands[req.Action](ctx, s, req)
 	}
 	return c.send(ctx, s, req) // protocol.TypeMessage; DecodeRequest admits no other
