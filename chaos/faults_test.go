@@ -70,9 +70,11 @@ type exit struct {
 	log  string // its last lines
 }
 
-// atStart reports whether the process could not reach Redis at its start
-// (it exits then, and its supervisor starts it again).
-func (e exit) atStart() bool { return strings.Contains(e.log, "chatd: connect backend:") }
+// atStart reports whether the process could not reach Redis at its start,
+// to connect or in the reads before it serves (it exits then, and its
+// supervisor starts it again): a node restarted just before Redis is
+// killed fails its start after connecting.
+func (e exit) atStart() bool { return strings.Contains(e.log, "chatd: start the gateway:") }
 
 // step is an undo that comes due at at; it returns false to be tried again.
 type step struct {

@@ -78,7 +78,9 @@ func run(ctx context.Context, getenv func(string) string, environ func() []strin
 		AllowedOrigins:     cfg.AllowedOrigins,
 	}, gateway.Deps{Connect: be.connect, Auth: authn, Users: authn, Metrics: reg}, log)
 	if err != nil {
-		return err
+		// The gateway reads Redis before it serves: a Redis lost during
+		// those reads ends the start as one unreachable at the first.
+		return fmt.Errorf("start the gateway: %w", err)
 	}
 
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
