@@ -196,6 +196,9 @@ test('accessibility: axe-core finds nothing serious on the main screens', { time
     await erin.click('#new-dm');
     await erin.fill('#dm-input', 'dana');
     await erin.press('#dm-input', 'Enter');
+    // The conversation opens after a round trip: typed before, the word
+    // would go to #other.
+    await erin.locator('#title', { hasText: '@dana' }).waitFor();
     await say(erin, 'a private word');
     await item(dana, '@erin').waitFor();
     await check(dana, 'busy', async (size) => {
